@@ -79,3 +79,11 @@ type RecipientErrors map[string]error
 func (e RecipientErrors) Error() string {
 	return fmt.Sprintf("%d recipient(s) refused", len(e))
 }
+
+// Spooler is what an SMTP session hands an accepted message to. Spool must
+// return only once the envelope and body are durably on disk (fsynced file
+// and directory); from then on the message is never lost. The returned queue
+// id goes into the 250 reply. Any error means nothing was accepted.
+type Spooler interface {
+	Spool(from string, to []string, body io.Reader) (queueID string, err error)
+}
