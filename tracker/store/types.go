@@ -1,0 +1,90 @@
+package store
+
+import "time"
+
+// Open is one recorded open, joined with its copy, as CONTRACT.md's OPEN.
+type Open struct {
+	TrackingID string     `json:"tracking_id"`
+	Recipient  string     `json:"recipient"`
+	Subject    string     `json:"subject"`
+	MessageID  string     `json:"message_id"`
+	SentAt     *time.Time `json:"sent_at"` // null when the copy was not sent yet
+	OpenedAt   time.Time  `json:"opened_at"`
+	IP         string     `json:"ip"`
+	UserAgent  string     `json:"user_agent"`
+	Bot        bool       `json:"bot"`
+	BotType    string     `json:"bot_type"` // "" for humans; apple_mpp, scanner, prefetch
+	Proxy      string     `json:"proxy"`    // "" or gmail, yahoo, outlook, ...
+	First      bool       `json:"first"`    // first human open of this copy
+	Country    string     `json:"country,omitempty"`
+	City       string     `json:"city,omitempty"`
+}
+
+// Hit is what the pixel handler asks the store to record: a genuine token
+// was fetched. The store applies dedup and the per-IP limit.
+type Hit struct {
+	TrackingID string
+	At         time.Time
+	IP         string
+	UserAgent  string
+	Bot        bool
+	BotType    string
+	Proxy      string
+	Country    string
+	City       string
+}
+
+// Message is one tracked copy with its open counts, as CONTRACT.md's MESSAGE.
+type Message struct {
+	TrackingID     string     `json:"tracking_id"`
+	Recipient      string     `json:"recipient"`
+	From           string     `json:"from"`
+	Subject        string     `json:"subject"`
+	MessageID      string     `json:"message_id"`
+	QueuedAt       time.Time  `json:"queued_at"`
+	SentAt         *time.Time `json:"sent_at"`
+	Status         string     `json:"status"`
+	LastError      string     `json:"last_error"`
+	OpensTotal     int        `json:"opens_total"`
+	OpensHuman     int        `json:"opens_human"`
+	FirstHumanOpen *time.Time `json:"first_human_open"`
+}
+
+// OpenQuery selects opens: of one copy (ID), of one recipient (To,
+// case-insensitive), or the most recent; Since filters by opened_at.
+// Results are newest first; Limit <= 0 means 100, and it is capped at 500.
+type OpenQuery struct {
+	ID    string
+	To    string
+	Since time.Time
+	Limit int
+}
+
+// MessageQuery selects copies, newest queued first. Unopened keeps copies
+// with no human open.
+type MessageQuery struct {
+	To       string
+	Since    time.Time
+	Unopened bool
+	Limit    int
+}
+
+// Stats is the store's part of `pixelrelay status`.
+type Stats struct {
+	Path       string `json:"path"`
+	SizeBytes  int64  `json:"size_bytes"`
+	FreeBytes  int64  `json:"free_bytes"` // bytes in free pages
+	Copies     int    `json:"copies"`
+	Opens      int    `json:"opens"`
+	OpensHuman int    `json:"opens_human"`
+	Dropped    int64  `json:"dropped"` // opens answered but not stored (store errors) since start
+}
+
+// PurgeResult reports one purge.
+type PurgeResult struct {
+	Deleted    int   `json:"deleted"`
+	SizeBefore int64 `json:"size_before"`
+	SizeAfter  int64 `json:"size_after"`
+	Compacted  bool  `json:"compacted"`
+	DurationMS int64 `json:"duration_ms"`
+}
