@@ -1,0 +1,462 @@
+// Package spool is pixelrelay's durable on-disk spool: one file per accepted
+// message (its envelope on the first line, then the raw message) and, once the
+// queue has planned the copies, a small state file beside it.
+//
+// Layout under the spool directory:
+//
+//	ID.msg    JSON envelope, "\n", raw message bytes (written once, fsynced)
+//	ID.state  JSON State (atomically replaced; see WriteState)
+//	.tmp-*    files being written; removed by Scan
+//
+// Put writes the message to a temporary file, fsyncs it, renames it into
+// place and then waits for a directory fsync that it shares with every other
+// Put that renamed meanwhile (group commit): each message costs one file
+// fsync and a share of one directory fsync, and Put still returns only once
+// both the data and the directory entry are on disk.
+package spool
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/rand"
+	"encoding/base32"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Copy states, as record's Status constants.
+const (
+	Queued   = "queued"
+	Deferred = "deferred"
+	Sent     = "sent"
+	Failed   = "failed"
+)
+
+// Envelope is what the SMTP transaction said about a message. It is written
+// with the message and never changes.
+type Envelope struct {
+	ID       string    `json:"id"`
+	From     string    `json:"from"` // "" for the null sender
+	To       []string  `json:"to"`
+	Received time.Time `json:"received"`
+	// MessageID is the Message-ID the copies get when the message has none.
+	MessageID string `json:"message_id"`
+	// DSN marks a delivery status notification made by the queue itself:
+	// never tracked, and its own failures never bounce.
+	DSN bool `json:"dsn,omitempty"`
+}
+
+// Copy is one copy of a message on its way upstream: one tracked recipient,
+// or all the untracked ones together.
+type Copy struct {
+	Recipients []string  `json:"rcpts"`
+	TrackingID string    `json:"tid,omitempty"`
+	Token      string    `json:"token,omitempty"`
+	Status     string    `json:"status"`
+	Attempts   int       `json:"attempts,omitempty"`
+	Next       time.Time `json:"next,omitzero"`
+	LastError  string    `json:"last_error,omitempty"`
+	SentAt     time.Time `json:"sent_at,omitzero"`
+}
+
+// Final reports whether the copy needs no more attempts.
+func (c *Copy) Final() bool { return c.Status == Sent || c.Status == Failed }
+
+// Failure is one recipient that will not get the message, for the bounce.
+type Failure struct {
+	Recipient  string    `json:"rcpt"`
+	Status     string    `json:"status"`     // enhanced status code, "5.1.1"
+	Diagnostic string    `json:"diagnostic"` // the upstream's reply or our reason
+	At         time.Time `json:"at"`
+	Bounced    bool      `json:"bounced,omitempty"`
+}
+
+// State is the queue's plan and progress for one message. It can be
+// recomputed from the message when lost (at the cost of new tracking ids
+// and a possible duplicate delivery), so it is not fsynced.
+type State struct {
+	Subject   string    `json:"subject,omitempty"`
+	MessageID string    `json:"message_id,omitempty"` // as the copies carry it
+	Copies    []Copy    `json:"copies"`
+	Failures  []Failure `json:"failures,omitempty"`
+}
+
+// Message is one spooled message as Scan finds it.
+type Message struct {
+	Envelope
+	// Offset is where the raw message starts in the .msg file.
+	Offset int64
+	// State is nil when the message was never planned (or its state file
+	// was lost or damaged).
+	State *State
+}
+
+// Options tunes a Spool.
+type Options struct {
+	// NoFsync skips every fsync. BENCHMARK ONLY: it measures what the disk
+	// costs; with it a crash can lose mail that was acknowledged.
+	NoFsync bool
+	// OnSync, when set, is called after each fsync with "file" or "dir"
+	// (tests count them).
+	OnSync func(kind string)
+}
+
+// Spool is an open spool directory. Safe for concurrent use.
+type Spool struct {
+	dir  string
+	opt  Options
+	dirf *os.File
+
+	commits chan chan error
+	stop    chan struct{}
+	done    chan struct{}
+	once    sync.Once
+}
+
+// ErrClosed is returned by Put after Close.
+var ErrClosed = errors.New("spool: closed")
+
+// Open opens (creating it 0700 if needed) the spool directory and starts the
+// group committer.
+func Open(dir string, opt Options) (*Spool, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("spool: %w", err)
+	}
+	f, err := os.Open(dir)
+	if err != nil {
+		return nil, fmt.Errorf("spool: %w", err)
+	}
+	s := &Spool{
+		dir:     dir,
+		opt:     opt,
+		dirf:    f,
+		commits: make(chan chan error, 1024),
+		stop:    make(chan struct{}),
+		done:    make(chan struct{}),
+	}
+	go s.committer()
+	return s, nil
+}
+
+// Dir returns the spool directory.
+func (s *Spool) Dir() string { return s.dir }
+
+// Close stops the committer. Pending Puts get ErrClosed.
+func (s *Spool) Close() error {
+	s.once.Do(func() { close(s.stop) })
+	<-s.done
+	return s.dirf.Close()
+}
+
+// committer fsyncs the directory once for every batch of renames that
+// arrived while the previous fsync ran.
+func (s *Spool) committer() {
+	defer close(s.done)
+	batch := make([]chan error, 0, 64)
+	for {
+		select {
+		case <-s.stop:
+			s.fail(ErrClosed)
+			return
+		case c := <-s.commits:
+			batch = append(batch[:0], c)
+		}
+		batch = drain(s.commits, batch)
+		err := s.sync(s.dirf, "dir")
+		for _, c := range batch {
+			c <- err
+		}
+	}
+}
+
+func drain(ch chan chan error, batch []chan error) []chan error {
+	for {
+		select {
+		case c := <-ch:
+			batch = append(batch, c)
+		default:
+			return batch
+		}
+	}
+}
+
+func (s *Spool) fail(err error) {
+	for _, c := range drain(s.commits, nil) {
+		c <- err
+	}
+}
+
+func (s *Spool) sync(f *os.File, kind string) error {
+	if s.opt.NoFsync {
+		return nil
+	}
+	err := f.Sync()
+	if s.opt.OnSync != nil {
+		s.opt.OnSync(kind)
+	}
+	return err
+}
+
+// commitDir waits for a directory fsync that started after the caller's
+// rename.
+func (s *Spool) commitDir() error {
+	c := make(chan error, 1)
+	select {
+	case s.commits <- c:
+	case <-s.stop:
+		return ErrClosed
+	}
+	select {
+	case err := <-c:
+		return err
+	case <-s.done:
+		select {
+		case err := <-c:
+			return err
+		default:
+			return ErrClosed
+		}
+	}
+}
+
+func (s *Spool) msgPath(id string) string   { return filepath.Join(s.dir, id+".msg") }
+func (s *Spool) statePath(id string) string { return filepath.Join(s.dir, id+".state") }
+
+// Put writes the envelope and the message read from body durably. It
+// returns the offset of the message in the file (for Open) once the data and
+// the directory entry are fsynced. On error nothing was spooled.
+func (s *Spool) Put(env *Envelope, body io.Reader) (offset int64, err error) {
+	head, err := json.Marshal(env)
+	if err != nil {
+		return 0, fmt.Errorf("spool: %w", err)
+	}
+	head = append(head, '\n')
+	tmp, err := os.OpenFile(filepath.Join(s.dir, ".tmp-"+env.ID), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return 0, fmt.Errorf("spool: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			tmp.Close()
+			os.Remove(tmp.Name())
+		}
+	}()
+	if err = writeAll(tmp, head, body); err != nil {
+		return 0, fmt.Errorf("spool: writing %s: %w", env.ID, err)
+	}
+	if err = s.sync(tmp, "file"); err != nil {
+		return 0, fmt.Errorf("spool: fsync %s: %w", env.ID, err)
+	}
+	if err = tmp.Close(); err != nil {
+		return 0, fmt.Errorf("spool: %w", err)
+	}
+	if err = os.Rename(tmp.Name(), s.msgPath(env.ID)); err != nil {
+		return 0, fmt.Errorf("spool: %w", err)
+	}
+	if err = s.commitDir(); err != nil {
+		os.Remove(s.msgPath(env.ID))
+		return 0, fmt.Errorf("spool: fsync dir: %w", err)
+	}
+	return int64(len(head)), nil
+}
+
+var copyBufs = sync.Pool{New: func() any { b := make([]byte, 64<<10); return &b }}
+
+// writeAll writes head then body with one pooled buffer, so a small message
+// is written with a single write call.
+func writeAll(f *os.File, head []byte, body io.Reader) error {
+	bp := copyBufs.Get().(*[]byte)
+	defer copyBufs.Put(bp)
+	buf := *bp
+	n := copy(buf, head)
+	if n < len(head) {
+		if _, err := f.Write(head); err != nil {
+			return err
+		}
+		n = 0
+	}
+	for {
+		m, rerr := io.ReadFull(body, buf[n:])
+		n += m
+		if n == len(buf) || rerr != nil {
+			if _, err := f.Write(buf[:n]); err != nil {
+				return err
+			}
+			n = 0
+		}
+		if rerr == io.EOF || rerr == io.ErrUnexpectedEOF {
+			return nil
+		}
+		if rerr != nil {
+			return rerr
+		}
+	}
+}
+
+// Body is an open spooled message, positioned at its first byte.
+type Body struct {
+	*bufio.Reader
+	f *os.File
+}
+
+// Close closes the file.
+func (b *Body) Close() error { return b.f.Close() }
+
+// Open opens the raw message of id, which starts at offset (from Put or
+// Scan), for reading. Every copy reads it through its own Body.
+func (s *Spool) Open(id string, offset int64) (*Body, error) {
+	f, err := os.Open(s.msgPath(id))
+	if err != nil {
+		return nil, fmt.Errorf("spool: %w", err)
+	}
+	sr := io.NewSectionReader(f, offset, 1<<62)
+	return &Body{Reader: bufio.NewReaderSize(sr, 32<<10), f: f}, nil
+}
+
+// WriteState atomically replaces id's state file (temporary file and
+// rename, so a crash leaves the old or the new state). It is not fsynced:
+// a state lost with the page cache in a power failure is recomputed from
+// the message, which then may be delivered twice but is never lost.
+func (s *Spool) WriteState(id string, st *State) error {
+	b, err := json.Marshal(st)
+	if err != nil {
+		return fmt.Errorf("spool: %w", err)
+	}
+	tmp := filepath.Join(s.dir, ".tmp-"+id+".state")
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("spool: %w", err)
+	}
+	if err := os.Rename(tmp, s.statePath(id)); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("spool: %w", err)
+	}
+	return nil
+}
+
+// Delete removes a finished message: the message first, then its state (a
+// state file without its message is removed by Scan).
+func (s *Spool) Delete(id string) error {
+	if err := os.Remove(s.msgPath(id)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("spool: %w", err)
+	}
+	if err := os.Remove(s.statePath(id)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("spool: %w", err)
+	}
+	return nil
+}
+
+// Scan reads every message in the spool, oldest first, with its state.
+// Leftover temporary files and state files without a message are removed;
+// a .msg file whose envelope cannot be read is reported in the error list
+// and left alone (never deleted: it may be someone's mail).
+func (s *Spool) Scan() ([]*Message, []error) {
+	ents, err := os.ReadDir(s.dir)
+	if err != nil {
+		return nil, []error{fmt.Errorf("spool: %w", err)}
+	}
+	var msgs []*Message
+	var errs []error
+	have := map[string]bool{}
+	for _, e := range ents {
+		if id, ok := strings.CutSuffix(e.Name(), ".msg"); ok && !strings.HasPrefix(id, ".") {
+			have[id] = true
+		}
+	}
+	for _, e := range ents {
+		name := e.Name()
+		switch {
+		case strings.HasPrefix(name, ".tmp-"):
+			os.Remove(filepath.Join(s.dir, name))
+		case strings.HasSuffix(name, ".state"):
+			if !have[strings.TrimSuffix(name, ".state")] {
+				os.Remove(filepath.Join(s.dir, name))
+			}
+		case strings.HasSuffix(name, ".msg"):
+			m, err := s.load(strings.TrimSuffix(name, ".msg"))
+			if err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			msgs = append(msgs, m)
+		}
+	}
+	sort.Slice(msgs, func(i, j int) bool { return msgs[i].ID < msgs[j].ID })
+	return msgs, errs
+}
+
+func (s *Spool) load(id string) (*Message, error) {
+	f, err := os.Open(s.msgPath(id))
+	if err != nil {
+		return nil, fmt.Errorf("spool: %w", err)
+	}
+	defer f.Close()
+	line, err := bufio.NewReaderSize(f, 4096).ReadSlice('\n')
+	if errors.Is(err, bufio.ErrBufferFull) {
+		line, err = readLongLine(f)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("spool: %s: reading envelope: %w", id, err)
+	}
+	m := &Message{Offset: int64(len(line))}
+	if err := json.Unmarshal(line, &m.Envelope); err != nil || m.ID != id {
+		return nil, fmt.Errorf("spool: %s: bad envelope (%v)", id, err)
+	}
+	if b, err := os.ReadFile(s.statePath(id)); err == nil {
+		var st State
+		if json.Unmarshal(b, &st) == nil && len(st.Copies) > 0 {
+			m.State = &st
+		}
+	}
+	return m, nil
+}
+
+func readLongLine(f *os.File) ([]byte, error) {
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return nil, err
+	}
+	line, err := bufio.NewReaderSize(f, 1<<20).ReadSlice('\n')
+	return bytes.Clone(line), err
+}
+
+// NewID returns a new queue id: 16 characters of lowercase base32 (sortable:
+// the first 10 are the time in milliseconds, then a per-process sequence and
+// random bits).
+func NewID(now time.Time) string {
+	idMu.Lock()
+	ms := uint64(now.UnixMilli())
+	switch {
+	case ms > idLast:
+		idLast, idSeq = ms, 0
+	case idSeq == 0xffff: // 65536 ids in one millisecond: borrow the next
+		idLast, idSeq = idLast+1, 0
+	default:
+		idSeq++
+	}
+	ms = idLast
+	seq := idSeq
+	idMu.Unlock()
+	var r [2]byte
+	rand.Read(r[:])
+	var b [10]byte
+	binary.BigEndian.PutUint64(b[:8], ms<<16|uint64(seq))
+	// 64 bits of time+seq, 16 random bits: 80 bits, 16 base32 characters.
+	b[8], b[9] = r[0], r[1]
+	return strings.ToLower(idEnc.EncodeToString(b[:]))
+}
+
+var (
+	idMu   sync.Mutex
+	idLast uint64
+	idSeq  uint32
+	idEnc  = base32.HexEncoding.WithPadding(base32.NoPadding)
+)
