@@ -1,21 +1,214 @@
 // Package cli is pixelrelay's command line: serve and the daily commands.
+//
+// Every command accepts --config FILE and --help; flags may come before or
+// after positional arguments. Exit codes: 0 success, 1 failure (one line on
+// stderr), 2 bad usage. The query commands (opens, messages, status, queue,
+// keys rotate, purge) talk to the running server's admin API.
 package cli
 
 import (
+	"errors"
 	"fmt"
 	"io"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/term"
 )
 
 // Version is set at build time with -ldflags "-X pixelrelay/cli.Version=...".
 var Version = "0.1.0-dev"
 
+// Exit codes.
+const (
+	exitOK      = 0
+	exitFailure = 1
+	exitUsage   = 2
+)
+
+// env is what a command runs with: where output goes, the clock, and how
+// wide the terminal is. Tests build their own.
+type env struct {
+	stdout io.Writer
+	stderr io.Writer
+	now    func() time.Time
+	// width is the terminal width that long cells are cut to; 0 means
+	// stdout is not a terminal and nothing is cut.
+	width int
+}
+
+// command is one top-level command.
+type command struct {
+	name    string
+	summary string
+	// help is the full --help text: synopsis, description, flags, example.
+	help string
+	run  func(e *env, args []string) error
+}
+
+// commands lists the commands in the order `pixelrelay help` shows them.
+func commands() []*command {
+	return []*command{
+		serveCommand(),
+		opensCommand(),
+		messagesCommand(),
+		statusCommand(),
+		queueCommand(),
+		keysCommand(),
+		purgeCommand(),
+		configCommand(),
+		versionCommand(),
+	}
+}
+
+func findCommand(name string) *command {
+	for _, c := range commands() {
+		if c.name == name {
+			return c
+		}
+	}
+	return nil
+}
+
 // Main runs one command and returns the process exit code:
 // 0 success, 1 failure, 2 bad usage.
 func Main(args []string, stdout, stderr io.Writer) int {
-	if len(args) == 1 && args[0] == "version" {
-		fmt.Fprintln(stdout, "pixelrelay", Version)
+	e := &env{stdout: stdout, stderr: stderr, now: time.Now, width: termWidth(stdout)}
+	return e.main(args)
+}
+
+func (e *env) main(args []string) int {
+	if len(args) == 0 {
+		fmt.Fprint(e.stderr, usageText())
+		return exitUsage
+	}
+	name := args[0]
+	switch name {
+	case "help", "-h", "-help", "--help":
+		return e.help(args[1:])
+	case "-version", "--version":
+		name = "version"
+	}
+	c := findCommand(name)
+	if c == nil {
+		return e.report("", &usageError{msg: fmt.Sprintf("unknown command %q", name)})
+	}
+	return e.report(c.name, c.run(e, args[1:]))
+}
+
+// help answers `pixelrelay help [COMMAND]`.
+func (e *env) help(args []string) int {
+	if len(args) == 0 {
+		fmt.Fprint(e.stdout, usageText())
+		return exitOK
+	}
+	c := findCommand(args[0])
+	if c == nil {
+		return e.report("", &usageError{msg: fmt.Sprintf("unknown command %q", args[0])})
+	}
+	if c.help == "" { // serve prints its own
+		return e.report(c.name, c.run(e, []string{"--help"}))
+	}
+	fmt.Fprint(e.stdout, c.help)
+	return exitOK
+}
+
+// report turns a command's error into its exit code and one line on stderr.
+func (e *env) report(cmd string, err error) int {
+	if err == nil {
+		return exitOK
+	}
+	if errors.Is(err, errHelp) {
+		if c := findCommand(cmd); c != nil {
+			fmt.Fprint(e.stdout, c.help)
+		}
+		return exitOK
+	}
+	var ue *usageError
+	if errors.As(err, &ue) {
+		see := "pixelrelay help"
+		if cmd != "" {
+			see = "pixelrelay " + cmd + " --help"
+		}
+		fmt.Fprintf(e.stderr, "pixelrelay: %s; see %s\n", oneLine(ue.msg), see)
+		return exitUsage
+	}
+	var ec *exitCode
+	if errors.As(err, &ec) {
+		if ec.msg != "" {
+			fmt.Fprintf(e.stderr, "pixelrelay: %s\n", oneLine(ec.msg))
+		}
+		return ec.code
+	}
+	fmt.Fprintf(e.stderr, "pixelrelay: %s\n", oneLine(err.Error()))
+	return exitFailure
+}
+
+// usageError is bad usage: exit 2 with a pointer to --help.
+type usageError struct{ msg string }
+
+func (u *usageError) Error() string { return u.msg }
+
+func usagef(format string, a ...any) error {
+	return &usageError{msg: fmt.Sprintf(format, a...)}
+}
+
+// exitCode ends a command with a given code and an optional one-line message
+// (used where a command has already printed its own output).
+type exitCode struct {
+	code int
+	msg  string
+}
+
+func (x *exitCode) Error() string { return x.msg }
+
+// errHelp is returned when the user asked for --help.
+var errHelp = errors.New("help requested")
+
+// oneLine keeps a message on one line.
+func oneLine(s string) string {
+	s = strings.TrimSpace(s)
+	return strings.Join(strings.Fields(s), " ")
+}
+
+func usageText() string {
+	var b strings.Builder
+	b.WriteString("pixelrelay: an SMTP relay that adds a tracking pixel to HTML mail, and the tracker that counts the opens.\n\n")
+	b.WriteString("Usage: pixelrelay COMMAND [flags]\n\nCommands:\n")
+	rows := [][]string{}
+	for _, c := range commands() {
+		name := c.name
+		switch c.name {
+		case "keys":
+			name = "keys rotate"
+		case "config":
+			name = "config check"
+		}
+		rows = append(rows, []string{"  " + name, c.summary})
+	}
+	rows = append(rows, []string{"  help [COMMAND]", "show this list, or one command's flags and an example"})
+	b.WriteString(renderPlain(rows))
+	b.WriteString("\nEvery command accepts --config FILE (default: $PIXELRELAY_CONFIG, ./pixelrelay.toml,\n")
+	b.WriteString("$XDG_CONFIG_HOME/pixelrelay/config.toml, else built-in defaults) and --help.\n")
+	b.WriteString("Exit codes: 0 success, 1 failure, 2 bad usage.\n")
+	return b.String()
+}
+
+// termWidth is the width of the terminal w writes to, or 0 when w is not a
+// terminal. $COLUMNS, when set, wins (also for pipes).
+func termWidth(w io.Writer) int {
+	if n, err := strconv.Atoi(os.Getenv("COLUMNS")); err == nil && n > 0 {
+		return n
+	}
+	f, ok := w.(*os.File)
+	if !ok || !term.IsTerminal(int(f.Fd())) {
 		return 0
 	}
-	fmt.Fprintln(stderr, "pixelrelay: not yet implemented")
-	return 2
+	width, _, err := term.GetSize(int(f.Fd()))
+	if err != nil || width <= 0 {
+		return 0
+	}
+	return width
 }

@@ -1,0 +1,106 @@
+package cli
+
+import (
+	"fmt"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"pixelrelay/tracker/httpd"
+	"pixelrelay/tracker/store"
+)
+
+func messagesCommand() *command {
+	return &command{
+		name:    "messages",
+		summary: "tracked copies sent, with delivery status and open counts",
+		help: `Usage: pixelrelay messages [--to ADDR] [--since WHEN] [--unopened] [--limit N] [--json] [--config FILE]
+
+Lists tracked copies (one per recipient), newest first, with their delivery
+status, their opens (HUMAN counts people, including mail providers' image
+proxies; OPENS counts every fetch, bots too) and the first human open. The
+ID column is what "pixelrelay opens ID" takes.
+
+Flags:
+  --to ADDR       only copies sent to ADDR (case-insensitive)
+  --since WHEN    only copies since WHEN: an RFC 3339 time, a date
+                  (2026-11-22, midnight UTC) or a duration back (24h, 7d)
+  --unopened      only copies nobody has opened yet (no human open)
+  --limit N       at most N copies (default 100, at most 500)
+  --json          print the admin API's JSON instead of a table
+  --config FILE   the config file naming the server's address and data_dir
+
+Example: who has not opened what I sent in the last three days?
+  pixelrelay messages --unopened --since 3d
+`,
+		run: runMessages,
+	}
+}
+
+func runMessages(e *env, args []string) error {
+	fs, cfgPath := newFlags("messages")
+	to := fs.String("to", "", "")
+	since := &whenFlag{name: "since", now: e.now}
+	fs.Var(since, "since", "")
+	unopened := fs.Bool("unopened", false, "")
+	limit := &limitFlag{n: defaultLimit}
+	fs.Var(limit, "limit", "")
+	asJSON := fs.Bool("json", false, "")
+	pos, err := parseArgs(fs, args)
+	if err != nil {
+		return err
+	}
+	if err := noArgs(pos); err != nil {
+		return err
+	}
+	e.warnCapped(limit)
+	c, err := connect(*cfgPath)
+	if err != nil {
+		return err
+	}
+	q := url.Values{}
+	setQuery(q, "to", strings.TrimSpace(*to))
+	if since.set {
+		q.Set("since", since.t.Format(time.RFC3339))
+	}
+	if *unopened {
+		q.Set("unopened", "true")
+	}
+	q.Set("limit", strconv.Itoa(limit.n))
+	var resp httpd.MessagesResponse
+	body, err := c.getJSON("/api/messages", q, &resp)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		return writeJSON(e.stdout, body)
+	}
+	if len(resp.Messages) == 0 {
+		msg := "no tracked messages yet"
+		switch {
+		case *unopened:
+			msg = "no unopened messages"
+		case *to != "" || since.set:
+			msg = "no tracked messages match"
+		}
+		_, err := fmt.Fprintln(e.stdout, msg)
+		return err
+	}
+	_, err = fmt.Fprint(e.stdout, messagesTable(resp.Messages, e.now()).render(e.width))
+	e.moreNote(len(resp.Messages), limit.n, "messages")
+	return err
+}
+
+func messagesTable(msgs []store.Message, now time.Time) *table {
+	t := &table{
+		header: []string{"SENT", "RECIPIENT", "SUBJECT", "STATUS", "HUMAN", "OPENS", "FIRST HUMAN OPEN", "ID"},
+		flex:   map[int]int{1: 16, 2: 12},
+	}
+	for _, m := range msgs {
+		t.add(stampPtr(m.SentAt, now, "-"), m.Recipient, m.Subject, m.Status,
+			strconv.Itoa(m.OpensHuman), strconv.Itoa(m.OpensTotal),
+			stampPtr(m.FirstHumanOpen, now, "-"), m.TrackingID)
+	}
+	return t
+}

@@ -1,0 +1,190 @@
+package cli
+
+import (
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"pixelrelay/tracker/httpd"
+	"pixelrelay/tracker/record"
+)
+
+func statusCommand() *command {
+	return &command{
+		name:    "status",
+		summary: "the running server: config file, listeners, upstream, key, queue, database",
+		help: `Usage: pixelrelay status [--json] [--config FILE]
+
+Asks the running server what it is doing: its version, the config file it
+loaded, where it listens, where copies go, the current tracking key version,
+how many copies wait in the queue, and the database's size and counts.
+
+Flags:
+  --json          print the admin API's JSON instead of text
+  --config FILE   the config file naming the server's address and data_dir
+
+Example:
+  pixelrelay status
+`,
+		run: runStatus,
+	}
+}
+
+func runStatus(e *env, args []string) error {
+	fs, cfgPath := newFlags("status")
+	asJSON := fs.Bool("json", false, "")
+	pos, err := parseArgs(fs, args)
+	if err != nil {
+		return err
+	}
+	if err := noArgs(pos); err != nil {
+		return err
+	}
+	c, err := connect(*cfgPath)
+	if err != nil {
+		return err
+	}
+	var st httpd.StatusResponse
+	body, err := c.getJSON("/api/status", nil, &st)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		return writeJSON(e.stdout, body)
+	}
+	_, err = fmt.Fprint(e.stdout, renderPlain(statusRows(&st)))
+	return err
+}
+
+func statusRows(st *httpd.StatusResponse) [][]string {
+	configFile := st.ConfigFile
+	if configFile == "" {
+		configFile = "none (built-in defaults)"
+	}
+	db := st.Database
+	dbLine := size(db.SizeBytes)
+	if db.SizeBytes > 0 {
+		dbLine += fmt.Sprintf(" (%d%% free)", db.FreeBytes*100/db.SizeBytes)
+	}
+	if db.Path != "" {
+		dbLine += "  " + db.Path
+	}
+	rows := [][]string{
+		{"version", st.Version},
+		{"config file", configFile},
+		{"data dir", st.DataDir},
+		{"smtp listen", st.SMTPListen},
+		{"http listen", st.HTTPListen},
+		{"upstream", st.Upstream},
+		{"tracking key", "version " + strconv.Itoa(st.TrackingKeyVersion)},
+		{"queue", queueLine(st.Queue)},
+		{"database", dbLine},
+		{"tracked copies", strconv.Itoa(db.Copies)},
+		{"opens", fmt.Sprintf("%d (%d human, %d bot)", db.Opens, db.OpensHuman, db.Opens-db.OpensHuman)},
+	}
+	if db.Dropped > 0 {
+		rows = append(rows, []string{"dropped opens", fmt.Sprintf("%d since start (store errors; see the server log)", db.Dropped)})
+	}
+	for _, r := range rows {
+		r[1] = clean(r[1])
+	}
+	return rows
+}
+
+// queueLine is "3 waiting: 2 queued, 1 deferred" or "empty".
+func queueLine(q map[string]int) string {
+	total := 0
+	for _, n := range q {
+		total += n
+	}
+	if total == 0 {
+		return "empty"
+	}
+	states := []string{record.StatusQueued, record.StatusDeferred}
+	for s := range q {
+		if s != record.StatusQueued && s != record.StatusDeferred {
+			states = append(states, s)
+		}
+	}
+	sort.Strings(states[2:])
+	var parts []string
+	for _, s := range states {
+		if q[s] > 0 {
+			parts = append(parts, fmt.Sprintf("%d %s", q[s], s))
+		}
+	}
+	return fmt.Sprintf("%d waiting: %s", total, strings.Join(parts, ", "))
+}
+
+func queueCommand() *command {
+	return &command{
+		name:    "queue",
+		summary: "copies waiting in the spool: next attempt and last error",
+		help: `Usage: pixelrelay queue [--json] [--config FILE]
+
+Lists the copies waiting to be delivered (queued, or deferred after a
+temporary failure), oldest first as the server gives them, with the number of
+attempts, when the next one is due, and the last error.
+
+Flags:
+  --json          print the admin API's JSON instead of a table
+  --config FILE   the config file naming the server's address and data_dir
+
+Example:
+  pixelrelay queue
+`,
+		run: runQueue,
+	}
+}
+
+func runQueue(e *env, args []string) error {
+	fs, cfgPath := newFlags("queue")
+	asJSON := fs.Bool("json", false, "")
+	pos, err := parseArgs(fs, args)
+	if err != nil {
+		return err
+	}
+	if err := noArgs(pos); err != nil {
+		return err
+	}
+	c, err := connect(*cfgPath)
+	if err != nil {
+		return err
+	}
+	var resp httpd.QueueResponse
+	body, err := c.getJSON("/api/queue", nil, &resp)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		return writeJSON(e.stdout, body)
+	}
+	if len(resp.Queue) == 0 {
+		_, err := fmt.Fprintln(e.stdout, "the queue is empty")
+		return err
+	}
+	_, err = fmt.Fprint(e.stdout, queueTable(resp.Queue, e.now()).render(e.width))
+	return err
+}
+
+func queueTable(entries []record.QueueEntry, now time.Time) *table {
+	t := &table{
+		header: []string{"RECIPIENTS", "STATUS", "ATTEMPTS", "QUEUED", "NEXT ATTEMPT", "LAST ERROR"},
+		flex:   map[int]int{0: 16, 5: 12},
+	}
+	for _, q := range entries {
+		next := stamp(q.NextAttempt, now)
+		if !q.NextAttempt.IsZero() && !q.NextAttempt.After(now) {
+			next = "now"
+		}
+		lastErr := q.LastError
+		if lastErr == "" {
+			lastErr = "-"
+		}
+		t.add(strings.Join(q.Recipients, ", "), q.Status, strconv.Itoa(q.Attempts),
+			stamp(q.QueuedAt, now), next, lastErr)
+	}
+	return t
+}

@@ -1,0 +1,182 @@
+package cli
+
+import (
+	"strings"
+	"unicode"
+
+	"golang.org/x/text/width"
+)
+
+// table is aligned text output: a header row and rows of cells. Columns
+// marked flexible are cut (with "…") so the whole line fits the terminal.
+type table struct {
+	header []string
+	rows   [][]string
+	// flex maps a column index to the narrowest it may be cut to.
+	flex map[int]int
+}
+
+const colGap = 2
+
+// add appends a row; every cell is made safe to print (see clean).
+func (t *table) add(cells ...string) {
+	row := make([]string, len(cells))
+	for i, c := range cells {
+		row[i] = clean(c)
+	}
+	t.rows = append(t.rows, row)
+}
+
+// render lays the table out for a terminal maxWidth columns wide (0: no
+// limit, nothing is cut). Lines carry no trailing spaces.
+func (t *table) render(maxWidth int) string {
+	all := append([][]string{t.header}, t.rows...)
+	widths := columnWidths(all)
+	if maxWidth > 0 {
+		t.shrink(widths, maxWidth)
+	}
+	var b strings.Builder
+	for _, row := range all {
+		writeRow(&b, row, widths)
+	}
+	return b.String()
+}
+
+// shrink narrows the flexible columns, widest first, until a line fits
+// maxWidth or every flexible column is at its minimum.
+func (t *table) shrink(widths []int, maxWidth int) {
+	total := (len(widths) - 1) * colGap
+	for _, w := range widths {
+		total += w
+	}
+	for total > maxWidth {
+		best := -1
+		for i, w := range widths {
+			m, ok := t.flex[i]
+			if ok && w > m && (best < 0 || w > widths[best]) {
+				best = i
+			}
+		}
+		if best < 0 {
+			return
+		}
+		widths[best]--
+		total--
+	}
+}
+
+func columnWidths(rows [][]string) []int {
+	n := 0
+	for _, r := range rows {
+		n = max(n, len(r))
+	}
+	widths := make([]int, n)
+	for _, r := range rows {
+		for i, c := range r {
+			widths[i] = max(widths[i], textWidth(c))
+		}
+	}
+	return widths
+}
+
+func writeRow(b *strings.Builder, row []string, widths []int) {
+	var line strings.Builder
+	for i, c := range row {
+		if i > 0 {
+			line.WriteString(strings.Repeat(" ", colGap))
+		}
+		c = cut(c, widths[i])
+		line.WriteString(c)
+		if i < len(row)-1 {
+			line.WriteString(strings.Repeat(" ", widths[i]-textWidth(c)))
+		}
+	}
+	b.WriteString(strings.TrimRight(line.String(), " "))
+	b.WriteByte('\n')
+}
+
+// renderPlain aligns rows without a header and without cutting: for the
+// usage text and key/value listings.
+func renderPlain(rows [][]string) string {
+	widths := columnWidths(rows)
+	var b strings.Builder
+	for _, r := range rows {
+		writeRow(&b, r, widths)
+	}
+	return b.String()
+}
+
+// runeWidth is how many terminal columns r takes: 2 for East Asian wide
+// and full-width characters (most emoji among them), 0 for combining
+// marks and invisible format characters, else 1.
+func runeWidth(r rune) int {
+	if r == 0 || unicode.In(r, unicode.Mn, unicode.Me, unicode.Cf) || (r >= 0xFE00 && r <= 0xFE0F) {
+		return 0
+	}
+	switch width.LookupRune(r).Kind() {
+	case width.EastAsianWide, width.EastAsianFullwidth:
+		return 2
+	}
+	return 1
+}
+
+// textWidth is the display width of s.
+func textWidth(s string) int {
+	n := 0
+	for _, r := range s {
+		n += runeWidth(r)
+	}
+	return n
+}
+
+// cut shortens s to at most w columns, ending in "…" when it had to cut.
+func cut(s string, w int) string {
+	if textWidth(s) <= w {
+		return s
+	}
+	if w <= 0 {
+		return ""
+	}
+	var b strings.Builder
+	used := 0
+	for _, r := range s {
+		rw := runeWidth(r)
+		if used+rw > w-1 {
+			break
+		}
+		b.WriteRune(r)
+		used += rw
+	}
+	return strings.TrimRight(b.String(), " ") + "…"
+}
+
+// clean makes text from the outside (subjects, user agents, errors) safe
+// to print on a terminal: control characters (escape sequences, newlines,
+// tabs) become spaces, bidirectional overrides are dropped, and runs of
+// spaces collapse.
+func clean(s string) string {
+	var b strings.Builder
+	space := false
+	for _, r := range s {
+		switch {
+		case isBidiControl(r):
+			continue
+		case unicode.IsControl(r) || unicode.IsSpace(r):
+			r = ' '
+		}
+		if r == ' ' {
+			if space {
+				continue
+			}
+			space = true
+		} else {
+			space = false
+		}
+		b.WriteRune(r)
+	}
+	return strings.TrimSpace(b.String())
+}
+
+func isBidiControl(r rune) bool {
+	return (r >= 0x202A && r <= 0x202E) || (r >= 0x2066 && r <= 0x2069) || r == 0x200E || r == 0x200F || r == 0x061C
+}
