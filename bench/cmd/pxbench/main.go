@@ -1,0 +1,43 @@
+// Command pxbench holds the small tools behind bench/run.sh:
+//
+//	pxbench ports N                      print N free loopback TCP ports
+//	pxbench genmsg [-size N] [-attach N] write a multipart/alternative HTML test message
+//	pxbench load -addr A ...             SMTP load generator; reports msgs/s and DATA-end→250 latency
+//	pxbench sinkwait -out F -want N      wait until smtp-sink -c has counted N messages
+//	pxbench apiq -url U -key K ...       latency percentiles of repeated admin API GETs
+//	pxbench fill -data DIR -n N          fill a tracker store with N opens (see fill.go)
+//
+// Every subcommand prints "key value" lines that run.sh reads back.
+package main
+
+import (
+	"fmt"
+	"os"
+)
+
+func main() {
+	if len(os.Args) < 2 {
+		usage()
+	}
+	cmds := map[string]func([]string) error{
+		"ports":    cmdPorts,
+		"genmsg":   cmdGenmsg,
+		"load":     cmdLoad,
+		"sinkwait": cmdSinkwait,
+		"apiq":     cmdAPIQ,
+		"fill":     cmdFill,
+	}
+	run, ok := cmds[os.Args[1]]
+	if !ok {
+		usage()
+	}
+	if err := run(os.Args[2:]); err != nil {
+		fmt.Fprintf(os.Stderr, "pxbench %s: %v\n", os.Args[1], err)
+		os.Exit(1)
+	}
+}
+
+func usage() {
+	fmt.Fprintln(os.Stderr, "usage: pxbench ports|genmsg|load|sinkwait|apiq|fill [flags]")
+	os.Exit(2)
+}
