@@ -1,0 +1,41 @@
+# pixelrelay — see README.md
+GO       ?= go
+BIN      ?= pixelrelay
+VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS  := -X pixelrelay/cli.Version=$(VERSION)
+FUZZTIME ?= 10s
+
+.PHONY: build test run bench bench-quick lint fuzz clean
+
+build:
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) .
+
+# The whole suite, race detector on. Real-client tests need swaks and msmtp
+# (Debian packages; .ci/run installs them).
+test:
+	$(GO) test -race -count=1 -timeout 20m ./...
+
+run: build
+	./$(BIN) serve
+
+bench:
+	bash bench/run.sh
+
+bench-quick:
+	bash bench/run.sh --quick
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+# A short run of every fuzz target (FUZZTIME each).
+fuzz:
+	@for pkg in $$($(GO) list ./...); do \
+	  for t in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
+	    echo "== $$pkg $$t"; \
+	    $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
+	  done; \
+	done
+
+clean:
+	rm -f $(BIN)
