@@ -1,0 +1,355 @@
+package token
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// AdminKeyEnv overrides the admin key stored in the secrets file.
+const AdminKeyEnv = "PIXELRELAY_ADMIN_KEY"
+
+// keyBytes is the size of the admin key and of every tracking key.
+const keyBytes = 32
+
+// secretsFile is the JSON layout of data_dir/secrets.json.
+type secretsFile struct {
+	AdminKey       string       `json:"admin_key"`
+	CurrentVersion int          `json:"current_version"`
+	TrackingKeys   []trackedKey `json:"tracking_keys"`
+}
+
+// trackedKey is one tracking key version.
+type trackedKey struct {
+	Version   int       `json:"version"`
+	Key       string    `json:"key"` // hex, 32 bytes
+	CreatedAt time.Time `json:"created_at"`
+}
+
+// Keyring holds the secrets: the admin key and the tracking key versions.
+// It mints tokens with the current version and verifies tokens of every
+// version still in the file. It is safe for concurrent use.
+//
+// The file is read when the keyring is opened and again by Rotate and
+// Reload; to retire a version, see the package documentation.
+type Keyring struct {
+	path string
+	log  *slog.Logger
+
+	mu    sync.Mutex // serialises loads and rotations
+	state atomic.Pointer[keyState]
+}
+
+// keyState is an immutable snapshot of the secrets; readers load it
+// without locking.
+type keyState struct {
+	admin   string
+	current int
+	keys    map[int]*macKey
+}
+
+// OpenKeyring opens the secrets file at path (data_dir/secrets.json),
+// creating it with mode 0600, a random 32-byte admin key and tracking key
+// version 1 when it does not exist. An existing file with a looser mode is
+// set back to 0600 and a warning is logged.
+func OpenKeyring(path string) (*Keyring, error) {
+	k := &Keyring{path: path, log: slog.Default()}
+	if err := k.load(true); err != nil {
+		return nil, err
+	}
+	return k, nil
+}
+
+// Path returns the secrets file's path.
+func (k *Keyring) Path() string { return k.path }
+
+// Mint makes a fresh tracking id and its token under the current key
+// version. It implements record.Minter.
+func (k *Keyring) Mint() (trackingID, tok string, err error) {
+	st := k.state.Load()
+	return mint(st.current, st.keys[st.current])
+}
+
+// Verify checks a token of any letter case. It returns the tracking id when
+// the token is genuine under the key version it names, and ok false for any
+// damaged, forged or retired token.
+func (k *Keyring) Verify(tok string) (trackingID string, ok bool) {
+	raw, ver, ok := parse(tok)
+	if !ok {
+		return "", false
+	}
+	key, found := k.state.Load().keys[ver]
+	if !found || !check(raw, key) {
+		return "", false
+	}
+	return idOf(raw), true
+}
+
+// Current returns the key version new tokens are made with.
+func (k *Keyring) Current() int {
+	return k.state.Load().current
+}
+
+// AdminKey returns the admin key: $PIXELRELAY_ADMIN_KEY when set, else the
+// one in the secrets file.
+func (k *Keyring) AdminKey() string {
+	if v := os.Getenv(AdminKeyEnv); v != "" {
+		return v
+	}
+	return k.state.Load().admin
+}
+
+// Rotate adds a new tracking key version and makes it current. Tokens of
+// older versions keep verifying. The file is re-read first, so versions
+// removed by hand are not written back, and then replaced atomically.
+func (k *Keyring) Rotate() (newVersion int, err error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	f, err := readSecrets(k.path)
+	if err != nil {
+		return 0, err
+	}
+	next := 1
+	for _, tk := range f.TrackingKeys {
+		next = max(next, tk.Version+1)
+	}
+	if next > MaxVersion {
+		return 0, ErrVersion
+	}
+	key, err := randomHex()
+	if err != nil {
+		return 0, err
+	}
+	f.TrackingKeys = append(f.TrackingKeys, trackedKey{Version: next, Key: key, CreatedAt: time.Now().UTC()})
+	f.CurrentVersion = next
+	if err := writeSecrets(k.path, f); err != nil {
+		return 0, err
+	}
+	if err := k.apply(f); err != nil {
+		return 0, err
+	}
+	k.log.Info("tracking key rotated", "version", next, "path", k.path)
+	return next, nil
+}
+
+// Reload re-reads the secrets file, e.g. after a version was retired by
+// hand. The keyring is unchanged when the file is missing or invalid.
+func (k *Keyring) Reload() error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.loadLocked(false)
+}
+
+// load reads (or, if create is set, first creates) the secrets file.
+func (k *Keyring) load(create bool) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.loadLocked(create)
+}
+
+func (k *Keyring) loadLocked(create bool) error {
+	if create {
+		if err := createSecrets(k.path); err != nil {
+			return err
+		}
+	}
+	if err := k.fixMode(); err != nil {
+		return err
+	}
+	f, err := readSecrets(k.path)
+	if err != nil {
+		return err
+	}
+	return k.apply(f)
+}
+
+// fixMode sets the secrets file back to 0600 when it is readable or
+// writable by anybody but its owner.
+func (k *Keyring) fixMode() error {
+	st, err := os.Stat(k.path)
+	if err != nil {
+		return fmt.Errorf("secrets %s: %w", k.path, err)
+	}
+	if mode := st.Mode().Perm(); mode&0o077 != 0 {
+		if err := os.Chmod(k.path, 0o600); err != nil {
+			return fmt.Errorf("secrets %s has mode %#o and cannot be set to 0600: %w", k.path, mode, err)
+		}
+		k.log.Warn("secrets file was readable by others; mode set to 0600", "path", k.path, "old_mode", fmt.Sprintf("%#o", mode))
+	}
+	return nil
+}
+
+// apply installs a validated secrets file into the keyring.
+func (k *Keyring) apply(f *secretsFile) error {
+	keys := make(map[int]*macKey, len(f.TrackingKeys))
+	for _, tk := range f.TrackingKeys {
+		b, err := hex.DecodeString(tk.Key)
+		if err != nil || len(b) != keyBytes {
+			return fmt.Errorf("secrets %s: tracking key version %d: want %d hex-encoded bytes", k.path, tk.Version, keyBytes)
+		}
+		if tk.Version < 1 || tk.Version > MaxVersion {
+			return fmt.Errorf("secrets %s: tracking key version %d out of range 1..%d", k.path, tk.Version, MaxVersion)
+		}
+		if _, dup := keys[tk.Version]; dup {
+			return fmt.Errorf("secrets %s: tracking key version %d appears twice", k.path, tk.Version)
+		}
+		keys[tk.Version] = newMacKey(b)
+	}
+	if _, ok := keys[f.CurrentVersion]; !ok {
+		return fmt.Errorf("secrets %s: current_version %d has no tracking key", k.path, f.CurrentVersion)
+	}
+	if f.AdminKey == "" {
+		return fmt.Errorf("secrets %s: admin_key is empty", k.path)
+	}
+	k.state.Store(&keyState{admin: f.AdminKey, current: f.CurrentVersion, keys: keys})
+	return nil
+}
+
+// AdminKey returns the admin key for the command line: $PIXELRELAY_ADMIN_KEY
+// when set, else the admin key in the secrets file at secretsPath. It never
+// creates the file.
+func AdminKey(secretsPath string) (string, error) {
+	if v := os.Getenv(AdminKeyEnv); v != "" {
+		return v, nil
+	}
+	f, err := readSecrets(secretsPath)
+	if errors.Is(err, fs.ErrNotExist) {
+		return "", fmt.Errorf("no secrets file at %s: start pixelrelay serve once to create it (or set %s)", secretsPath, AdminKeyEnv)
+	}
+	if err != nil {
+		return "", err
+	}
+	if f.AdminKey == "" {
+		return "", fmt.Errorf("secrets %s: admin_key is empty", secretsPath)
+	}
+	return f.AdminKey, nil
+}
+
+// readSecrets parses the secrets file.
+func readSecrets(path string) (*secretsFile, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("secrets: %w", err)
+	}
+	var f secretsFile
+	if err := json.Unmarshal(b, &f); err != nil {
+		return nil, fmt.Errorf("secrets %s: %w", path, err)
+	}
+	sort.Slice(f.TrackingKeys, func(i, j int) bool { return f.TrackingKeys[i].Version < f.TrackingKeys[j].Version })
+	return &f, nil
+}
+
+// createSecrets makes a new secrets file unless one exists. The new file
+// is written and synced under a temporary name and then hard-linked into
+// place, so a concurrent creator never sees a half-written file and never
+// overwrites one.
+func createSecrets(path string) error {
+	if _, err := os.Stat(path); err == nil {
+		return nil
+	}
+	admin, err := randomHex()
+	if err != nil {
+		return err
+	}
+	key, err := randomHex()
+	if err != nil {
+		return err
+	}
+	f := &secretsFile{
+		AdminKey:       admin,
+		CurrentVersion: 1,
+		TrackingKeys:   []trackedKey{{Version: 1, Key: key, CreatedAt: time.Now().UTC()}},
+	}
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("secrets: %w", err)
+	}
+	tmp, err := writeTemp(dir, f)
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp)
+	if err := os.Link(tmp, path); err != nil && !errors.Is(err, fs.ErrExist) {
+		return fmt.Errorf("secrets: %w", err)
+	}
+	if err := syncDir(dir); err != nil {
+		return err
+	}
+	slog.Default().Info("created secrets file (admin key and tracking key version 1)", "path", path)
+	return nil
+}
+
+// writeSecrets replaces the secrets file atomically (temp, fsync, rename,
+// fsync of the directory), mode 0600.
+func writeSecrets(path string, f *secretsFile) error {
+	dir := filepath.Dir(path)
+	tmp, err := writeTemp(dir, f)
+	if err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("secrets: %w", err)
+	}
+	return syncDir(dir)
+}
+
+// writeTemp writes f to a new 0600 file in dir, synced, and returns its name.
+func writeTemp(dir string, f *secretsFile) (string, error) {
+	b, err := json.MarshalIndent(f, "", "  ")
+	if err != nil {
+		return "", err
+	}
+	t, err := os.CreateTemp(dir, ".secrets-*.tmp")
+	if err != nil {
+		return "", fmt.Errorf("secrets: %w", err)
+	}
+	name := t.Name()
+	err = t.Chmod(0o600)
+	if err == nil {
+		_, err = t.Write(append(b, '\n'))
+	}
+	if err == nil {
+		err = t.Sync()
+	}
+	if cerr := t.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(name)
+		return "", fmt.Errorf("secrets: %w", err)
+	}
+	return name, nil
+}
+
+// syncDir fsyncs a directory so a rename or link in it is durable.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("secrets: %w", err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("secrets: sync %s: %w", dir, err)
+	}
+	return nil
+}
+
+// randomHex returns 32 random bytes, hex-encoded.
+func randomHex() (string, error) {
+	b := make([]byte, keyBytes)
+	if _, err := rand.Read(b); err != nil {
+		return "", fmt.Errorf("secrets: random key: %w", err)
+	}
+	return hex.EncodeToString(b), nil
+}
