@@ -1,0 +1,239 @@
+package classify
+
+import (
+	"net/http"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+var (
+	sent    = time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
+	later   = sent.Add(2 * time.Hour)
+	homeIP  = netip.MustParseAddr("203.0.113.7")
+	appleIP = netip.MustParseAddr("17.58.101.12")
+)
+
+// Real user agents, each with where it was seen.
+const (
+	uaChrome      = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36"
+	uaFirefox     = "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:133.0) Gecko/20100101 Firefox/133.0"
+	uaSafari      = "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/18.1 Safari/605.1.15"
+	uaAppleMail   = "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko)"
+	uaThunderbird = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Thunderbird/128.5.0"
+	// Outlook desktop fetching an external image (github.com/shon/httpagentparser/issues/91).
+	uaOutlook16  = "Mozilla/4.0 (compatible; MSIE 7.0; Windows NT 10.0; WOW64; Trident/7.0; .NET4.0C; .NET4.0E; .NET CLR 2.0.50727; .NET CLR 3.0.30729; .NET CLR 3.5.30729; Microsoft Outlook 16.0.5257; ms-office; MSOffice 16)"
+	uaOutlookNew = "Microsoft Office/16.0 (Windows NT 10.0; Microsoft Outlook 16.0.17328; Pro)"
+	// scientiamobile.com/what-is-google-image-proxy/
+	uaGmailProxy = "Mozilla/5.0 (Windows NT 5.1; rv:11.0) Gecko Firefox/11.0 (via ggpht.com GoogleImageProxy)"
+	// botcrawl.com/bots/yahoomailproxy/
+	uaYahooProxy  = "YahooMailProxy; https://help.yahoo.com/kb/yahoo-mail-proxy-SLN28749.html"
+	uaCurl        = "curl/8.5.0"
+	uaWget        = "Wget/1.21.4"
+	uaRequests    = "python-requests/2.31.0"
+	uaGo          = "Go-http-client/1.1"
+	uaOkHTTP      = "okhttp/4.12.0"
+	uaJava        = "Java/17.0.2"
+	uaHeadless    = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) HeadlessChrome/143.0.7499.4 Safari/537.36"
+	uaPhantom     = "Mozilla/5.0 (Unknown; Linux x86_64) AppleWebKit/538.1 (KHTML, like Gecko) PhantomJS/2.1.1 Safari/538.1"
+	uaGooglebot   = "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)"
+	uaBingbot     = "Mozilla/5.0 (compatible; bingbot/2.0; +http://www.bing.com/bingbot.htm)"
+	uaProofpoint  = "Mozilla/5.0 (compatible; Proofpoint URL Defense)"
+	uaBarracuda   = "Mozilla/5.0 (compatible; Barracuda Sentinel)"
+	uaMPP         = "Mozilla/5.0"
+	uaIPhoneMail  = "Mozilla/5.0 (iPhone; CPU iPhone OS 18_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Mobile/15E148"
+	uaAndroidGmai = "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.6778.81 Mobile Safari/537.36"
+)
+
+func TestClassify(t *testing.T) {
+	hdr := func(kv ...string) http.Header {
+		h := http.Header{}
+		for i := 0; i < len(kv); i += 2 {
+			h.Add(kv[i], kv[i+1])
+		}
+		return h
+	}
+	rows := []struct {
+		name   string
+		ua     string
+		ip     netip.Addr
+		h      http.Header
+		sentAt time.Time
+		now    time.Time
+		window time.Duration
+		want   Result
+	}{
+		{name: "chrome", ua: uaChrome, want: human},
+		{name: "firefox", ua: uaFirefox, want: human},
+		{name: "safari", ua: uaSafari, want: human},
+		{name: "apple mail without MPP", ua: uaAppleMail, want: human},
+		{name: "iphone mail without MPP", ua: uaIPhoneMail, want: human},
+		{name: "thunderbird", ua: uaThunderbird, want: human},
+		{name: "outlook 16 desktop", ua: uaOutlook16, want: human},
+		{name: "outlook new UA", ua: uaOutlookNew, want: human},
+		{name: "android", ua: uaAndroidGmai, want: human},
+		{name: "gmail proxy", ua: uaGmailProxy, want: Result{Proxy: Gmail}},
+		{name: "gmail proxy lowercased", ua: strings.ToLower(uaGmailProxy), want: Result{Proxy: Gmail}},
+		{name: "yahoo proxy", ua: uaYahooProxy, want: Result{Proxy: Yahoo}},
+		{name: "gmail proxy inside prefetch window stays human", ua: uaGmailProxy, sentAt: sent, now: sent.Add(time.Second), want: Result{Proxy: Gmail}},
+		{name: "mpp bare UA from apple", ua: uaMPP, ip: appleIP, want: mpp},
+		{name: "mpp bare UA elsewhere", ua: uaMPP, want: mpp},
+		{name: "mpp bare UA with spaces", ua: "  Mozilla/5.0 ", want: mpp},
+		{name: "safari from apple range", ua: uaSafari, ip: appleIP, want: mpp},
+		{name: "v4-mapped apple", ua: uaSafari, ip: netip.MustParseAddr("::ffff:17.1.2.3"), want: mpp},
+		{name: "next to apple range", ua: uaSafari, ip: netip.MustParseAddr("18.0.0.1"), want: human},
+		{name: "curl", ua: uaCurl, want: scanner},
+		{name: "CURL upper", ua: "CURL/8.5.0", want: scanner},
+		{name: "wget", ua: uaWget, want: scanner},
+		{name: "python-requests", ua: uaRequests, want: scanner},
+		{name: "go", ua: uaGo, want: scanner},
+		{name: "okhttp", ua: uaOkHTTP, want: scanner},
+		{name: "java", ua: uaJava, want: scanner},
+		{name: "headless chrome", ua: uaHeadless, want: scanner},
+		{name: "phantomjs", ua: uaPhantom, want: scanner},
+		{name: "googlebot", ua: uaGooglebot, want: scanner},
+		{name: "bingbot", ua: uaBingbot, want: scanner},
+		{name: "proofpoint", ua: uaProofpoint, want: scanner},
+		{name: "barracuda", ua: uaBarracuda, want: scanner},
+		{name: "empty UA", ua: "", want: scanner},
+		{name: "blank UA", ua: "   ", want: scanner},
+		{name: "sec-purpose prefetch", ua: uaFirefox, h: hdr("Sec-Purpose", "prefetch"), want: prefet},
+		{name: "purpose prefetch", ua: uaChrome, h: hdr("Purpose", "Prefetch"), want: prefet},
+		{name: "x-purpose preview", ua: uaSafari, h: hdr("X-Purpose", "preview"), want: prefet},
+		{name: "x-moz prefetch", ua: uaFirefox, h: hdr("X-Moz", "prefetch"), want: prefet},
+		{name: "sec-purpose anonymous proxy", ua: uaChrome, h: hdr("Sec-Purpose", "prefetch;anonymous-client-ip"), want: prefet},
+		{name: "unrelated header", ua: uaChrome, h: hdr("Sec-Fetch-Dest", "image"), want: human},
+		{name: "within window", ua: uaChrome, sentAt: sent, now: sent.Add(3 * time.Second), want: prefet},
+		{name: "just before sent", ua: uaChrome, sentAt: sent, now: sent.Add(-2 * time.Second), want: prefet},
+		{name: "after window", ua: uaChrome, sentAt: sent, now: sent.Add(11 * time.Second), want: human},
+		{name: "custom window", ua: uaChrome, sentAt: sent, now: sent.Add(50 * time.Second), window: time.Minute, want: prefet},
+		{name: "window disabled", ua: uaChrome, sentAt: sent, now: sent.Add(time.Second), window: -1, want: human},
+		{name: "not sent yet", ua: uaChrome, now: later, want: human},
+		{name: "scanner beats window", ua: uaCurl, sentAt: sent, now: sent.Add(time.Second), want: scanner},
+	}
+	for _, row := range rows {
+		t.Run(row.name, func(t *testing.T) {
+			ip := row.ip
+			if !ip.IsValid() {
+				ip = homeIP
+			}
+			now := row.now
+			if now.IsZero() {
+				now = later
+			}
+			got := Classify(Request{UserAgent: row.ua, IP: ip, Header: row.h, SentAt: row.sentAt, Now: now, PrefetchWindow: row.window})
+			if got != row.want {
+				t.Errorf("Classify(%q) = %+v, want %+v", row.ua, got, row.want)
+			}
+			if got.Bot != (got.BotType != "") {
+				t.Errorf("Bot=%v but BotType=%q", got.Bot, got.BotType)
+			}
+			if got.Bot && got.Proxy != "" {
+				t.Errorf("a bot with a proxy: %+v", got)
+			}
+		})
+	}
+}
+
+func TestExtraAppleRanges(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "apple.txt")
+	text := "# Private Relay egress (sample)\n\n172.224.226.0/27 # comment\n2a02:26f7:b3c0:4000::/64\n104.28.0.9\n"
+	if err := os.WriteFile(file, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ranges, err := LoadRanges(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ranges) != 3 {
+		t.Fatalf("got %d ranges, want 3: %v", len(ranges), ranges)
+	}
+	c := New(ranges)
+	for _, tc := range []struct {
+		ip   string
+		want Result
+	}{
+		{"172.224.226.5", mpp},
+		{"172.224.226.40", human},
+		{"2a02:26f7:b3c0:4000::1", mpp},
+		{"2a02:26f7:b3c0:4001::1", human},
+		{"104.28.0.9", mpp},
+		{"104.28.0.10", human},
+		{"17.0.0.1", mpp},
+	} {
+		got := c.Classify(Request{UserAgent: uaSafari, IP: netip.MustParseAddr(tc.ip), Now: later})
+		if got != tc.want {
+			t.Errorf("%s: got %+v, want %+v", tc.ip, got, tc.want)
+		}
+	}
+	// The package-level Classify does not know the extra ranges.
+	if got := Classify(Request{UserAgent: uaSafari, IP: netip.MustParseAddr("104.28.0.9"), Now: later}); got != human {
+		t.Errorf("default classifier: got %+v", got)
+	}
+}
+
+func TestParseRangesErrors(t *testing.T) {
+	for _, bad := range []string{"17.0.0.0/33\n", "1.2.3.4\nnot-an-ip\n", "10.0.0.0/8/8"} {
+		_, err := ParseRanges(strings.NewReader(bad))
+		if err == nil {
+			t.Errorf("%q: want an error", bad)
+			continue
+		}
+		if !strings.Contains(err.Error(), "line ") {
+			t.Errorf("%q: error %q does not name the line", bad, err)
+		}
+	}
+	if _, err := LoadRanges(filepath.Join(t.TempDir(), "missing")); err == nil || !strings.Contains(err.Error(), "tracking.apple_ranges_file") {
+		t.Errorf("missing file: %v", err)
+	}
+}
+
+func TestClassifyDoesNotAllocate(t *testing.T) {
+	h := http.Header{"Sec-Fetch-Dest": {"image"}}
+	req := Request{UserAgent: uaChrome, IP: homeIP, Header: h, SentAt: sent, Now: later}
+	n := testing.AllocsPerRun(100, func() { Classify(req) })
+	if n != 0 {
+		t.Errorf("Classify allocates %.1f times per call", n)
+	}
+}
+
+func FuzzClassify(f *testing.F) {
+	for _, ua := range []string{uaChrome, uaGmailProxy, uaMPP, uaCurl, "", "\xff\xfe", strings.Repeat("A", 2000)} {
+		f.Add(ua, []byte{17, 0, 0, 1}, "prefetch", int64(3))
+	}
+	f.Fuzz(func(t *testing.T, ua string, ip []byte, purpose string, secs int64) {
+		addr, _ := netip.AddrFromSlice(ip)
+		r := Classify(Request{
+			UserAgent:      ua,
+			IP:             addr,
+			Header:         http.Header{"Sec-Purpose": {purpose}},
+			SentAt:         sent,
+			Now:            sent.Add(time.Duration(secs) * time.Second),
+			PrefetchWindow: time.Duration(secs),
+		})
+		if r.Bot != (r.BotType != "") || (r.Bot && r.Proxy != "") {
+			t.Fatalf("inconsistent result %+v", r)
+		}
+		switch r.BotType {
+		case "", AppleMPP, Scanner, Prefetch:
+		default:
+			t.Fatalf("unknown bot type %q", r.BotType)
+		}
+	})
+}
+
+func BenchmarkClassify(b *testing.B) {
+	reqs := []Request{
+		{UserAgent: uaChrome, IP: homeIP, SentAt: sent, Now: later},
+		{UserAgent: uaGmailProxy, IP: homeIP, SentAt: sent, Now: later},
+		{UserAgent: uaOutlook16, IP: homeIP, SentAt: sent, Now: later},
+		{UserAgent: uaCurl, IP: homeIP, SentAt: sent, Now: later},
+	}
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		Classify(reqs[i%len(reqs)])
+	}
+}
