@@ -69,7 +69,7 @@ func statusRows(st *httpd.StatusResponse) [][]string {
 		dbLine += fmt.Sprintf(" (%d%% free)", db.FreeBytes*100/db.SizeBytes)
 	}
 	if db.Path != "" {
-		dbLine += "  " + db.Path
+		dbLine = db.Path + ", " + dbLine
 	}
 	rows := [][]string{
 		{"version", st.Version},
