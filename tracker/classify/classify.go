@@ -16,15 +16,15 @@
 package classify
 
 import (
-	"bufio"
 	"bytes"
 	"fmt"
-	"io"
 	"net/http"
 	"net/netip"
 	"os"
 	"strings"
 	"time"
+
+	"pixelrelay/config"
 )
 
 // Bot types, as CONTRACT.md's OPEN.bot_type.
@@ -280,55 +280,15 @@ func withinWindow(r Request) bool {
 	return d > -w && d < w
 }
 
-// ParseRanges reads CIDRs (or bare IPs), one per line; '#' starts a comment,
-// blank lines are skipped. Errors name the line.
-func ParseRanges(rd io.Reader) ([]netip.Prefix, error) {
-	var out []netip.Prefix
-	sc := bufio.NewScanner(rd)
-	line := 0
-	for sc.Scan() {
-		line++
-		s := sc.Text()
-		if i := strings.IndexByte(s, '#'); i >= 0 {
-			s = s[:i]
-		}
-		s = strings.TrimSpace(s)
-		if s == "" {
-			continue
-		}
-		p, err := parsePrefix(s)
-		if err != nil {
-			return nil, fmt.Errorf("line %d: %q is not a CIDR or IP address", line, s)
-		}
-		out = append(out, p)
-	}
-	return out, sc.Err()
-}
-
-func parsePrefix(s string) (netip.Prefix, error) {
-	if strings.Contains(s, "/") {
-		p, err := netip.ParsePrefix(s)
-		if err != nil {
-			return netip.Prefix{}, err
-		}
-		return p.Masked(), nil
-	}
-	a, err := netip.ParseAddr(s)
-	if err != nil {
-		return netip.Prefix{}, err
-	}
-	a = a.Unmap()
-	return netip.PrefixFrom(a, a.BitLen()), nil
-}
-
-// LoadRanges reads an apple_ranges_file; errors name the key and the file.
+// LoadRanges reads a tracking.apple_ranges_file (config.ParseRanges format:
+// one CIDR or IP per line, '#' comments); errors name the key and the file.
 func LoadRanges(path string) ([]netip.Prefix, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("tracking.apple_ranges_file: %w", err)
 	}
 	defer f.Close()
-	p, err := ParseRanges(f)
+	p, err := config.ParseRanges(f)
 	if err != nil {
 		return nil, fmt.Errorf("tracking.apple_ranges_file %s: %w", path, err)
 	}

@@ -175,15 +175,19 @@ func TestExtraAppleRanges(t *testing.T) {
 	}
 }
 
-func TestParseRangesErrors(t *testing.T) {
+func TestLoadRangesErrors(t *testing.T) {
 	for _, bad := range []string{"17.0.0.0/33\n", "1.2.3.4\nnot-an-ip\n", "10.0.0.0/8/8"} {
-		_, err := ParseRanges(strings.NewReader(bad))
+		file := filepath.Join(t.TempDir(), "apple.txt")
+		if err := os.WriteFile(file, []byte(bad), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		_, err := LoadRanges(file)
 		if err == nil {
 			t.Errorf("%q: want an error", bad)
 			continue
 		}
-		if !strings.Contains(err.Error(), "line ") {
-			t.Errorf("%q: error %q does not name the line", bad, err)
+		if !strings.Contains(err.Error(), "line ") || !strings.Contains(err.Error(), "tracking.apple_ranges_file") {
+			t.Errorf("%q: error %q does not name the key and line", bad, err)
 		}
 	}
 	if _, err := LoadRanges(filepath.Join(t.TempDir(), "missing")); err == nil || !strings.Contains(err.Error(), "tracking.apple_ranges_file") {
