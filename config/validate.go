@@ -105,7 +105,7 @@ func (v *validator) add(key, format string, args ...any) {
 func (c *Config) checkDataDir(v *validator) {
 	switch {
 	case c.DataDir == "":
-		v.add("data_dir", "is empty and no default is known (set data_dir, $XDG_STATE_HOME or $HOME)")
+		v.add("data_dir", "is empty; set it (the default needs $XDG_STATE_HOME or $HOME)")
 	case !filepath.IsAbs(c.DataDir):
 		v.add("data_dir", "must be an absolute path, not %q", c.DataDir)
 	default:
@@ -312,9 +312,7 @@ func checkBaseURL(v *validator, raw string) {
 	const key = "tracking.base_url"
 	u, err := url.Parse(raw)
 	switch {
-	case err != nil:
-		v.add(key, "%q is not a URL", raw)
-	case u.Scheme != "http" && u.Scheme != "https":
+	case err != nil || (u.Scheme != "http" && u.Scheme != "https"):
 		v.add(key, "%q must be an absolute http:// or https:// URL", raw)
 	case u.Host == "" || u.Hostname() == "":
 		v.add(key, "%q has no host", raw)
