@@ -1,0 +1,78 @@
+package deliver
+
+import (
+	"context"
+	"crypto/x509"
+	"errors"
+
+	"github.com/emersion/go-smtp"
+
+	"pixelrelay/relay"
+)
+
+// classify turns an error from one stage of an SMTP delivery into a
+// *relay.DeliveryError:
+//
+//   - an SMTP reply 4xx is Temporary, 5xx Permanent, except these Setup
+//     replies, which are the relay's own configuration problem: any 5xx to
+//     AUTH (535 bad credentials, 534 "application-specific password
+//     required", 538 "encryption required", 504 mechanism), 530
+//     "authentication required" at any stage, and 550 5.4.5 (Gmail's daily
+//     sending limit);
+//   - an untrusted, expired or mismatched upstream certificate is Setup;
+//   - anything else (network, TLS handshake, timeouts, cancellation) is
+//     Temporary.
+func classify(err error, stage string) *relay.DeliveryError {
+	var de *relay.DeliveryError
+	if errors.As(err, &de) {
+		return de
+	}
+	de = &relay.DeliveryError{Class: relay.Temporary, Err: err, Stage: stage}
+	var se *smtp.SMTPError
+	switch {
+	case errors.As(err, &se):
+		de.Code = se.Code
+		de.Class = replyClass(se, stage)
+	case badCertificate(err):
+		de.Class = relay.Setup
+		de.Stage = "tls"
+	}
+	return de
+}
+
+func replyClass(se *smtp.SMTPError, stage string) relay.Class {
+	switch {
+	case se.Code == 530:
+		return relay.Setup
+	case se.Code == 550 && se.EnhancedCode == smtp.EnhancedCode{5, 4, 5}:
+		return relay.Setup
+	case se.Code/100 == 5 && stage == "auth":
+		return relay.Setup
+	case se.Code/100 == 5:
+		return relay.Permanent
+	}
+	return relay.Temporary
+}
+
+// badCertificate reports whether err says the upstream's certificate was
+// not trusted.
+func badCertificate(err error) bool {
+	var ua x509.UnknownAuthorityError
+	var he x509.HostnameError
+	var ci x509.CertificateInvalidError
+	var uaP *x509.UnknownAuthorityError
+	var heP *x509.HostnameError
+	var ciP *x509.CertificateInvalidError
+	return errors.As(err, &ua) || errors.As(err, &he) || errors.As(err, &ci) ||
+		errors.As(err, &uaP) || errors.As(err, &heP) || errors.As(err, &ciP)
+}
+
+// setupErr is a Setup failure that is not a reply.
+func setupErr(stage string, err error) *relay.DeliveryError {
+	return &relay.DeliveryError{Class: relay.Setup, Stage: stage, Err: err}
+}
+
+// ctxErr wraps a context's end as a Temporary failure.
+func ctxErr(ctx context.Context, stage string) *relay.DeliveryError {
+	return &relay.DeliveryError{Class: relay.Temporary, Stage: stage, Err: context.Cause(ctx)}
+}

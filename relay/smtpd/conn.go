@@ -1,0 +1,122 @@
+package smtpd
+
+import (
+	"net"
+	"sync"
+	"time"
+)
+
+// clientConn wraps a client's net.Conn. It applies the read timeout to every
+// read (so a slow but steady DATA upload is not cut off, while an idle client
+// is), and implements graceful shutdown: once draining, a read outside a
+// mail transaction fails at once with a timeout, which go-smtp answers with
+// "421 4.4.2" before closing.
+type clientConn struct {
+	net.Conn
+	timeout time.Duration
+
+	mu       sync.Mutex
+	draining bool
+	inTx     bool
+	killed   bool
+
+	closeOnce sync.Once
+	closed    chan struct{}
+}
+
+func newClientConn(c net.Conn, timeout time.Duration) *clientConn {
+	return &clientConn{Conn: c, timeout: timeout, closed: make(chan struct{})}
+}
+
+var past = time.Unix(1, 0)
+
+// Read sets the read deadline, then reads.
+func (c *clientConn) Read(b []byte) (int, error) {
+	c.mu.Lock()
+	c.Conn.SetReadDeadline(c.deadline())
+	c.mu.Unlock()
+	return c.Conn.Read(b)
+}
+
+// deadline returns the read deadline to use now; c.mu is held.
+func (c *clientConn) deadline() time.Time {
+	if c.killed || c.draining && !c.inTx {
+		return past
+	}
+	if c.timeout <= 0 {
+		return time.Time{}
+	}
+	return time.Now().Add(c.timeout)
+}
+
+// SetReadDeadline is ignored: Read manages the read deadline itself.
+func (c *clientConn) SetReadDeadline(time.Time) error { return nil }
+
+// SetDeadline only sets the write deadline, see SetReadDeadline.
+func (c *clientConn) SetDeadline(t time.Time) error { return c.Conn.SetWriteDeadline(t) }
+
+// setTx records whether a mail transaction (MAIL until the end of DATA or
+// RSET) is in progress.
+func (c *clientConn) setTx(v bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.inTx = v
+	if c.draining && !v {
+		c.Conn.SetReadDeadline(past)
+	}
+}
+
+// drain makes the connection end after its current transaction, or now if
+// none is in progress.
+func (c *clientConn) drain() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.draining = true
+	if !c.inTx {
+		c.Conn.SetReadDeadline(past)
+	}
+}
+
+// kill makes the next read fail, ending the connection with a 421.
+func (c *clientConn) kill() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.killed = true
+	c.Conn.SetReadDeadline(past)
+}
+
+func (c *clientConn) isDraining() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.draining
+}
+
+// Close closes the connection once.
+func (c *clientConn) Close() error {
+	err := net.ErrClosed
+	c.closeOnce.Do(func() {
+		err = c.Conn.Close()
+		close(c.closed)
+	})
+	return err
+}
+
+// oneConnListener hands out a single connection, then blocks until that
+// connection is closed. It lets a go-smtp Server serve exactly one conn.
+type oneConnListener struct {
+	conn *clientConn
+	once sync.Once
+}
+
+func (l *oneConnListener) Accept() (net.Conn, error) {
+	var c net.Conn
+	l.once.Do(func() { c = l.conn })
+	if c != nil {
+		return c, nil
+	}
+	<-l.conn.closed
+	return nil, net.ErrClosed
+}
+
+func (l *oneConnListener) Close() error   { return nil }
+func (l *oneConnListener) Addr() net.Addr { return l.conn.LocalAddr() }

@@ -1,0 +1,228 @@
+package smtpd
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"time"
+
+	"github.com/emersion/go-sasl"
+	"github.com/emersion/go-smtp"
+)
+
+// Replies the session gives. Every error a session method returns is an
+// *smtp.SMTPError: go-smtp turns anything else into a permanent 554.
+var (
+	errAuthRequired = &smtp.SMTPError{Code: 530, EnhancedCode: smtp.EnhancedCode{5, 7, 0},
+		Message: "Authentication required"}
+	errRelayDenied = &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 7, 1},
+		Message: "Relay access denied: remote clients must authenticate, and no SMTP users are configured"}
+	errEncryptionRequired = &smtp.SMTPError{Code: 538, EnhancedCode: smtp.EnhancedCode{5, 7, 11},
+		Message: "Encryption required for requested authentication mechanism: use STARTTLS first"}
+	errAuthFailed = &smtp.SMTPError{Code: 535, EnhancedCode: smtp.EnhancedCode{5, 7, 8},
+		Message: "Authentication credentials invalid"}
+	errTooManyAuthFailures = &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 7, 0},
+		Message: "Too many authentication failures, closing connection"}
+	errShuttingDown = &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 3, 2},
+		Message: "Service shutting down, try again later"}
+	errTooManyRcpts = &smtp.SMTPError{Code: 452, EnhancedCode: smtp.EnhancedCode{4, 5, 3},
+		Message: "Too many recipients"}
+	errTooBig = &smtp.SMTPError{Code: 552, EnhancedCode: smtp.EnhancedCode{5, 3, 4},
+		Message: "Message size exceeds fixed maximum message size"}
+	errSpool = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0},
+		Message: "Temporary local problem, message not accepted: try again later"}
+	errNoAuth = &smtp.SMTPError{Code: 502, EnhancedCode: smtp.EnhancedCode{5, 5, 1},
+		Message: "AUTH not available: no SMTP users are configured"}
+)
+
+// maxAuthFailures is how many failed AUTH attempts a connection gets.
+const maxAuthFailures = 3
+
+// session is one client's state between EHLO and QUIT (or STARTTLS, which
+// starts a new session).
+type session struct {
+	s      *Server
+	sc     *smtp.Conn
+	conn   *clientConn
+	log    *slog.Logger
+	remote net.Addr
+	local  bool // client is on a loopback address
+	tls    bool
+
+	user         string // authenticated user, "" if none
+	authFailures int
+
+	from  string
+	rcpts []string
+}
+
+func (s *Server) newSession(sc *smtp.Conn, c *clientConn) *session {
+	_, isTLS := sc.TLSConnectionState()
+	return &session{
+		s:      s,
+		sc:     sc,
+		conn:   c,
+		log:    s.log.With("client", c.RemoteAddr().String()),
+		remote: c.RemoteAddr(),
+		local:  s.isLocal(c.RemoteAddr()),
+		tls:    isTLS,
+	}
+}
+
+// AuthMechanisms lists PLAIN and LOGIN when users are configured and the
+// connection is encrypted or local; otherwise AUTH is not advertised.
+func (se *session) AuthMechanisms() []string {
+	if len(se.s.cfg().SMTP.Users) == 0 || !(se.tls || se.local) {
+		return nil
+	}
+	return []string{sasl.Plain, sasl.Login}
+}
+
+// Auth starts a PLAIN or LOGIN exchange checked against smtp.users.
+func (se *session) Auth(mech string) (sasl.Server, error) {
+	if len(se.s.cfg().SMTP.Users) == 0 {
+		return nil, errNoAuth
+	}
+	if !(se.tls || se.local) {
+		return nil, errEncryptionRequired
+	}
+	switch mech {
+	case sasl.Plain:
+		return sasl.NewPlainServer(func(identity, user, pass string) error {
+			if identity != "" && identity != user {
+				return se.authResult(user, errors.New("authorization identity differs"))
+			}
+			return se.authResult(user, checkUser(se.s.cfg().SMTP.Users, user, pass))
+		}), nil
+	case sasl.Login:
+		return &loginServer{check: func(user, pass string) error {
+			return se.authResult(user, checkUser(se.s.cfg().SMTP.Users, user, pass))
+		}}, nil
+	}
+	return nil, smtp.ErrAuthUnknownMechanism
+}
+
+// authResult records the outcome of one AUTH attempt and maps a failure to
+// its reply.
+func (se *session) authResult(user string, err error) error {
+	if err == nil {
+		se.user = user
+		se.log.Info("authenticated", "user", user)
+		return nil
+	}
+	se.authFailures++
+	se.log.Warn("authentication failed", "user", user, "err", err, "failures", se.authFailures)
+	if se.authFailures >= maxAuthFailures {
+		se.conn.kill()
+		return errTooManyAuthFailures
+	}
+	return errAuthFailed
+}
+
+// Mail starts a transaction after checking who may send and the sender
+// address.
+func (se *session) Mail(from string, opts *smtp.MailOptions) error {
+	if se.conn.isDraining() {
+		return errShuttingDown
+	}
+	cfg := se.s.cfg()
+	if se.user == "" {
+		switch {
+		case len(cfg.SMTP.Users) > 0:
+			return errAuthRequired
+		case !se.local:
+			return errRelayDenied
+		}
+	}
+	if from != "" {
+		if err := checkAddress(from, opts.UTF8); err != nil {
+			return &smtp.SMTPError{Code: 501, EnhancedCode: smtp.EnhancedCode{5, 1, 7},
+				Message: "Bad sender address syntax: " + err.Error()}
+		}
+	}
+	if max := int64(cfg.SMTP.MaxMessageSize); max > 0 && opts.Size > max {
+		return errTooBig
+	}
+	se.from = from
+	se.rcpts = se.rcpts[:0]
+	se.conn.setTx(true)
+	return nil
+}
+
+// Rcpt adds a recipient after checking its syntax and the recipient limit.
+func (se *session) Rcpt(to string, opts *smtp.RcptOptions) error {
+	if max := se.s.cfg().SMTP.MaxRecipients; max > 0 && len(se.rcpts) >= max {
+		return errTooManyRcpts
+	}
+	if err := checkAddress(to, true); err != nil {
+		return &smtp.SMTPError{Code: 501, EnhancedCode: smtp.EnhancedCode{5, 1, 3},
+			Message: "Bad recipient address syntax: " + err.Error()}
+	}
+	se.rcpts = append(se.rcpts, to)
+	return nil
+}
+
+// Data streams the message, with a Received header in front, into the
+// spool. The reply names the queue id.
+func (se *session) Data(r io.Reader) error {
+	start := time.Now()
+	cfg := se.s.cfg()
+	body := &sizeLimiter{r: r, max: int64(cfg.SMTP.MaxMessageSize)}
+	hdr := receivedHeader(se.sc.Hostname(), se.remote, hostname(cfg), se.tls, se.user != "", start)
+	id, err := se.s.spool.Spool(se.from, se.rcpts, io.MultiReader(hdr, body))
+	attrs := []any{"from", se.from, "rcpts", len(se.rcpts), "size", body.n,
+		"duration", time.Since(start).Round(time.Microsecond)}
+	if se.user != "" {
+		attrs = append(attrs, "user", se.user)
+	}
+	switch {
+	case body.tooBig:
+		se.log.Warn("message refused: too big", append(attrs, "max", body.max)...)
+		return errTooBig
+	case err != nil:
+		se.log.Error("message not accepted: spool failed", append(attrs, "err", err)...)
+		return errSpool
+	}
+	se.log.Info("message queued", append([]any{"id", id}, attrs...)...)
+	return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0},
+		Message: fmt.Sprintf("OK: queued as %s", id)}
+}
+
+// Reset ends the transaction.
+func (se *session) Reset() {
+	se.from = ""
+	se.rcpts = se.rcpts[:0]
+	se.conn.setTx(false)
+}
+
+// Logout ends the session.
+func (se *session) Logout() error {
+	se.conn.setTx(false)
+	return nil
+}
+
+// sizeLimiter counts the bytes read from r and fails once more than max
+// (when max > 0) have been read. go-smtp enforces the limit that was in force
+// when the connection opened; this enforces the current one, and also notes
+// go-smtp's own overflow.
+type sizeLimiter struct {
+	r      io.Reader
+	max    int64
+	n      int64
+	tooBig bool
+}
+
+func (l *sizeLimiter) Read(p []byte) (int, error) {
+	if l.tooBig {
+		return 0, smtp.ErrDataTooLarge
+	}
+	n, err := l.r.Read(p)
+	l.n += int64(n)
+	if l.max > 0 && l.n > l.max || errors.Is(err, smtp.ErrDataTooLarge) {
+		l.tooBig = true
+		return 0, smtp.ErrDataTooLarge
+	}
+	return n, err
+}
