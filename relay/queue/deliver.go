@@ -1,0 +1,325 @@
+package queue
+
+import (
+	"container/heap"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"strings"
+	"time"
+
+	"github.com/emersion/go-smtp"
+
+	"pixelrelay/relay"
+	"pixelrelay/relay/rewrite"
+	"pixelrelay/relay/spool"
+)
+
+// dispatch starts deliveries of due copies, never more at once than
+// upstream.connections (read again each time).
+func (q *Queue) dispatch() {
+	defer close(q.stopped)
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		wait := q.startDue()
+		timer.Reset(wait)
+		select {
+		case <-q.stop:
+			return
+		case <-q.wake:
+		case <-timer.C:
+		}
+	}
+}
+
+// startDue starts what is due and returns how long to sleep.
+func (q *Queue) startDue() time.Duration {
+	_, _, _, conns := q.limits()
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	now := q.opt.Now()
+	for q.active < conns && q.ready.Len() > 0 && !q.ready[0].c.Next.After(now) {
+		it := heap.Pop(&q.ready).(*item)
+		q.active++
+		it.m.busy++
+		q.flight.Add(1)
+		go q.deliver(it, snapshot(it.c))
+	}
+	if q.active >= conns || q.ready.Len() == 0 {
+		return time.Hour
+	}
+	return max(q.ready[0].c.Next.Sub(now), time.Millisecond)
+}
+
+// attempt is what one delivery needs, copied under the lock.
+type attempt struct {
+	rcpts []string
+	token string
+}
+
+func snapshot(c *spool.Copy) attempt {
+	return attempt{rcpts: append([]string(nil), c.Recipients...), token: c.Token}
+}
+
+// deliver sends one copy and records the outcome.
+func (q *Queue) deliver(it *item, a attempt) {
+	defer q.flight.Done()
+	err := q.send(it.m, a)
+	q.result(it, a, err)
+	q.wakeUp()
+}
+
+// errAborted ends the rewrite of a copy whose upstream stopped reading.
+var errAborted = errors.New("queue: delivery aborted")
+
+// send streams the spooled message through rewrite.Rewrite into the
+// upstream: one open file and a pipe per copy, never the whole message in
+// memory.
+func (q *Queue) send(m *message, a attempt) error {
+	up := q.opt.Upstream()
+	if up == nil {
+		return &relay.DeliveryError{Class: relay.Setup, Stage: "connect", Err: errors.New("no upstream configured")}
+	}
+	body, err := q.sp.Open(m.env.ID, m.off)
+	if err != nil {
+		return err
+	}
+	defer body.Close()
+	opt := rewrite.Options{MessageID: m.env.MessageID}
+	if a.token != "" {
+		opt.PixelURL = strings.TrimRight(q.cfg().Tracking.BaseURL, "/") + "/o/" + a.token + ".gif"
+	}
+	pr, pw := io.Pipe()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		pw.CloseWithError(rewriteTo(pw, body, opt))
+	}()
+	err = up.Deliver(q.ctx, m.env.From, a.rcpts, pr)
+	pr.CloseWithError(errAborted)
+	<-done
+	return err
+}
+
+// result applies the outcome of one attempt to its copy.
+func (q *Queue) result(it *item, a attempt, err error) {
+	minRetry, maxRetry, maxAge, _ := q.limits()
+	now := q.opt.Now()
+	m, c := it.m, it.c
+
+	q.mu.Lock()
+	q.active--
+	m.busy--
+	expired := now.Sub(m.env.Received) >= maxAge
+	var keep []string
+	var lastErr error
+	delivered := 0
+	for _, rcpt := range a.rcpts {
+		e := rcptErr(err, rcpt)
+		switch {
+		case e == nil:
+			delivered++
+		case relay.ClassOf(e) == relay.Permanent || expired:
+			m.st.Failures = append(m.st.Failures, failure(rcpt, e, expired, now))
+			lastErr = e
+		default:
+			keep = append(keep, rcpt)
+			lastErr = e
+		}
+	}
+	c.Attempts++
+	c.LastError = clip(describe(lastErr, expired && lastErr != nil && len(keep) == 0), 500)
+	switch {
+	case len(keep) > 0:
+		c.Recipients = keep
+		c.Status = spool.Deferred
+		c.Next = now.Add(backoff(c.Attempts, minRetry, maxRetry))
+		heap.Push(&q.ready, it)
+	case delivered > 0:
+		c.Status, c.SentAt = spool.Sent, now
+	default:
+		c.Status = spool.Failed
+	}
+	up := update{tid: c.TrackingID, status: c.Status, lastErr: c.LastError, at: now}
+	q.mu.Unlock()
+
+	if err != nil {
+		q.log.Info("delivery failed", "queue_id", m.env.ID, "rcpts", a.rcpts, "class", relay.ClassOf(err).String(),
+			"status", up.status, "err", err)
+	}
+	q.update(up)
+	q.settle(m)
+}
+
+type update struct {
+	tid, status, lastErr string
+	at                   time.Time
+}
+
+// update tells the recorder about a tracked copy's new state.
+func (q *Queue) update(u update) {
+	if u.tid == "" || q.opt.Recorder == nil {
+		return
+	}
+	if err := q.opt.Recorder.Update(u.tid, u.status, u.lastErr, u.at); err != nil {
+		q.log.Error("recording delivery state", "tracking_id", u.tid, "err", err)
+	}
+}
+
+// rcptErr is the error that applies to rcpt: its own entry of a
+// RecipientErrors (nil when it was accepted), or err itself.
+func rcptErr(err error, rcpt string) error {
+	var re relay.RecipientErrors
+	if errors.As(err, &re) {
+		return re[rcpt]
+	}
+	return err
+}
+
+// backoff is min_retry doubled per earlier attempt, at most max_retry, with
+// ±25% jitter kept within [min_retry, max_retry].
+func backoff(attempts int, minRetry, maxRetry time.Duration) time.Duration {
+	d := minRetry
+	for i := 1; i < attempts && d < maxRetry; i++ {
+		d *= 2
+	}
+	d = min(d, maxRetry)
+	d = d*3/4 + time.Duration(rand.Int64N(int64(d/2)+1))
+	return min(max(d, minRetry), maxRetry)
+}
+
+// failure describes a recipient that will not get the message.
+func failure(rcpt string, err error, expired bool, now time.Time) spool.Failure {
+	return spool.Failure{
+		Recipient:  rcpt,
+		Status:     statusCode(err, expired),
+		Diagnostic: clip(describe(err, expired), 500),
+		At:         now,
+	}
+}
+
+// statusCode is the enhanced status code for a DSN: the upstream's own when
+// it gave one, 4.4.7 for an expired copy.
+func statusCode(err error, expired bool) string {
+	if expired && relay.ClassOf(err) != relay.Permanent {
+		return "4.4.7"
+	}
+	var se *smtp.SMTPError
+	if errors.As(err, &se) && se.EnhancedCode[0] >= 2 && se.EnhancedCode != smtp.NoEnhancedCode {
+		return fmt.Sprintf("%d.%d.%d", se.EnhancedCode[0], se.EnhancedCode[1], se.EnhancedCode[2])
+	}
+	var de *relay.DeliveryError
+	if errors.As(err, &de) && de.Code >= 400 && de.Code < 600 {
+		return fmt.Sprintf("%d.0.0", de.Code/100)
+	}
+	return "5.0.0"
+}
+
+// describe is the text for last_error and Diagnostic-Code.
+func describe(err error, expired bool) string {
+	if err == nil {
+		return ""
+	}
+	s := err.Error()
+	var se *smtp.SMTPError
+	if errors.As(err, &se) {
+		s = fmt.Sprintf("%d %s", se.Code, se.Message)
+		if se.EnhancedCode[0] >= 2 && se.EnhancedCode != smtp.NoEnhancedCode {
+			s = fmt.Sprintf("%d %d.%d.%d %s", se.Code, se.EnhancedCode[0], se.EnhancedCode[1], se.EnhancedCode[2], se.Message)
+		}
+	}
+	if expired && relay.ClassOf(err) != relay.Permanent {
+		s = "delivery time expired (queue.max_age); last error: " + s
+	}
+	return s
+}
+
+// settle persists m's state after a change: bounces failed recipients once
+// every copy was tried at least once (so one bounce lists all the first
+// round's failures; a later expiry makes another), and deletes the message
+// once every copy is final and its bounce is spooled.
+func (q *Queue) settle(m *message) {
+	m.wmu.Lock()
+	defer m.wmu.Unlock()
+	if m.done {
+		return
+	}
+	q.mu.Lock()
+	if m.st == nil {
+		q.mu.Unlock()
+		return
+	}
+	final, tried := true, true
+	for _, c := range m.st.Copies {
+		final = final && c.Final()
+		tried = tried && c.Attempts > 0
+	}
+	final = final && m.busy == 0
+	var pending []spool.Failure
+	var idx []int
+	for i, f := range m.st.Failures {
+		if !f.Bounced {
+			pending = append(pending, f)
+			idx = append(idx, i)
+		}
+	}
+	q.mu.Unlock()
+
+	if len(pending) > 0 && (final || tried) {
+		if err := q.bounce(m, pending); err != nil {
+			q.log.Error("spooling bounce; will retry", "queue_id", m.env.ID, "err", err)
+			q.retrySettle(m)
+			final = false
+		} else {
+			q.mu.Lock()
+			for _, i := range idx {
+				m.st.Failures[i].Bounced = true
+			}
+			q.mu.Unlock()
+		}
+	}
+	if final {
+		if err := q.sp.Delete(m.env.ID); err != nil {
+			q.log.Error("deleting finished message", "queue_id", m.env.ID, "err", err)
+		}
+		m.done = true
+		q.mu.Lock()
+		delete(q.msgs, m.env.ID)
+		q.mu.Unlock()
+		return
+	}
+	q.mu.Lock()
+	st := cloneState(m.st)
+	q.mu.Unlock()
+	if err := q.sp.WriteState(m.env.ID, st); err != nil {
+		q.log.Error("writing queue state", "queue_id", m.env.ID, "err", err)
+	}
+}
+
+func (q *Queue) retrySettle(m *message) {
+	minRetry, _, _, _ := q.limits()
+	time.AfterFunc(minRetry, func() {
+		q.mu.Lock()
+		closed := q.closed
+		if !closed {
+			q.flight.Add(1)
+		}
+		q.mu.Unlock()
+		if !closed {
+			defer q.flight.Done()
+			q.settle(m)
+		}
+	})
+}
+
+func cloneState(st *spool.State) *spool.State {
+	c := *st
+	c.Copies = append([]spool.Copy(nil), st.Copies...)
+	for i := range c.Copies {
+		c.Copies[i].Recipients = append([]string(nil), c.Copies[i].Recipients...)
+	}
+	c.Failures = append([]spool.Failure(nil), st.Failures...)
+	return &c
+}

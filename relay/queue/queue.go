@@ -1,0 +1,446 @@
+// Package queue takes accepted messages from the SMTP sessions, keeps them in
+// the durable spool, splits each into its copies (one per tracked recipient,
+// one shared by the untracked ones), delivers the copies upstream with
+// retries, and bounces what cannot be delivered.
+//
+// What is durable when: Spool returns (and smtpd answers 250) once the raw
+// message and its envelope are fsynced (relay/spool). The copy plan (which
+// recipients are tracked, their tracking ids and tokens) is made right after,
+// recorded with the Recorder, and written to the spool's state file without
+// an fsync: after a process crash it is read back (no re-minting); after a
+// power failure that lost it, the message is planned again. Delivery state
+// changes are written the same way; losing one can only cause a duplicate
+// delivery, never a lost message. A message's files are deleted when all its
+// copies are final and its bounce, if any, is itself durably spooled.
+package queue
+
+import (
+	"container/heap"
+	"context"
+	"crypto/rand"
+	"encoding/base32"
+	"errors"
+	"io"
+	"log/slog"
+	"runtime"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"pixelrelay/config"
+	"pixelrelay/relay"
+	"pixelrelay/relay/spool"
+	"pixelrelay/tracker/record"
+)
+
+// Options configures a Queue.
+type Options struct {
+	Dir      string                // the spool directory (data_dir/spool)
+	Config   func() *config.Config // the current config (hot reload swaps it)
+	Upstream func() relay.Upstream // the current upstream; may change on reload
+	Recorder record.Recorder       // nil: nothing recorded
+	Minter   record.Minter         // nil: nothing tracked
+	Log      *slog.Logger          // nil: slog.Default()
+	Now      func() time.Time      // nil: time.Now
+
+	// ShutdownTimeout bounds how long Close waits for in-flight
+	// deliveries before cancelling them (default 30s).
+	ShutdownTimeout time.Duration
+
+	// NoFsync skips every fsync of the spool. BENCHMARK ONLY: it shows
+	// what durability costs; with it a crash can lose acknowledged mail.
+	NoFsync bool
+}
+
+// Queue is the delivery queue. It implements relay.Spooler and record.Queue.
+type Queue struct {
+	opt Options
+	sp  *spool.Spool
+	log *slog.Logger
+
+	mu     sync.Mutex
+	msgs   map[string]*message
+	ready  readyHeap // copies waiting for an attempt, soonest first
+	active int       // deliveries running
+	closed bool
+
+	wake    chan struct{}
+	plans   chan *message
+	stop    chan struct{}
+	stopped chan struct{} // dispatcher has returned
+
+	ctx    context.Context // cancelled when Close gives up waiting
+	cancel context.CancelFunc
+
+	flight    sync.WaitGroup // deliveries and settles in progress
+	workers   sync.WaitGroup // planners
+	startOnce sync.Once
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// message is one spooled message in memory (never its body).
+type message struct {
+	env  spool.Envelope
+	off  int64        // where the body starts in the spool file
+	st   *spool.State // nil until planned; guarded by Queue.mu
+	busy int          // copies being delivered; guarded by Queue.mu
+
+	wmu  sync.Mutex // serialises state writes, bounces and the deletion
+	done bool       // deleted; guarded by wmu
+}
+
+// item is one copy in the ready heap.
+type item struct {
+	m   *message
+	c   *spool.Copy
+	idx int
+}
+
+var _ relay.Spooler = (*Queue)(nil)
+var _ record.Queue = (*Queue)(nil)
+
+// ErrClosed is returned by Spool after Close.
+var ErrClosed = errors.New("queue: closed")
+
+// New opens the spool under opt.Dir and resumes every message found there.
+// Deliveries start with Start (or Run).
+func New(opt Options) (*Queue, error) {
+	if opt.Config == nil {
+		return nil, errors.New("queue: Options.Config is required")
+	}
+	if opt.Upstream == nil {
+		opt.Upstream = func() relay.Upstream { return nil }
+	}
+	if opt.Now == nil {
+		opt.Now = time.Now
+	}
+	if opt.ShutdownTimeout <= 0 {
+		opt.ShutdownTimeout = 30 * time.Second
+	}
+	log := opt.Log
+	if log == nil {
+		log = slog.Default()
+	}
+	sp, err := spool.Open(opt.Dir, spool.Options{NoFsync: opt.NoFsync})
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	q := &Queue{
+		opt:     opt,
+		sp:      sp,
+		log:     log.With("component", "queue"),
+		msgs:    map[string]*message{},
+		wake:    make(chan struct{}, 1),
+		plans:   make(chan *message, 4096),
+		stop:    make(chan struct{}),
+		stopped: make(chan struct{}),
+		ctx:     ctx,
+		cancel:  cancel,
+	}
+	n := max(2, runtime.GOMAXPROCS(0))
+	q.workers.Add(n)
+	for range n {
+		go q.planner()
+	}
+	q.resume()
+	return q, nil
+}
+
+// resume loads the spool: unplanned messages are planned again, the other
+// ones continue where they were.
+func (q *Queue) resume() {
+	msgs, errs := q.sp.Scan()
+	for _, err := range errs {
+		q.log.Error("spool: unreadable message left in place", "err", err)
+	}
+	var unplanned, finished []*message
+	q.mu.Lock()
+	for _, sm := range msgs {
+		m := &message{env: sm.Envelope, off: sm.Offset, st: sm.State}
+		q.msgs[m.env.ID] = m
+		if m.st == nil {
+			unplanned = append(unplanned, m)
+			continue
+		}
+		open := 0
+		for i := range m.st.Copies {
+			c := &m.st.Copies[i]
+			if !c.Final() {
+				heap.Push(&q.ready, &item{m: m, c: c})
+				open++
+			}
+		}
+		if open == 0 {
+			finished = append(finished, m)
+		}
+	}
+	q.mu.Unlock()
+	if len(msgs) > 0 {
+		q.log.Info("spool resumed", "messages", len(msgs), "unplanned", len(unplanned))
+	}
+	go func() {
+		for _, m := range unplanned {
+			q.enqueuePlan(m)
+		}
+	}()
+	for _, m := range finished {
+		q.flight.Add(1)
+		go func() { defer q.flight.Done(); q.settle(m) }()
+	}
+}
+
+// Spool stores the message durably and returns its queue id; the copies
+// are planned and delivered in the background. Errors are temporary for
+// the client (nothing was accepted).
+func (q *Queue) Spool(from string, to []string, body io.Reader) (string, error) {
+	q.mu.Lock()
+	closed := q.closed
+	q.mu.Unlock()
+	if closed {
+		return "", ErrClosed
+	}
+	if len(to) == 0 {
+		return "", errors.New("queue: no recipients")
+	}
+	env := q.newEnvelope(from, slices.Clone(to))
+	m, err := q.put(env, body)
+	if err != nil {
+		return "", err
+	}
+	q.enqueuePlan(m)
+	return m.env.ID, nil
+}
+
+// newEnvelope gives a new message its queue id and the Message-ID its
+// copies carry if it has none (made once, the same for all copies).
+func (q *Queue) newEnvelope(from string, to []string) *spool.Envelope {
+	now := q.opt.Now()
+	id := spool.NewID(now)
+	return &spool.Envelope{
+		ID: id, From: from, To: to, Received: now,
+		MessageID: "<" + id + "." + randomString() + "@" + q.hostname() + ">",
+	}
+}
+
+// put writes a new message to the spool and registers it.
+func (q *Queue) put(env *spool.Envelope, body io.Reader) (*message, error) {
+	off, err := q.sp.Put(env, body)
+	if err != nil {
+		return nil, err
+	}
+	m := &message{env: *env, off: off}
+	q.mu.Lock()
+	q.msgs[env.ID] = m
+	q.mu.Unlock()
+	return m, nil
+}
+
+func (q *Queue) enqueuePlan(m *message) {
+	select {
+	case q.plans <- m:
+	case <-q.stop:
+	}
+}
+
+// Start starts delivering in the background. Close stops it.
+func (q *Queue) Start() {
+	q.startOnce.Do(func() { go q.dispatch() })
+}
+
+// Run delivers until ctx is done, then shuts down like Close.
+func (q *Queue) Run(ctx context.Context) error {
+	q.Start()
+	<-ctx.Done()
+	return q.Close()
+}
+
+// Close stops accepting messages and starting deliveries, waits up to
+// Options.ShutdownTimeout for deliveries in flight (then cancels them) and
+// closes the spool. Everything not delivered stays spooled for the next
+// start.
+func (q *Queue) Close() error {
+	q.closeOnce.Do(func() {
+		q.mu.Lock()
+		q.closed = true
+		q.mu.Unlock()
+		close(q.stop)
+		q.startOnce.Do(func() { close(q.stopped) })
+		<-q.stopped
+		if !waitTimeout(&q.flight, q.opt.ShutdownTimeout) {
+			q.log.Warn("shutdown: cancelling deliveries in flight")
+			q.cancel()
+			waitTimeout(&q.flight, 5*time.Second)
+		}
+		q.cancel()
+		q.workers.Wait()
+		q.closeErr = q.sp.Close()
+	})
+	return q.closeErr
+}
+
+func waitTimeout(wg *sync.WaitGroup, d time.Duration) bool {
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return true
+	case <-time.After(d):
+		return false
+	}
+}
+
+// Kick makes every deferred copy due now (after a config reload fixed the
+// upstream, for instance).
+func (q *Queue) Kick() {
+	q.mu.Lock()
+	now := q.opt.Now()
+	for _, it := range q.ready {
+		if it.c.Status == spool.Deferred {
+			it.c.Next = now
+		}
+	}
+	heap.Init(&q.ready)
+	q.mu.Unlock()
+	q.wakeUp()
+}
+
+func (q *Queue) wakeUp() {
+	select {
+	case q.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Entries lists the copies not delivered yet (queued or deferred), oldest
+// message first.
+func (q *Queue) Entries() []record.QueueEntry {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	ids := make([]string, 0, len(q.msgs))
+	for id := range q.msgs {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	var out []record.QueueEntry
+	for _, id := range ids {
+		m := q.msgs[id]
+		base := record.QueueEntry{QueueID: id, From: m.env.From, QueuedAt: m.env.Received}
+		if m.st == nil {
+			e := base
+			e.Recipients = slices.Clone(m.env.To)
+			e.Status = record.StatusQueued
+			out = append(out, e)
+			continue
+		}
+		for _, c := range m.st.Copies {
+			if c.Final() {
+				continue
+			}
+			e := base
+			e.TrackingID = c.TrackingID
+			e.Recipients = slices.Clone(c.Recipients)
+			e.Status = c.Status
+			e.Attempts = c.Attempts
+			e.NextAttempt = c.Next
+			e.LastError = c.LastError
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// Len returns the number of messages in the spool.
+func (q *Queue) Len() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return len(q.msgs)
+}
+
+// cfg returns the current config.
+func (q *Queue) cfg() *config.Config {
+	if c := q.opt.Config(); c != nil {
+		return c
+	}
+	return &config.Config{}
+}
+
+func (q *Queue) hostname() string {
+	if h := q.cfg().SMTP.Hostname; h != "" {
+		return h
+	}
+	return "localhost"
+}
+
+// limits returns the retry schedule and the connection limit, with the
+// contract's defaults for unset values.
+func (q *Queue) limits() (minRetry, maxRetry, maxAge time.Duration, conns int) {
+	c := q.cfg()
+	minRetry, maxRetry, maxAge = c.Queue.MinRetry.D(), c.Queue.MaxRetry.D(), c.Queue.MaxAge.D()
+	if minRetry <= 0 {
+		minRetry = time.Minute
+	}
+	if maxRetry < minRetry {
+		maxRetry = max(minRetry, time.Hour)
+	}
+	if maxAge <= 0 {
+		maxAge = 5 * 24 * time.Hour
+	}
+	conns = c.Upstream.Connections
+	if conns <= 0 {
+		conns = 4
+	}
+	return
+}
+
+var idEnc = base32.HexEncoding.WithPadding(base32.NoPadding)
+
+func randomString() string {
+	var b [5]byte
+	rand.Read(b[:])
+	return strings.ToLower(idEnc.EncodeToString(b[:]))
+}
+
+// readyHeap orders copies by next attempt.
+type readyHeap []*item
+
+func (h readyHeap) Len() int { return len(h) }
+func (h readyHeap) Less(i, j int) bool {
+	if !h[i].c.Next.Equal(h[j].c.Next) {
+		return h[i].c.Next.Before(h[j].c.Next)
+	}
+	return h[i].m.env.ID < h[j].m.env.ID
+}
+func (h readyHeap) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].idx, h[j].idx = i, j
+}
+func (h *readyHeap) Push(x any) {
+	it := x.(*item)
+	it.idx = len(*h)
+	*h = append(*h, it)
+}
+func (h *readyHeap) Pop() any {
+	old := *h
+	it := old[len(old)-1]
+	old[len(old)-1] = nil
+	*h = old[:len(old)-1]
+	return it
+}
+
+func errString(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
+}
+
+func clip(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
+}
