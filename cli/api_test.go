@@ -30,6 +30,7 @@ func tp(t time.Time) *time.Time { return &t }
 type fakeAPI struct {
 	mu       sync.Mutex
 	requests []*http.Request
+	key      string // the admin key; testKey when empty
 	// byID makes /api/messages honour ?id= (a server that has the filter).
 	byID     bool
 	opens    []store.Open
@@ -45,12 +46,16 @@ type fakeAPI struct {
 func (f *fakeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	f.mu.Lock()
 	f.requests = append(f.requests, r.Clone(r.Context()))
+	key := f.key
 	f.mu.Unlock()
+	if key == "" {
+		key = testKey
+	}
 	if r.URL.Path == "/healthz" {
 		writeBody(w, 200, map[string]string{"status": "ok"})
 		return
 	}
-	if r.Header.Get("Authorization") != "Bearer "+testKey {
+	if r.Header.Get("Authorization") != "Bearer "+key {
 		writeBody(w, 401, httpd.ErrorResponse{Error: "missing or wrong admin key"})
 		return
 	}

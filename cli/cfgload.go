@@ -3,104 +3,55 @@ package cli
 import (
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
-
-	"github.com/BurntSushi/toml"
 
 	"pixelrelay/config"
+	"pixelrelay/tracker/token"
 )
 
-// TEMPORARY private stand-ins for config.Find, config.Load, Config.SecretsPath
-// and token.AdminKey, which colleagues are writing. Replace with the real
-// ones once they land (only the three functions below call them).
-
-const (
-	defaultHTTPListen = "127.0.0.1:8025"
-)
-
-// findConfig returns the config file to use ("" for built-in defaults).
-func findConfig(flagPath string) (string, error) {
-	if flagPath != "" {
-		if _, err := os.Stat(flagPath); err != nil {
-			return "", fmt.Errorf("config file %s: %w", flagPath, errors.Unwrap(err))
-		}
-		return flagPath, nil
-	}
-	var candidates []string
-	if p := os.Getenv("PIXELRELAY_CONFIG"); p != "" {
-		if _, err := os.Stat(p); err != nil {
-			return "", fmt.Errorf("PIXELRELAY_CONFIG=%s: %w", p, errors.Unwrap(err))
-		}
-		return p, nil
-	}
-	candidates = append(candidates, "pixelrelay.toml")
-	if dir, err := os.UserConfigDir(); err == nil {
-		candidates = append(candidates, filepath.Join(dir, "pixelrelay", "config.toml"))
-	}
-	for _, c := range candidates {
-		if _, err := os.Stat(c); err == nil {
-			return c, nil
-		}
-	}
-	return "", nil
-}
-
-// loadConfig finds and loads the config the query commands need.
+// loadConfig finds and decodes the config the query commands need (its
+// http.listen and data_dir). It does not run the full validation: a
+// config whose TLS files are missing still says where the server is.
 func loadConfig(flagPath string) (*config.Config, error) {
-	path, err := findConfig(flagPath)
+	path, err := config.Find(flagPath)
 	if err != nil {
 		return nil, err
 	}
-	cfg := &config.Config{Path: path}
-	cfg.HTTP.Listen = defaultHTTPListen
-	if path != "" {
-		var raw struct {
-			DataDir string `toml:"data_dir"`
-			HTTP    struct {
-				Listen string `toml:"listen"`
-			} `toml:"http"`
+	cfg, err := config.Load(path)
+	var ps config.Problems
+	if errors.As(err, &ps) && len(ps) > 0 {
+		more := ""
+		if len(ps) > 1 {
+			more = fmt.Sprintf(" (and %d more)", len(ps)-1)
 		}
-		if _, err := toml.DecodeFile(path, &raw); err != nil {
-			return nil, fmt.Errorf("config %s: %v", path, err)
-		}
-		cfg.DataDir = raw.DataDir
-		if raw.HTTP.Listen != "" {
-			cfg.HTTP.Listen = raw.HTTP.Listen
-		}
+		return nil, fmt.Errorf("config %s: %s%s; see pixelrelay config check", path, ps[0], more)
 	}
-	if cfg.DataDir == "" {
-		state := os.Getenv("XDG_STATE_HOME")
-		if state == "" {
-			home, _ := os.UserHomeDir()
-			state = filepath.Join(home, ".local", "state")
-		}
-		cfg.DataDir = filepath.Join(state, "pixelrelay")
+	if err != nil {
+		return nil, err
 	}
 	return cfg, nil
 }
 
 // checkConfig validates the config file for `config check`: the path used
-// ("" for none) and every problem as "key: reason".
+// ("" for the built-in defaults) and every problem as "key: reason".
 func checkConfig(flagPath string) (string, []string, error) {
-	path, err := findConfig(flagPath)
-	if err != nil || path == "" {
-		return path, nil, err
-	}
-	var raw map[string]any
-	md, err := toml.DecodeFile(path, &raw)
+	path, err := config.Find(flagPath)
 	if err != nil {
-		return path, []string{fmt.Sprintf("(file): %v", err)}, nil
+		return "", nil, err
 	}
-	_ = md
-	return path, nil, nil
+	_, err = config.LoadValid(path)
+	var ps config.Problems
+	if errors.As(err, &ps) {
+		lines := make([]string, len(ps))
+		for i, p := range ps {
+			lines[i] = clean(p.String())
+		}
+		return path, lines, nil
+	}
+	return path, nil, err
 }
 
 // adminKey is the admin API key: $PIXELRELAY_ADMIN_KEY, else the one in
 // data_dir's secrets file.
 func adminKey(cfg *config.Config) (string, error) {
-	if k := os.Getenv("PIXELRELAY_ADMIN_KEY"); k != "" {
-		return k, nil
-	}
-	return "", fmt.Errorf("no admin key: set PIXELRELAY_ADMIN_KEY or start pixelrelay serve once to make %s", filepath.Join(cfg.DataDir, "secrets.json"))
+	return token.AdminKey(cfg.SecretsPath())
 }

@@ -1,0 +1,105 @@
+package cli
+
+import (
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"pixelrelay/tracker/token"
+)
+
+func TestConfigCheck(t *testing.T) {
+	dir := t.TempDir()
+	good := filepath.Join(dir, "good.toml")
+	bad := filepath.Join(dir, "bad.toml")
+	os.WriteFile(good, []byte("data_dir = \""+dir+"\"\n[http]\nlisten = \"127.0.0.1:8025\"\n"), 0o600)
+	os.WriteFile(bad, []byte("data_dir = \""+dir+"\"\nfrobnicate = 1\n[smtp]\nmax_recipients = \"many\"\n[tracking]\npolicy = \"sometimes\"\n"), 0o600)
+
+	code, out, errOut := run(0, "config", "check", "--config", good)
+	if code != 0 || out != "config OK: "+good+"\n" || errOut != "" {
+		t.Errorf("good: exit %d, out %q, stderr %q", code, out, errOut)
+	}
+
+	code, out, errOut = run(0, "config", "--config", bad, "check")
+	if code != 1 {
+		t.Errorf("bad: exit %d, want 1", code)
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	for _, key := range []string{"frobnicate", "smtp.max_recipients", "tracking.policy"} {
+		found := false
+		for _, l := range lines {
+			if strings.HasPrefix(l, key+": ") {
+				found = true
+			}
+		}
+		if !found {
+			t.Errorf("bad: no line \"%s: reason\" in:\n%s", key, out)
+		}
+	}
+	if !strings.HasPrefix(errOut, "pixelrelay: ") || strings.Count(errOut, "\n") != 1 || !strings.Contains(errOut, "problems") {
+		t.Errorf("bad: stderr %q, want one line counting the problems", errOut)
+	}
+
+	// No file anywhere: the built-in defaults.
+	empty := t.TempDir()
+	t.Chdir(empty)
+	t.Setenv("PIXELRELAY_CONFIG", "")
+	t.Setenv("XDG_CONFIG_HOME", empty)
+	t.Setenv("XDG_STATE_HOME", empty)
+	code, out, _ = run(0, "config", "check")
+	if code != 0 || out != "no config file found; built-in defaults are valid\n" {
+		t.Errorf("none: exit %d, out %q", code, out)
+	}
+
+	// $PIXELRELAY_CONFIG is honoured.
+	t.Setenv("PIXELRELAY_CONFIG", bad)
+	if code, _, _ := run(0, "config", "check"); code != 1 {
+		t.Errorf("$PIXELRELAY_CONFIG=bad: exit %d, want 1", code)
+	}
+}
+
+// A query command with a broken config names the problem and points to
+// config check.
+func TestQueryWithBadConfig(t *testing.T) {
+	bad := filepath.Join(t.TempDir(), "bad.toml")
+	os.WriteFile(bad, []byte("[http]\nlisen = \"127.0.0.1:1\"\n"), 0o600)
+	code, out, errOut := run(0, "opens", "--config", bad)
+	if code != 1 || out != "" || !strings.Contains(errOut, "http.lisen") || !strings.Contains(errOut, "config check") {
+		t.Errorf("exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+}
+
+// The admin key is read from data_dir's secrets file when
+// $PIXELRELAY_ADMIN_KEY is not set.
+func TestAdminKeyFromSecretsFile(t *testing.T) {
+	f := sampleAPI()
+	srv := httptest.NewServer(f)
+	defer srv.Close()
+	t.Setenv("PIXELRELAY_ADMIN_KEY", "")
+	cfg := writeConfig(t, srv.Listener.Addr().String())
+	dataDir := filepath.Join(filepath.Dir(cfg), "data")
+
+	// No secrets file yet: a clear reason, exit 1.
+	code, _, errOut := run(0, "status", "--config", cfg)
+	if code != 1 || !strings.Contains(errOut, "secrets") {
+		t.Errorf("no secrets: exit %d, stderr %q", code, errOut)
+	}
+
+	if err := os.MkdirAll(dataDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	k, err := token.OpenKeyring(filepath.Join(dataDir, "secrets.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The server's key is the file's: accepted.
+	f.mu.Lock()
+	f.key = k.AdminKey()
+	f.mu.Unlock()
+	code, out, errOut := run(0, "status", "--config", cfg)
+	if code != 0 || !strings.Contains(out, "version         9.9.9") {
+		t.Errorf("with secrets: exit %d, out %q, stderr %q", code, out, errOut)
+	}
+}
