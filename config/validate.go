@@ -117,7 +117,7 @@ func (c *Config) checkDataDir(v *validator) {
 
 func (c *Config) checkSMTP(v *validator) {
 	s := &c.SMTP
-	checkListen(v, "smtp.listen", s.Listen)
+	listenOK := checkListen(v, "smtp.listen", s.Listen)
 	if s.Hostname == "" {
 		v.add("smtp.hostname", "must not be empty")
 	} else if strings.ContainsFunc(s.Hostname, func(r rune) bool { return r <= ' ' || r >= 0x7f }) {
@@ -131,7 +131,7 @@ func (c *Config) checkSMTP(v *validator) {
 	}
 	c.checkSMTPTLS(v)
 	c.checkUsers(v)
-	if len(s.Users) == 0 && validHostPort(s.Listen) && !IsLoopback(s.Listen) {
+	if listenOK && len(s.Users) == 0 && !IsLoopback(s.Listen) {
 		v.add("smtp.listen", "%s is not a loopback address; add [[smtp.users]] so it is not an open relay", s.Listen)
 	}
 }
@@ -348,18 +348,22 @@ func (c *Config) checkHTTP(v *validator) {
 
 // checkListen checks a host:port listen address. The host may be empty (all
 // interfaces), an IP address or a name; the port a number 0-65535.
-func checkListen(v *validator, key, addr string) {
+func checkListen(v *validator, key, addr string) bool {
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
 		v.add(key, "%q is not host:port (e.g. 127.0.0.1:2525)", addr)
-		return
+		return false
 	}
+	ok := true
 	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
 		v.add(key, "port %q is not a number between 0 and 65535", port)
+		ok = false
 	}
 	if strings.ContainsFunc(host, func(r rune) bool { return r <= ' ' || r == '/' || r == 0x7f }) {
 		v.add(key, "host %q is not an IP address or host name", host)
+		ok = false
 	}
+	return ok
 }
 
 func validHostPort(addr string) bool {
