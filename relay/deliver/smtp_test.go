@@ -36,8 +36,8 @@ func cfgFor(srv *smtptest.Server, scheme, tlsMode string) *config.Config {
 type holder struct{ p atomic.Pointer[config.Config] }
 
 func newHolder(c *config.Config) *holder { h := &holder{}; h.p.Store(c); return h }
-func (h *holder) get() *config.Config  { return h.p.Load() }
-func (h *holder) set(c *config.Config) { h.p.Store(c) }
+func (h *holder) get() *config.Config    { return h.p.Load() }
+func (h *holder) set(c *config.Config)   { h.p.Store(c) }
 
 func newTestSMTP(t *testing.T, h *holder) *SMTP {
 	t.Helper()
