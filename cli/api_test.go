@@ -139,28 +139,28 @@ func sampleAPI() *fakeAPI {
 	sent := testNow.Add(-4 * time.Hour)
 	return &fakeAPI{
 		opens: []store.Open{
-			{TrackingID: "k7q2m4xw", Recipient: "bob@example.com", Subject: "Quarterly numbers", MessageID: "<a@x>",
+			{TrackingID: "k7q2m4xwah3bdf5a", Recipient: "bob@example.com", Subject: "Quarterly numbers", MessageID: "<a@x>",
 				SentAt: &sent, OpenedAt: testNow.Add(-1 * time.Hour), IP: "203.0.113.9",
 				UserAgent: "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36"},
-			{TrackingID: "k7q2m4xw", Recipient: "bob@example.com", Subject: "Quarterly numbers", MessageID: "<a@x>",
+			{TrackingID: "k7q2m4xwah3bdf5a", Recipient: "bob@example.com", Subject: "Quarterly numbers", MessageID: "<a@x>",
 				SentAt: &sent, OpenedAt: testNow.Add(-2 * time.Hour), IP: "66.249.84.1",
 				UserAgent: "Mozilla/5.0 (via ggpht.com GoogleImageProxy)", Proxy: "gmail", First: true},
-			{TrackingID: "k7q2m4xw", Recipient: "bob@example.com", Subject: "Quarterly numbers", MessageID: "<a@x>",
+			{TrackingID: "k7q2m4xwah3bdf5a", Recipient: "bob@example.com", Subject: "Quarterly numbers", MessageID: "<a@x>",
 				SentAt: &sent, OpenedAt: testNow.Add(-3*time.Hour - 50*time.Minute), IP: "17.58.0.1",
 				UserAgent: "Mozilla/5.0", Bot: true, BotType: "apple_mpp"},
-			{TrackingID: "p9z8y7x6", Recipient: "carol@example.org", Subject: "Lunch \x1b[2J on Friday?", MessageID: "<b@x>",
+			{TrackingID: "p7z6y5x4cdefghij", Recipient: "carol@example.org", Subject: "Lunch \x1b[2J on Friday?", MessageID: "<b@x>",
 				SentAt: &sent, OpenedAt: testNow.Add(-30 * time.Minute), IP: "198.51.100.4", UserAgent: "Thunderbird"},
 		},
 		messages: []store.Message{
-			{TrackingID: "d4e5f6g7", Recipient: "dave@example.com", From: "me@example.net", Subject: "Invoice 42",
+			{TrackingID: "d4e5f6g7abcdefgh", Recipient: "dave@example.com", From: "me@example.net", Subject: "Invoice 42",
 				MessageID: "<c@x>", QueuedAt: testNow.Add(-10 * time.Minute), Status: "deferred",
 				LastError: "451 4.7.0 try again later"},
-			{TrackingID: "k7q2m4xw", Recipient: "bob@example.com", From: "me@example.net", Subject: "Quarterly numbers",
+			{TrackingID: "k7q2m4xwah3bdf5a", Recipient: "bob@example.com", From: "me@example.net", Subject: "Quarterly numbers",
 				MessageID: "<a@x>", QueuedAt: sent, SentAt: &sent, Status: "sent", OpensTotal: 3, OpensHuman: 2,
 				FirstHumanOpen: tp(testNow.Add(-2 * time.Hour))},
 		},
 		queue: []record.QueueEntry{
-			{QueueID: "q1", TrackingID: "d4e5f6g7", From: "me@example.net", Recipients: []string{"dave@example.com"},
+			{QueueID: "q1", TrackingID: "d4e5f6g7abcdefgh", From: "me@example.net", Recipients: []string{"dave@example.com"},
 				Status: "deferred", Attempts: 3, QueuedAt: testNow.Add(-10 * time.Minute),
 				NextAttempt: testNow.Add(5 * time.Minute), LastError: "451 4.7.0 try again later"},
 			{QueueID: "q2", From: "me@example.net", Recipients: []string{"x@example.com", "y@example.com"},
@@ -227,16 +227,16 @@ func TestOpensOfOneCopy(t *testing.T) {
 			f := sampleAPI()
 			f.byID = byID
 			cfg := startAPI(t, f)
-			code, out, errOut := run(0, "opens", "k7q2m4xw", "--config", cfg)
+			code, out, errOut := run(0, "opens", "k7q2m4xwah3bdf5a", "--config", cfg)
 			if code != 0 || errOut != "" {
 				t.Fatalf("exit %d, stderr %q", code, errOut)
 			}
 			q := f.find("/api/opens").URL.Query()
-			if q.Get("id") != "k7q2m4xw" || q.Get("limit") != "100" {
-				t.Errorf("query = %v, want id=k7q2m4xw limit=100", q)
+			if q.Get("id") != "k7q2m4xwah3bdf5a" || q.Get("limit") != "100" {
+				t.Errorf("query = %v, want id=k7q2m4xwah3bdf5a limit=100", q)
 			}
 			for _, want := range []string{
-				"copy     k7q2m4xw",
+				"copy     k7q2m4xwah3bdf5a",
 				"to       bob@example.com",
 				"subject  Quarterly numbers",
 				"sent     2026-11-22 12:03 UTC (4h ago)",
@@ -262,12 +262,12 @@ func TestOpensOfOneCopy(t *testing.T) {
 
 func TestOpensNoneYet(t *testing.T) {
 	cfg := startAPI(t, sampleAPI())
-	code, out, _ := run(0, "opens", "--json", "unknown1", "--config", cfg)
+	code, out, _ := run(0, "opens", "--json", "aaaaaaaaaaaaaaaa", "--config", cfg)
 	if code != 0 || !strings.Contains(out, `"opens": []`) {
 		t.Errorf("--json: exit %d, out %q", code, out)
 	}
-	code, out, _ = run(0, "opens", "unknown1", "--config", cfg)
-	if code != 0 || out != "no opens yet for unknown1\n" {
+	code, out, _ = run(0, "opens", "aaaaaaaaaaaaaaaa", "--config", cfg)
+	if code != 0 || out != "no opens yet for aaaaaaaaaaaaaaaa\n" {
 		t.Errorf("exit %d, out %q; want the no-opens line", code, out)
 	}
 }
@@ -287,7 +287,7 @@ func TestOpensList(t *testing.T) {
 	if len(lines) != 2 || !strings.HasPrefix(lines[0], "OPENED") {
 		t.Fatalf("want a header and one row:\n%s", out)
 	}
-	for _, want := range []string{"carol@example.org", "Lunch [2J on Friday?", "p9z8y7x6", "human", "15:33 UTC (30m ago)"} {
+	for _, want := range []string{"carol@example.org", "Lunch [2J on Friday?", "p7z6y5x4cdefghij", "human", "15:33 UTC (30m ago)"} {
 		if !strings.Contains(lines[1], want) {
 			t.Errorf("row lacks %q: %q", want, lines[1])
 		}
@@ -315,7 +315,7 @@ func TestOpensLimit(t *testing.T) {
 
 func TestOpensTruncatesToWidth(t *testing.T) {
 	cfg := startAPI(t, sampleAPI())
-	code, out, _ := run(80, "opens", "k7q2m4xw", "--config", cfg)
+	code, out, _ := run(80, "opens", "k7q2m4xwah3bdf5a", "--config", cfg)
 	if code != 0 {
 		t.Fatalf("exit %d", code)
 	}
@@ -353,8 +353,8 @@ func TestMessages(t *testing.T) {
 	}
 	for i, want := range [][]string{
 		{"SENT", "RECIPIENT", "SUBJECT", "STATUS", "HUMAN", "OPENS", "FIRST HUMAN OPEN", "ID"},
-		{"-", "dave@example.com", "Invoice 42", "deferred", " 0 ", "d4e5f6g7"},
-		{"2026-11-22 12:03 UTC (4h ago)", "bob@example.com", "Quarterly numbers", "sent", " 2 ", " 3 ", "2026-11-22 14:03 UTC (2h ago)", "k7q2m4xw"},
+		{"-", "dave@example.com", "Invoice 42", "deferred", " 0 ", "d4e5f6g7abcdefgh"},
+		{"2026-11-22 12:03 UTC (4h ago)", "bob@example.com", "Quarterly numbers", "sent", " 2 ", " 3 ", "2026-11-22 14:03 UTC (2h ago)", "k7q2m4xwah3bdf5a"},
 	} {
 		for _, w := range want {
 			if !strings.Contains(lines[i], w) {
@@ -394,7 +394,7 @@ func TestJSONPassesTheAPIBodyThrough(t *testing.T) {
 
 func TestStatus(t *testing.T) {
 	cfg := startAPI(t, sampleAPI())
-	code, out, _ := run(0, "status", "--config", cfg)
+	code, out, _ := run(0, "--config", cfg, "status") // --config before the command works too
 	if code != 0 {
 		t.Fatalf("exit %d", code)
 	}

@@ -80,6 +80,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 }
 
 func (e *env) main(args []string) int {
+	args = hoistConfig(args)
 	if len(args) == 0 {
 		fmt.Fprint(e.stderr, usageText())
 		return exitUsage
@@ -96,6 +97,27 @@ func (e *env) main(args []string) int {
 		return e.report("", &usageError{msg: fmt.Sprintf("unknown command %q", name)})
 	}
 	return e.report(c.name, c.run(e, args[1:]))
+}
+
+// hoistConfig lets --config FILE come before the command
+// ("pixelrelay --config f.toml opens"): it is moved after it.
+func hoistConfig(args []string) []string {
+	var flags []string
+	for len(args) > 0 {
+		a := args[0]
+		switch {
+		case (a == "--config" || a == "-config") && len(args) > 1:
+			flags, args = append(flags, a, args[1]), args[2:]
+		case strings.HasPrefix(a, "--config=") || strings.HasPrefix(a, "-config="):
+			flags, args = append(flags, a), args[1:]
+		default:
+			if len(flags) == 0 || len(args) == 0 {
+				return args
+			}
+			return append(append([]string{args[0]}, flags...), args[1:]...)
+		}
+	}
+	return args
 }
 
 // help answers `pixelrelay help [COMMAND]`.

@@ -9,6 +9,7 @@ import (
 
 	"pixelrelay/tracker/httpd"
 	"pixelrelay/tracker/store"
+	"pixelrelay/tracker/token"
 )
 
 func opensCommand() *command {
@@ -18,7 +19,7 @@ func opensCommand() *command {
 		help: `Usage: pixelrelay opens [ID] [--to ADDR] [--since WHEN] [--limit N] [--json] [--config FILE]
 
 Shows who opened what, newest first. With ID (a tracking id, as "messages"
-shows it) it shows that copy and each of its opens; --to keeps one
+shows it; a whole pixel URL or token works too) it shows that copy and each of its opens; --to keeps one
 recipient's opens (case-insensitive); with neither, the most recent opens.
 KIND says how an open was counted: "human", "proxy:gmail" (a mail provider's
 image proxy fetching for a person: counted as human) or "bot:apple_mpp",
@@ -34,7 +35,7 @@ Flags:
 
 Examples:
   pixelrelay opens --to bob@example.com --since 7d
-  pixelrelay opens 7kq2m4xw9h3b --json
+  pixelrelay opens k7q2m4xwah3bdf5a --json
 `,
 		run: runOpens,
 	}
@@ -57,9 +58,8 @@ func runOpens(e *env, args []string) error {
 	}
 	id := ""
 	if len(pos) == 1 {
-		id = strings.TrimSpace(pos[0])
-		if id == "" {
-			return usagef("the tracking id is empty")
+		if id, err = trackingID(pos[0]); err != nil {
+			return err
 		}
 	}
 	e.warnCapped(limit)
@@ -86,6 +86,23 @@ func runOpens(e *env, args []string) error {
 		return e.showCopyOpens(c, id, resp.Opens, limit.n)
 	}
 	return e.showOpens(resp.Opens, limit.n, *to != "" || since.set)
+}
+
+// trackingID reads the ID argument: a tracking id as "messages" shows it,
+// in any case; a whole token or pixel URL is also taken (its first
+// token.IDLen characters are the id).
+func trackingID(s string) (string, error) {
+	id := strings.ToLower(strings.TrimSpace(s))
+	if i := strings.LastIndex(id, "/o/"); i >= 0 {
+		id = strings.TrimSuffix(id[i+3:], ".gif")
+	}
+	if len(id) == token.Len {
+		id = id[:token.IDLen]
+	}
+	if !token.ValidID(id) {
+		return "", usagef("%q is not a tracking id (%d letters and digits, as pixelrelay messages shows them)", s, token.IDLen)
+	}
+	return id, nil
 }
 
 func setQuery(q url.Values, key, value string) {

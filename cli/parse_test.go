@@ -180,3 +180,40 @@ func TestAPIAddr(t *testing.T) {
 		t.Errorf("apiAddr(\"8025\") err = %v, want one naming http.listen", err)
 	}
 }
+
+func TestTrackingID(t *testing.T) {
+	const id = "k7q2m4xwah3bdf5a"
+	tok := id + "abcdefghijklmnopqrstuvwxyz234567"
+	for _, in := range []string{id, strings.ToUpper(id), " " + id + " ", tok, "http://127.0.0.1:8025/o/" + tok + ".gif"} {
+		got, err := trackingID(in)
+		if err != nil || got != id {
+			t.Errorf("trackingID(%q) = %q, %v; want %q", in, got, err, id)
+		}
+	}
+	for _, bad := range []string{"", "k7q2m4xw", id + "a", "k7q2m4xwah3bdf5!", "k7q2m4xwah3bdf51"} {
+		_, err := trackingID(bad)
+		var ue *usageError
+		if !errors.As(err, &ue) || !strings.Contains(ue.msg, "not a tracking id") {
+			t.Errorf("trackingID(%q) err = %v, want a usage error", bad, err)
+		}
+	}
+}
+
+func TestHoistConfig(t *testing.T) {
+	tests := []struct{ in, want []string }{
+		{[]string{"opens", "--config", "f"}, []string{"opens", "--config", "f"}},
+		{[]string{"--config", "f", "opens", "ID"}, []string{"opens", "--config", "f", "ID"}},
+		{[]string{"--config=f", "status"}, []string{"status", "--config=f"}},
+		{[]string{"--config", "f"}, []string{}},
+		{[]string{"--help"}, []string{"--help"}},
+	}
+	for _, tt := range tests {
+		got := hoistConfig(tt.in)
+		if len(got) == 0 && len(tt.want) == 0 {
+			continue
+		}
+		if !reflect.DeepEqual(got, tt.want) {
+			t.Errorf("hoistConfig(%q) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
+}
