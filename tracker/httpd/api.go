@@ -1,0 +1,285 @@
+package httpd
+
+import (
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"pixelrelay/config"
+	"pixelrelay/tracker/record"
+	"pixelrelay/tracker/store"
+)
+
+// Query limits, as CONTRACT.md.
+const (
+	DefaultLimit = 100
+	MaxLimit     = 500
+)
+
+// Error texts of bad query parameters.
+const (
+	errSince     = "since: want RFC 3339 time, YYYY-MM-DD or a duration like 24h or 7d"
+	errLimit     = "limit: want a whole number from 1 (values above 500 are capped)"
+	errUnopened  = "unopened: want true or false"
+	errOlderThan = "older_than: want a positive Go duration like 720h or a number of days like 90d"
+)
+
+// api authenticates and routes /api/*.
+func (s *Server) api(w http.ResponseWriter, r *http.Request) {
+	if !s.authorized(r) {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="pixelrelay"`)
+		writeError(w, http.StatusUnauthorized, "missing or wrong admin key: send Authorization: Bearer ADMIN_KEY")
+		return
+	}
+	type route struct {
+		method string
+		fn     func(http.ResponseWriter, *http.Request)
+	}
+	var rt route
+	switch r.URL.Path {
+	case "/api/opens":
+		rt = route{http.MethodGet, s.apiOpens}
+	case "/api/messages":
+		rt = route{http.MethodGet, s.apiMessages}
+	case "/api/status":
+		rt = route{http.MethodGet, s.apiStatus}
+	case "/api/queue":
+		rt = route{http.MethodGet, s.apiQueue}
+	case "/api/keys/rotate":
+		rt = route{http.MethodPost, s.apiRotate}
+	case "/api/purge":
+		rt = route{http.MethodPost, s.apiPurge}
+	default:
+		writeError(w, http.StatusNotFound, "no such API route: "+r.URL.Path)
+		return
+	}
+	if !allow(w, r, rt.method) {
+		return
+	}
+	rt.fn(w, r)
+}
+
+// authorized compares the bearer key with the admin key in constant time.
+// An empty admin key authorizes nobody.
+func (s *Server) authorized(r *http.Request) bool {
+	want := s.opt.Keys.AdminKey()
+	auth := r.Header.Get("Authorization")
+	scheme, got, ok := strings.Cut(auth, " ")
+	if want == "" || !ok || !strings.EqualFold(scheme, "Bearer") {
+		return false
+	}
+	got = strings.TrimSpace(got)
+	return subtle.ConstantTimeCompare([]byte(got), []byte(want)) == 1
+}
+
+func (s *Server) apiOpens(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	oq := store.OpenQuery{ID: strings.ToLower(strings.TrimSpace(q.Get("id"))), To: strings.TrimSpace(q.Get("to"))}
+	var err error
+	if oq.Since, err = s.since(q); err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	if oq.Limit, err = limit(q); err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	opens, err := s.opt.Store.Opens(oq)
+	if err != nil {
+		s.internal(w, "opens", err)
+		return
+	}
+	if opens == nil {
+		opens = []store.Open{}
+	}
+	writeJSON(w, http.StatusOK, OpensResponse{Opens: opens})
+}
+
+func (s *Server) apiMessages(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	mq := store.MessageQuery{To: strings.TrimSpace(q.Get("to"))}
+	var err error
+	if mq.Since, err = s.since(q); err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	if mq.Limit, err = limit(q); err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	if v := q.Get("unopened"); v != "" {
+		if mq.Unopened, err = strconv.ParseBool(v); err != nil {
+			writeError(w, http.StatusBadRequest, errUnopened)
+			return
+		}
+	}
+	msgs, err := s.opt.Store.Messages(mq)
+	if err != nil {
+		s.internal(w, "messages", err)
+		return
+	}
+	if msgs == nil {
+		msgs = []store.Message{}
+	}
+	writeJSON(w, http.StatusOK, MessagesResponse{Messages: msgs})
+}
+
+func (s *Server) apiStatus(w http.ResponseWriter, r *http.Request) {
+	st, err := s.status()
+	if err != nil {
+		s.internal(w, "status", err)
+		return
+	}
+	writeJSON(w, http.StatusOK, st)
+}
+
+// status assembles GET /api/status.
+func (s *Server) status() (StatusResponse, error) {
+	cfg := s.current().cfg
+	db, err := s.opt.Store.Stats()
+	if err != nil {
+		return StatusResponse{}, err
+	}
+	httpListen := cfg.HTTP.Listen
+	if a, ok := s.addr.Load().(string); ok && a != "" {
+		httpListen = a
+	}
+	counts := map[string]int{record.StatusQueued: 0, record.StatusDeferred: 0}
+	for _, e := range s.queue() {
+		counts[e.Status]++
+	}
+	return StatusResponse{
+		Version:            s.opt.Version,
+		ConfigFile:         cfg.Path,
+		DataDir:            cfg.DataDir,
+		SMTPListen:         cfg.SMTP.Listen,
+		HTTPListen:         httpListen,
+		Upstream:           cfg.UpstreamRedacted(),
+		TrackingKeyVersion: s.opt.Keys.Current(),
+		Queue:              counts,
+		Database:           db,
+	}, nil
+}
+
+func (s *Server) queue() []record.QueueEntry {
+	if s.opt.Queue == nil {
+		return nil
+	}
+	return s.opt.Queue.Entries()
+}
+
+func (s *Server) apiQueue(w http.ResponseWriter, r *http.Request) {
+	entries := s.queue()
+	if entries == nil {
+		entries = []record.QueueEntry{}
+	}
+	for i := range entries {
+		if entries[i].Recipients == nil {
+			entries[i].Recipients = []string{}
+		}
+	}
+	writeJSON(w, http.StatusOK, QueueResponse{Queue: entries})
+}
+
+func (s *Server) apiRotate(w http.ResponseWriter, r *http.Request) {
+	v, err := s.opt.Keys.Rotate()
+	if err != nil {
+		s.internal(w, "keys rotate", err)
+		return
+	}
+	s.log.Info("tracking key rotated", "version", v)
+	writeJSON(w, http.StatusOK, RotateResponse{Version: v})
+}
+
+func (s *Server) apiPurge(w http.ResponseWriter, r *http.Request) {
+	age := s.retention()
+	if v := r.URL.Query().Get("older_than"); v != "" {
+		d, err := config.ParseDuration(v)
+		if err != nil || d <= 0 {
+			writeError(w, http.StatusBadRequest, errOlderThan)
+			return
+		}
+		age = d
+	}
+	// A purge with compaction can outlast WriteTimeout: lift it for this
+	// response (the client waits for the result).
+	http.NewResponseController(w).SetWriteDeadline(time.Time{})
+	res, err := s.Purge(r.Context(), age)
+	if errors.Is(err, ErrPurgeRunning) {
+		writeError(w, http.StatusConflict, err.Error())
+		return
+	}
+	if err != nil {
+		s.internal(w, "purge", err)
+		return
+	}
+	writeJSON(w, http.StatusOK, res)
+}
+
+// since parses the "since" parameter ("" is the zero time: no filter).
+func (s *Server) since(q url.Values) (time.Time, error) {
+	v := q.Get("since")
+	if v == "" {
+		return time.Time{}, nil
+	}
+	t, err := config.ParseWhen(v, s.now())
+	if err != nil {
+		return time.Time{}, errors.New(errSince)
+	}
+	return t.UTC(), nil
+}
+
+// limit parses the "limit" parameter: default 100, capped at 500.
+func limit(q url.Values) (int, error) {
+	v := q.Get("limit")
+	if v == "" {
+		return DefaultLimit, nil
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(v))
+	if err != nil {
+		if ne, ok := err.(*strconv.NumError); ok && errors.Is(ne.Err, strconv.ErrRange) && !strings.HasPrefix(strings.TrimSpace(v), "-") {
+			return MaxLimit, nil
+		}
+		return 0, errors.New(errLimit)
+	}
+	if n < 1 {
+		return 0, errors.New(errLimit)
+	}
+	return min(n, MaxLimit), nil
+}
+
+// internal answers 500 and logs the cause.
+func (s *Server) internal(w http.ResponseWriter, what string, err error) {
+	s.log.Error("admin API: "+what+" failed", "err", err)
+	writeError(w, http.StatusInternalServerError, fmt.Sprintf("%s: %v", what, err))
+}
+
+// allow answers 405 with an Allow header unless r uses one of methods.
+func allow(w http.ResponseWriter, r *http.Request, methods ...string) bool {
+	for _, m := range methods {
+		if r.Method == m {
+			return true
+		}
+	}
+	w.Header().Set("Allow", strings.Join(methods, ", "))
+	writeError(w, http.StatusMethodNotAllowed, "method "+r.Method+" not allowed; use "+strings.Join(methods, " or "))
+	return false
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Cache-Control", "no-store")
+	w.WriteHeader(code)
+	json.NewEncoder(w).Encode(v)
+}
+
+func writeError(w http.ResponseWriter, code int, msg string) {
+	writeJSON(w, code, ErrorResponse{Error: msg})
+}

@@ -1,0 +1,228 @@
+package httpd
+
+import (
+	"net/http"
+	"net/netip"
+	"strings"
+
+	"pixelrelay/tracker/classify"
+	"pixelrelay/tracker/store"
+)
+
+// gif is a 1x1 transparent GIF89a, 43 bytes: header, logical screen of 1x1
+// with a 2-colour global table (black, white), a graphic control extension
+// marking colour 0 transparent, one 1x1 image, trailer.
+var gif = []byte{
+	'G', 'I', 'F', '8', '9', 'a', // header
+	0x01, 0x00, 0x01, 0x00, // 1x1
+	0x80, 0x00, 0x00, // global colour table, 2 entries; background 0; aspect 0
+	0x00, 0x00, 0x00, 0xff, 0xff, 0xff, // colour table
+	0x21, 0xf9, 0x04, 0x01, 0x00, 0x00, 0x00, 0x00, // GCE: transparent, index 0
+	0x2c, 0x00, 0x00, 0x00, 0x00, 0x01, 0x00, 0x01, 0x00, 0x00, // image descriptor
+	0x02, 0x02, 0x44, 0x01, 0x00, // LZW min code 2; one 2-byte block; end
+	0x3b, // trailer
+}
+
+// Response headers of the pixel, prebuilt: the handler assigns these slices
+// to the header map and never modifies them.
+var (
+	hdrGIF     = []string{"image/gif"}
+	hdrLen     = []string{"43"}
+	hdrCache   = []string{"no-store, no-cache, must-revalidate, private"}
+	hdrPragma  = []string{"no-cache"}
+	hdrExpires = []string{"0"}
+)
+
+// maxTokenLen is CONTRACT.md's bound on a token's length.
+const maxTokenLen = 64
+
+// pixel answers /o/TOKEN.gif: always the pixel, whatever the token. Only a
+// genuine token of a known copy, fetched with GET, is recorded, after the
+// pixel has been flushed to the client.
+func (s *Server) pixel(w http.ResponseWriter, r *http.Request) {
+	if s.pixelDone != nil {
+		defer s.pixelDone()
+	}
+	if !allow(w, r, http.MethodGet, http.MethodHead) {
+		return
+	}
+	h := w.Header()
+	h["Content-Type"] = hdrGIF
+	h["Content-Length"] = hdrLen
+	h["Cache-Control"] = hdrCache
+	h["Pragma"] = hdrPragma
+	h["Expires"] = hdrExpires
+	w.WriteHeader(http.StatusOK)
+	if r.Method == http.MethodHead {
+		return
+	}
+	w.Write(gif)
+	tok, ok := tokenOf(r.URL.Path)
+	if !ok {
+		return
+	}
+	id, ok := s.opt.Keys.Verify(tok)
+	if !ok {
+		return
+	}
+	if f, ok := w.(http.Flusher); ok {
+		f.Flush()
+	}
+	s.record(r, id)
+}
+
+// tokenOf extracts TOKEN from "/o/TOKEN.gif" (".gif" in any case).
+func tokenOf(path string) (string, bool) {
+	name := path[len("/o/"):]
+	if len(name) <= 4 || !strings.EqualFold(name[len(name)-4:], ".gif") {
+		return "", false
+	}
+	tok := name[:len(name)-4]
+	if len(tok) > maxTokenLen || strings.IndexByte(tok, '/') >= 0 {
+		return "", false
+	}
+	return tok, true
+}
+
+// record classifies and stores one genuine fetch. Errors are counted and
+// logged (rate-limited); they never change the answer, which is already sent.
+func (s *Server) record(r *http.Request, id string) {
+	d := s.current()
+	now := s.now().UTC()
+	c, found, err := s.opt.Store.Copy(id)
+	if err != nil {
+		s.recordError(err)
+		return
+	}
+	if !found {
+		return // a genuine token of a purged or unknown copy
+	}
+	cl := clientOf(r, d.trusted)
+	res := d.cls.Classify(classify.Request{
+		UserAgent:      r.UserAgent(),
+		IP:             cl.ip,
+		Header:         r.Header,
+		SentAt:         c.SentAt,
+		Now:            now,
+		PrefetchWindow: d.cfg.Tracking.PrefetchWindow.D(),
+	})
+	hit := store.Hit{
+		TrackingID: id,
+		At:         now,
+		IP:         cl.ip.String(),
+		UserAgent:  r.UserAgent(),
+		Bot:        res.Bot,
+		BotType:    res.BotType,
+		Proxy:      res.Proxy,
+		Country:    cl.country,
+		City:       cl.city,
+	}
+	if _, err := s.opt.Store.Record(hit); err != nil {
+		s.recordError(err)
+	}
+}
+
+// client is where a request came from, as far as it can be believed.
+type client struct {
+	ip            netip.Addr
+	country, city string // only from a trusted proxy
+}
+
+// maxGeoLen bounds CF-IPCountry / CF-IPCity values stored with an open.
+const maxGeoLen = 64
+
+// clientOf returns the client's address: the peer's, unless the peer is a
+// trusted proxy; then the right-most X-Forwarded-For hop that is not a
+// trusted proxy, else CF-Connecting-IP. Location headers are believed only
+// from a trusted proxy.
+func clientOf(r *http.Request, trusted []netip.Prefix) client {
+	peer := peerAddr(r.RemoteAddr)
+	if !inPrefixes(peer, trusted) {
+		return client{ip: peer}
+	}
+	cl := client{ip: peer}
+	if ip, ok := forwardedFor(r.Header["X-Forwarded-For"], trusted); ok {
+		cl.ip = ip
+	} else if ip, ok := parseHop(r.Header.Get("Cf-Connecting-Ip")); ok {
+		cl.ip = ip
+	}
+	cl.country = clip(r.Header.Get("Cf-Ipcountry"))
+	cl.city = clip(r.Header.Get("Cf-Ipcity"))
+	return cl
+}
+
+// forwardedFor walks X-Forwarded-For from the right (the hop the trusted
+// peer added last) and returns the first hop that is not a trusted proxy.
+// When every hop is trusted, the left-most is the client. An unparsable hop
+// ends the walk: what is left of it cannot be believed, so the last trusted
+// hop seen is returned.
+func forwardedFor(lines []string, trusted []netip.Prefix) (netip.Addr, bool) {
+	var last netip.Addr
+	for i := len(lines) - 1; i >= 0; i-- {
+		rest := lines[i]
+		for rest != "" {
+			hop := rest
+			if j := strings.LastIndexByte(rest, ','); j >= 0 {
+				hop, rest = rest[j+1:], rest[:j]
+			} else {
+				rest = ""
+			}
+			hop = strings.TrimSpace(hop)
+			if hop == "" {
+				continue
+			}
+			ip, ok := parseHop(hop)
+			if !ok {
+				return last, last.IsValid()
+			}
+			if !inPrefixes(ip, trusted) {
+				return ip, true
+			}
+			last = ip
+		}
+	}
+	return last, last.IsValid()
+}
+
+// parseHop parses "1.2.3.4", "1.2.3.4:5678", "2001:db8::1" or "[2001:db8::1]:80".
+func parseHop(s string) (netip.Addr, bool) {
+	if s == "" {
+		return netip.Addr{}, false
+	}
+	if ip, err := netip.ParseAddr(s); err == nil {
+		return ip.Unmap().WithZone(""), true
+	}
+	if ap, err := netip.ParseAddrPort(s); err == nil {
+		return ap.Addr().Unmap().WithZone(""), true
+	}
+	return netip.Addr{}, false
+}
+
+// peerAddr parses http.Request.RemoteAddr ("ip:port").
+func peerAddr(remote string) netip.Addr {
+	if ap, err := netip.ParseAddrPort(remote); err == nil {
+		return ap.Addr().Unmap().WithZone("")
+	}
+	ip, _ := parseHop(remote)
+	return ip
+}
+
+func inPrefixes(ip netip.Addr, ps []netip.Prefix) bool {
+	if !ip.IsValid() {
+		return false
+	}
+	for _, p := range ps {
+		if p.Contains(ip) {
+			return true
+		}
+	}
+	return false
+}
+
+func clip(s string) string {
+	s = strings.TrimSpace(s)
+	if len(s) > maxGeoLen {
+		s = strings.ToValidUTF8(s[:maxGeoLen], "")
+	}
+	return s
+}

@@ -1,0 +1,236 @@
+// Package httpd is the HTTP tracker and admin API: the pixel route that
+// records opens, /healthz, and the /api/* routes the CLI talks to
+// (CONTRACT.md "HTTP routes").
+package httpd
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"pixelrelay/config"
+	"pixelrelay/tracker/classify"
+	"pixelrelay/tracker/record"
+	"pixelrelay/tracker/store"
+)
+
+// Store is the part of the tracker's store the server uses.
+// *store.Store implements it.
+type Store interface {
+	// Record stores a genuine open, applying dedup and the per-IP limit;
+	// recorded is false when it was dropped by either.
+	Record(store.Hit) (recorded bool, err error)
+	// Copy returns the tracked copy with that id.
+	Copy(trackingID string) (record.Copy, bool, error)
+	Opens(store.OpenQuery) ([]store.Open, error)
+	Messages(store.MessageQuery) ([]store.Message, error)
+	Stats() (store.Stats, error)
+	// Purge deletes opens older than before and compacts the file.
+	Purge(ctx context.Context, before time.Time, progress func(deleted int)) (store.PurgeResult, error)
+}
+
+// Keys is the part of the token keyring the server uses.
+// *token.Keyring implements it.
+type Keys interface {
+	// Verify returns the tracking id of a genuine token of any letter case.
+	Verify(token string) (trackingID string, ok bool)
+	// Rotate makes a new key version current and returns it.
+	Rotate() (int, error)
+	// Current returns the key version new tokens are made with.
+	Current() int
+	// AdminKey returns the /api/* bearer key.
+	AdminKey() string
+}
+
+// Options configures a Server. Config, Store and Keys are required.
+type Options struct {
+	// Config returns the config in force (hot reload swaps it).
+	Config func() *config.Config
+	Store  Store
+	Keys   Keys
+	// Queue lists the copies waiting in the spool; nil shows an empty queue.
+	Queue record.Queue
+	// Version is what /api/status reports.
+	Version string
+	// Log receives errors (rate-limited) and purge progress; nil means
+	// slog.Default().
+	Log *slog.Logger
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+	// PurgeDelay is how long RunPurge waits before its first purge
+	// (default 1 minute); PurgeEvery is the interval after that (default 24h).
+	PurgeDelay time.Duration
+	PurgeEvery time.Duration
+}
+
+// Timeouts and limits of the http.Server that Serve runs.
+const (
+	ReadHeaderTimeout = 5 * time.Second
+	ReadTimeout       = 15 * time.Second
+	WriteTimeout      = 30 * time.Second // /api/purge lifts it for its own response
+	IdleTimeout       = 120 * time.Second
+	MaxHeaderBytes    = 32 << 10
+)
+
+// Server serves the tracker and the admin API.
+type Server struct {
+	opt Options
+	log *slog.Logger
+	now func() time.Time
+
+	derived atomic.Pointer[derived] // parsed from the current config
+
+	purgeMu sync.Mutex // one purge at a time
+
+	errs     atomic.Int64 // recording errors since start
+	errLogMu sync.Mutex
+	errLast  time.Time
+	errQuiet int64 // errors not logged since errLast
+
+	// pixelDone, when set (tests), is called when a pixel request is fully
+	// handled: the client may have the pixel before its open is stored.
+	pixelDone func()
+
+	mu     sync.Mutex
+	srv    *http.Server
+	closed bool
+	addr   atomic.Value // string: the address Serve listens on
+}
+
+// derived holds what the server computes from one config value.
+type derived struct {
+	cfg     *config.Config
+	trusted []netip.Prefix
+	cls     *classify.Classifier
+}
+
+// New returns a Server. It panics when a required option is missing, a
+// programming error.
+func New(opt Options) *Server {
+	if opt.Config == nil || opt.Store == nil || opt.Keys == nil {
+		panic("httpd.New: Config, Store and Keys are required")
+	}
+	s := &Server{opt: opt, log: opt.Log, now: opt.Now}
+	if s.log == nil {
+		s.log = slog.Default()
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	return s
+}
+
+// current returns the config in force and what is derived from it,
+// rebuilding the derived part when the config pointer changed.
+func (s *Server) current() *derived {
+	cfg := s.opt.Config()
+	if cfg == nil {
+		cfg = config.Default()
+	}
+	if d := s.derived.Load(); d != nil && d.cfg == cfg {
+		return d
+	}
+	d := &derived{cfg: cfg, trusted: cfg.HTTP.TrustedPrefixes(), cls: classify.New(nil)}
+	if path := cfg.Tracking.AppleRangesFile; path != "" {
+		ranges, err := classify.LoadRanges(path)
+		if err != nil {
+			s.log.Error("apple ranges not loaded; using 17.0.0.0/8 only", "err", err)
+		} else {
+			d.cls = classify.New(ranges)
+		}
+	}
+	s.derived.Store(d)
+	return d
+}
+
+// Handler returns the server's routes.
+func (s *Server) Handler() http.Handler { return s }
+
+// ServeHTTP routes a request.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	p := r.URL.Path
+	switch {
+	case strings.HasPrefix(p, "/o/"):
+		s.pixel(w, r)
+	case p == "/healthz":
+		if !allow(w, r, http.MethodGet, http.MethodHead) {
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	case p == "/api" || strings.HasPrefix(p, "/api/"):
+		s.api(w, r)
+	default:
+		http.NotFound(w, r)
+	}
+}
+
+// Serve accepts connections on l until Shutdown. It returns nil after a
+// Shutdown, or the error that stopped it.
+func (s *Server) Serve(l net.Listener) error {
+	srv := &http.Server{
+		Handler:           s,
+		ReadHeaderTimeout: ReadHeaderTimeout,
+		ReadTimeout:       ReadTimeout,
+		WriteTimeout:      WriteTimeout,
+		IdleTimeout:       IdleTimeout,
+		MaxHeaderBytes:    MaxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+	}
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		l.Close()
+		return nil
+	}
+	s.srv = srv
+	s.addr.Store(l.Addr().String())
+	s.mu.Unlock()
+	err := srv.Serve(l)
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
+
+// Shutdown stops accepting connections and waits for in-flight requests
+// (and the opens they record) until ctx ends.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.closed = true
+	srv := s.srv
+	s.mu.Unlock()
+	if srv == nil {
+		return nil
+	}
+	return srv.Shutdown(ctx)
+}
+
+// RecordErrors returns how many opens could not be recorded (store errors)
+// since start. The pixel was served for each of them.
+func (s *Server) RecordErrors() int64 { return s.errs.Load() }
+
+// recordError counts a recording error and logs it, at most once per
+// errLogEvery, with the number of errors that were not logged.
+func (s *Server) recordError(err error) {
+	s.errs.Add(1)
+	s.errLogMu.Lock()
+	now := s.now()
+	if now.Sub(s.errLast) < errLogEvery {
+		s.errQuiet++
+		s.errLogMu.Unlock()
+		return
+	}
+	quiet := s.errQuiet
+	s.errLast, s.errQuiet = now, 0
+	s.errLogMu.Unlock()
+	s.log.Error("open not recorded; the pixel was served", "err", err, "suppressed", quiet, "total", s.errs.Load())
+}
+
+const errLogEvery = 10 * time.Second
