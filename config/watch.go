@@ -33,6 +33,9 @@ type Watcher struct {
 	debounce time.Duration
 	cur      atomic.Pointer[Config]
 
+	ready     chan struct{} // closed once Run watches the file (for tests)
+	readyOnce sync.Once
+
 	mu       sync.Mutex // serializes reloads and subscriber calls
 	lastData []byte     // content of the last reload attempt from Run
 
@@ -61,7 +64,7 @@ func NewWatcher(path string, initial *Config, log *slog.Logger) (*Watcher, error
 		}
 		initial = c
 	}
-	w := &Watcher{path: path, log: log, debounce: DebounceDelay}
+	w := &Watcher{path: path, log: log, debounce: DebounceDelay, ready: make(chan struct{})}
 	w.cur.Store(initial)
 	return w, nil
 }
@@ -144,6 +147,7 @@ func (w *Watcher) apply(data []byte) error {
 // when ctx is done, or an error if the directory cannot be watched.
 func (w *Watcher) Run(ctx context.Context) error {
 	if w.path == "" {
+		w.readyOnce.Do(func() { close(w.ready) })
 		<-ctx.Done()
 		return nil
 	}
@@ -158,6 +162,7 @@ func (w *Watcher) Run(ctx context.Context) error {
 	}
 	t := &target{fw: fw, dir: dir}
 	t.update(resolve(w.path))
+	w.readyOnce.Do(func() { close(w.ready) })
 
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
