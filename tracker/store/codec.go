@@ -1,0 +1,275 @@
+package store
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"strings"
+	"time"
+
+	"pixelrelay/tracker/record"
+)
+
+// Bucket names. Keys use 0x00 as a separator: tracking ids, addresses and
+// IP strings never contain it (Add rejects ids that do).
+var (
+	bCopies       = []byte("copies")          // id -> copyRec
+	bCopiesByTime = []byte("copies_by_time")  // queued(8) id -> ""
+	bCopiesByRcpt = []byte("copies_by_rcpt")  // rcpt 0 queued(8) id -> ""
+	bUnopened     = []byte("copies_unopened") // queued(8) id -> "" while opens_human == 0
+	bOpens        = []byte("opens")           // id 0 opened(8) seq(8) -> openRec
+	bOpensByTime  = []byte("opens_by_time")   // opened(8) seq(8) -> flags id 0 rcpt
+	bOpensByRcpt  = []byte("opens_by_rcpt")   // rcpt 0 opened(8) seq(8) -> id
+	bDedup        = []byte("dedup")           // sha256(id 0 ip 0 ua)[:16] -> opened(8) of the last stored open
+	bIPRate       = []byte("iprate")          // ip 0 minute(8) -> count(4)
+	bMeta         = []byte("meta")            // counter name -> int64(8)
+
+	allBuckets = [][]byte{bCopies, bCopiesByTime, bCopiesByRcpt, bUnopened, bOpens, bOpensByTime, bOpensByRcpt, bDedup, bIPRate, bMeta}
+)
+
+// Counter names in bMeta.
+var (
+	mCopies     = []byte("copies")
+	mOpens      = []byte("opens")
+	mOpensHuman = []byte("opens_human")
+)
+
+// Flags of a stored open.
+const (
+	flagBot   = 1
+	flagFirst = 2
+)
+
+// recVersion is the first byte of every encoded record.
+const recVersion = 1
+
+var errCorrupt = errors.New("store: corrupt record")
+
+// copyRec is a copy with its open counters, as stored in bCopies.
+type copyRec struct {
+	record.Copy
+	OpensTotal     int
+	OpensHuman     int
+	FirstHumanOpen time.Time
+}
+
+// openRec is the value of an open in bOpens; the id and time are in the key.
+type openRec struct {
+	Flags     byte
+	IP        string
+	UserAgent string
+	BotType   string
+	Proxy     string
+	Country   string
+	City      string
+}
+
+func normAddr(s string) string {
+	return strings.ToLower(strings.Trim(strings.TrimSpace(s), "<>"))
+}
+
+// ts encodes a time as 8 big-endian bytes of Unix nanoseconds, so keys sort
+// by time. Times before 1970 sort as 1970.
+func ts(t time.Time) uint64 {
+	n := t.UnixNano()
+	if t.IsZero() || n < 0 {
+		return 0
+	}
+	return uint64(n)
+}
+
+func fromTS(n uint64) time.Time {
+	if n == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, int64(n)).UTC()
+}
+
+func appendU64(b []byte, v uint64) []byte { return binary.BigEndian.AppendUint64(b, v) }
+
+func appendStr(b []byte, s string) []byte {
+	b = binary.AppendUvarint(b, uint64(len(s)))
+	return append(b, s...)
+}
+
+func appendTime(b []byte, t time.Time) []byte { return binary.AppendUvarint(b, ts(t)) }
+
+// decoder reads what the append functions wrote; the first error sticks.
+type decoder struct {
+	b   []byte
+	err error
+}
+
+func (d *decoder) uvarint() uint64 {
+	if d.err != nil {
+		return 0
+	}
+	v, n := binary.Uvarint(d.b)
+	if n <= 0 {
+		d.err = errCorrupt
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *decoder) str() string {
+	n := d.uvarint()
+	if d.err != nil {
+		return ""
+	}
+	if n > uint64(len(d.b)) {
+		d.err = errCorrupt
+		return ""
+	}
+	s := string(d.b[:n])
+	d.b = d.b[n:]
+	return s
+}
+
+func (d *decoder) byte() byte {
+	if d.err != nil || len(d.b) == 0 {
+		d.err = errCorrupt
+		return 0
+	}
+	c := d.b[0]
+	d.b = d.b[1:]
+	return c
+}
+
+func (d *decoder) time() time.Time { return fromTS(d.uvarint()) }
+
+func encodeCopy(c *copyRec) []byte {
+	b := make([]byte, 0, 96+len(c.Recipient)+len(c.From)+len(c.Subject)+len(c.MessageID)+len(c.LastError))
+	b = append(b, recVersion)
+	for _, s := range []string{c.TrackingID, c.QueueID, c.Recipient, c.From, c.Subject, c.MessageID, c.Status, c.LastError} {
+		b = appendStr(b, s)
+	}
+	b = appendTime(b, c.QueuedAt)
+	b = appendTime(b, c.SentAt)
+	b = appendTime(b, c.FirstHumanOpen)
+	b = binary.AppendUvarint(b, uint64(c.OpensTotal))
+	return binary.AppendUvarint(b, uint64(c.OpensHuman))
+}
+
+func decodeCopy(v []byte) (copyRec, error) {
+	var c copyRec
+	d := decoder{b: v}
+	if d.byte() != recVersion {
+		return c, errCorrupt
+	}
+	for _, p := range []*string{&c.TrackingID, &c.QueueID, &c.Recipient, &c.From, &c.Subject, &c.MessageID, &c.Status, &c.LastError} {
+		*p = d.str()
+	}
+	c.QueuedAt = d.time()
+	c.SentAt = d.time()
+	c.FirstHumanOpen = d.time()
+	c.OpensTotal = int(d.uvarint())
+	c.OpensHuman = int(d.uvarint())
+	return c, d.err
+}
+
+func encodeOpen(o *openRec) []byte {
+	b := make([]byte, 0, 16+len(o.IP)+len(o.UserAgent)+len(o.BotType)+len(o.Proxy)+len(o.Country)+len(o.City))
+	b = append(b, recVersion, o.Flags)
+	for _, s := range []string{o.IP, o.UserAgent, o.BotType, o.Proxy, o.Country, o.City} {
+		b = appendStr(b, s)
+	}
+	return b
+}
+
+func decodeOpen(v []byte) (openRec, error) {
+	var o openRec
+	d := decoder{b: v}
+	if d.byte() != recVersion {
+		return o, errCorrupt
+	}
+	o.Flags = d.byte()
+	for _, p := range []*string{&o.IP, &o.UserAgent, &o.BotType, &o.Proxy, &o.Country, &o.City} {
+		*p = d.str()
+	}
+	return o, d.err
+}
+
+// timeSeq is the 16-byte opened(8) seq(8) that ends every open key.
+func timeSeq(at, seq uint64) []byte {
+	return appendU64(appendU64(make([]byte, 0, 16), at), seq)
+}
+
+// prefixed returns p 0 rest.
+func prefixed(p string, rest ...[]byte) []byte {
+	n := len(p) + 1
+	for _, r := range rest {
+		n += len(r)
+	}
+	b := make([]byte, 0, n)
+	b = append(append(b, p...), 0)
+	for _, r := range rest {
+		b = append(b, r...)
+	}
+	return b
+}
+
+// copyTimeKey is queued(8) id, the key of bCopiesByTime and bUnopened.
+func copyTimeKey(c *record.Copy) []byte {
+	return append(appendU64(make([]byte, 0, 8+len(c.TrackingID)), ts(c.QueuedAt)), c.TrackingID...)
+}
+
+func copyRcptKey(c *record.Copy) []byte {
+	return prefixed(normAddr(c.Recipient), copyTimeKey(c))
+}
+
+// timeIndexValue is flags id 0 rcpt: enough to delete an open and its
+// index entries, and to fix the counters, without reading anything else.
+func timeIndexValue(flags byte, id, rcpt string) []byte {
+	b := make([]byte, 0, 2+len(id)+len(rcpt))
+	b = append(append(append(b, flags), id...), 0)
+	return append(b, rcpt...)
+}
+
+func parseTimeIndexValue(v []byte) (flags byte, id, rcpt string, ok bool) {
+	if len(v) < 2 {
+		return 0, "", "", false
+	}
+	i := bytes.IndexByte(v[1:], 0)
+	if i < 0 {
+		return 0, "", "", false
+	}
+	return v[0], string(v[1 : 1+i]), string(v[2+i:]), true
+}
+
+func dedupKey(id, ip, ua string) []byte {
+	h := sha256.New()
+	h.Write([]byte(id))
+	h.Write([]byte{0})
+	h.Write([]byte(ip))
+	h.Write([]byte{0})
+	h.Write([]byte(ua))
+	return h.Sum(make([]byte, 0, sha256.Size))[:16]
+}
+
+// minute is the per-IP counter slot of t.
+func minute(t time.Time) uint64 {
+	m := t.Unix() / 60
+	if m < 0 {
+		return 0
+	}
+	return uint64(m)
+}
+
+// prefixEnd returns the smallest key greater than every key with prefix p,
+// where p ends with the 0x00 separator.
+func prefixEnd(p []byte) []byte {
+	e := append([]byte(nil), p...)
+	e[len(e)-1]++
+	return e
+}
+
+// clampLimit applies the contract's default of 100 and cap of 500.
+func clampLimit(n int) int {
+	if n <= 0 {
+		return 100
+	}
+	return min(n, 500)
+}

@@ -1,0 +1,184 @@
+package store
+
+import (
+	"bytes"
+	"fmt"
+	"strings"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"pixelrelay/tracker/record"
+)
+
+// Add records tracked copies (record.Recorder). A copy whose tracking id
+// is already stored is left as it is, so replaying a spool is harmless.
+// A zero QueuedAt is set to now and an empty Status to queued.
+func (s *Store) Add(copies []record.Copy) error {
+	for _, c := range copies {
+		if c.TrackingID == "" || strings.IndexByte(c.TrackingID, 0) >= 0 {
+			return fmt.Errorf("store: add: invalid tracking id %q", c.TrackingID)
+		}
+	}
+	return s.update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bCopies)
+		added := int64(0)
+		for _, c := range copies {
+			if b.Get([]byte(c.TrackingID)) != nil {
+				continue
+			}
+			if c.QueuedAt.IsZero() {
+				c.QueuedAt = s.now()
+			}
+			c.QueuedAt = c.QueuedAt.UTC()
+			if c.Status == "" {
+				c.Status = record.StatusQueued
+			}
+			rec := copyRec{Copy: c}
+			tk := copyTimeKey(&c)
+			for _, p := range []struct{ b, k, v []byte }{
+				{bCopies, []byte(c.TrackingID), encodeCopy(&rec)},
+				{bCopiesByTime, tk, nil},
+				{bUnopened, tk, nil},
+				{bCopiesByRcpt, copyRcptKey(&c), nil},
+			} {
+				if err := tx.Bucket(p.b).Put(p.k, p.v); err != nil {
+					return err
+				}
+			}
+			added++
+		}
+		return addCounter(tx.Bucket(bMeta), mCopies, added)
+	})
+}
+
+// Update records a copy's delivery state (record.Recorder). Status sent sets
+// SentAt to at. It returns ErrNotFound for an unknown tracking id.
+func (s *Store) Update(trackingID, status, lastError string, at time.Time) error {
+	switch status {
+	case record.StatusQueued, record.StatusDeferred, record.StatusSent, record.StatusFailed:
+	default:
+		return fmt.Errorf("store: update %s: unknown status %q", trackingID, status)
+	}
+	return s.update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bCopies)
+		v := b.Get([]byte(trackingID))
+		if v == nil {
+			return fmt.Errorf("%w: %s", ErrNotFound, trackingID)
+		}
+		c, err := decodeCopy(v)
+		if err != nil {
+			return fmt.Errorf("store: copy %s: %w", trackingID, err)
+		}
+		c.Status, c.LastError = status, lastError
+		if status == record.StatusSent {
+			if at.IsZero() {
+				at = s.now()
+			}
+			c.SentAt = at.UTC()
+		}
+		return b.Put([]byte(trackingID), encodeCopy(&c))
+	})
+}
+
+// Copy returns the stored copy with this tracking id.
+func (s *Store) Copy(id string) (record.Copy, bool, error) {
+	var c copyRec
+	var found bool
+	err := s.view(func(tx *bolt.Tx) error {
+		v := tx.Bucket(bCopies).Get([]byte(id))
+		if v == nil {
+			return nil
+		}
+		found = true
+		var err error
+		c, err = decodeCopy(v)
+		return err
+	})
+	if err != nil || !found {
+		return record.Copy{}, false, err
+	}
+	return c.Copy, true, nil
+}
+
+// Messages lists tracked copies, newest queued first: of one recipient
+// (To, case-insensitive) or all; Since filters on queued_at; Unopened keeps
+// copies without a human open.
+func (s *Store) Messages(q MessageQuery) ([]Message, error) {
+	limit := clampLimit(q.Limit)
+	since := ts(q.Since)
+	out := []Message{}
+	err := s.view(func(tx *bolt.Tx) error {
+		copies := tx.Bucket(bCopies)
+		var idx *bolt.Bucket
+		var prefix []byte
+		switch {
+		case q.To != "":
+			idx, prefix = tx.Bucket(bCopiesByRcpt), prefixed(normAddr(q.To))
+		case q.Unopened:
+			idx = tx.Bucket(bUnopened)
+		default:
+			idx = tx.Bucket(bCopiesByTime)
+		}
+		c := idx.Cursor()
+		for k, _ := lastWithPrefix(c, prefix); k != nil && bytes.HasPrefix(k, prefix) && len(out) < limit; k, _ = c.Prev() {
+			rest := k[len(prefix):]
+			if len(rest) < 8 {
+				continue
+			}
+			if beU64(rest) < since {
+				break
+			}
+			v := copies.Get(rest[8:])
+			if v == nil {
+				continue
+			}
+			rec, err := decodeCopy(v)
+			if err != nil {
+				return fmt.Errorf("store: copy %s: %w", rest[8:], err)
+			}
+			if q.Unopened && rec.OpensHuman > 0 {
+				continue
+			}
+			out = append(out, rec.message())
+		}
+		return nil
+	})
+	return out, err
+}
+
+// message converts a stored copy to the API's MESSAGE.
+func (c *copyRec) message() Message {
+	return Message{
+		TrackingID: c.TrackingID, Recipient: c.Recipient, From: c.From, Subject: c.Subject,
+		MessageID: c.MessageID, QueuedAt: c.QueuedAt, SentAt: timePtr(c.SentAt),
+		Status: c.Status, LastError: c.LastError,
+		OpensTotal: c.OpensTotal, OpensHuman: c.OpensHuman, FirstHumanOpen: timePtr(c.FirstHumanOpen),
+	}
+}
+
+func timePtr(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	return &t
+}
+
+// lastWithPrefix positions c on the last key starting with prefix (which
+// ends with the 0x00 separator), or on the bucket's last key when prefix is
+// empty. The caller checks the prefix.
+func lastWithPrefix(c *bolt.Cursor, prefix []byte) ([]byte, []byte) {
+	if len(prefix) == 0 {
+		return c.Last()
+	}
+	if k, _ := c.Seek(prefixEnd(prefix)); k == nil {
+		return c.Last()
+	}
+	return c.Prev()
+}
+
+func beU64(b []byte) uint64 {
+	_ = b[7]
+	return uint64(b[0])<<56 | uint64(b[1])<<48 | uint64(b[2])<<40 | uint64(b[3])<<32 |
+		uint64(b[4])<<24 | uint64(b[5])<<16 | uint64(b[6])<<8 | uint64(b[7])
+}

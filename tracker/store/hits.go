@@ -1,0 +1,339 @@
+package store
+
+import (
+	"encoding/binary"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// request is one hit (or a flush marker) for the writer.
+type request struct {
+	hit   Hit
+	flush bool
+	done  chan result // nil for Enqueue
+}
+
+type result struct {
+	stored bool
+	err    error
+}
+
+// Record stores a hit and waits until its batch is committed. stored is
+// false for an unknown tracking id, a duplicate (same id, IP and user agent
+// within the dedup window) or an IP over its hourly limit.
+func (s *Store) Record(h Hit) (stored bool, err error) {
+	done := make(chan result, 1)
+	if err := s.send(request{hit: h, done: done}); err != nil {
+		return false, err
+	}
+	r := <-done
+	return r.stored, r.err
+}
+
+// Enqueue hands a hit to the writer without waiting for it to be
+// committed; use it where the caller answers immediately anyway (the pixel
+// handler). Hits that fail to commit are counted in Stats().Dropped. It
+// blocks only while QueueSize hits are already waiting.
+func (s *Store) Enqueue(h Hit) error {
+	return s.send(request{hit: h})
+}
+
+// Flush waits until every hit sent before it is committed.
+func (s *Store) Flush() error {
+	done := make(chan result, 1)
+	if err := s.send(request{flush: true, done: done}); err != nil {
+		return err
+	}
+	return (<-done).err
+}
+
+func (s *Store) send(r request) error {
+	s.sendMu.RLock()
+	defer s.sendMu.RUnlock()
+	if s.closed {
+		if !r.flush {
+			s.dropped.Add(1)
+		}
+		return ErrClosed
+	}
+	s.in <- r
+	return nil
+}
+
+// writer is the single goroutine that commits hits.
+func (s *Store) writer() {
+	defer close(s.done)
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	var batch []request
+	for {
+		select {
+		case r := <-s.in:
+			batch = append(batch[:0], r)
+		case <-s.stop:
+			s.commitAll(s.drain(batch[:0]))
+			return
+		}
+		batch = s.collect(batch, timer)
+		s.commitAll(batch)
+	}
+}
+
+// collect adds waiting hits to batch, up to MaxBatch, waiting at most
+// BatchDelay after the first.
+func (s *Store) collect(batch []request, timer *time.Timer) []request {
+	waiting := false
+	defer func() {
+		if waiting {
+			timer.Stop()
+		}
+	}()
+	for len(batch) < s.opt.MaxBatch {
+		select {
+		case r := <-s.in:
+			batch = append(batch, r)
+			continue
+		default:
+		}
+		if s.opt.BatchDelay < 0 {
+			return batch
+		}
+		if !waiting {
+			timer.Reset(s.opt.BatchDelay)
+			waiting = true
+		}
+		select {
+		case r := <-s.in:
+			batch = append(batch, r)
+		case <-timer.C:
+			waiting = false
+			return batch
+		case <-s.stop:
+			return batch
+		}
+	}
+	return batch
+}
+
+// drain takes every request still queued; senders are gone after Close.
+func (s *Store) drain(batch []request) []request {
+	for {
+		select {
+		case r := <-s.in:
+			batch = append(batch, r)
+		default:
+			return batch
+		}
+	}
+}
+
+// commitAll commits batch in MaxBatch chunks. While a compaction holds
+// wmu, incoming hits are kept in memory and committed after it.
+func (s *Store) commitAll(batch []request) {
+	if len(batch) == 0 {
+		return
+	}
+	tick := time.NewTicker(5 * time.Millisecond)
+	for !s.wmu.TryRLock() {
+		select {
+		case r := <-s.in:
+			batch = append(batch, r)
+		case <-tick.C:
+		}
+	}
+	tick.Stop()
+	defer s.wmu.RUnlock()
+	for len(batch) > 0 {
+		n := min(len(batch), s.opt.MaxBatch)
+		s.commit(batch[:n])
+		clear(batch[:n])
+		batch = batch[n:]
+	}
+}
+
+// commit stores one batch in one write transaction and answers waiters.
+func (s *Store) commit(batch []request) {
+	stored := make([]bool, len(batch))
+	dedup := time.Duration(s.dedup.Load())
+	limit := int(s.ipHourly.Load())
+	err := s.updateLocked(func(tx *bolt.Tx) error {
+		w := newHitTx(tx)
+		for i := range batch {
+			if batch[i].flush {
+				continue
+			}
+			ok, err := w.apply(&batch[i].hit, s.now, dedup, limit)
+			if err != nil {
+				return err
+			}
+			stored[i] = ok
+		}
+		return w.finish()
+	})
+	if err != nil {
+		hits := 0
+		for _, r := range batch {
+			if !r.flush {
+				hits++
+			}
+		}
+		s.dropped.Add(int64(hits))
+		s.log.Error("store: hits not stored", "count", hits, "err", err)
+	}
+	for i, r := range batch {
+		if r.done != nil {
+			r.done <- result{stored: stored[i] && err == nil, err: err}
+		}
+	}
+}
+
+// hitTx applies hits inside one write transaction.
+type hitTx struct {
+	copies, unopened, opens, byTime, byRcpt, dedup, iprate, meta *bolt.Bucket
+	dOpens, dHuman                                               int64
+}
+
+func newHitTx(tx *bolt.Tx) *hitTx {
+	return &hitTx{
+		copies: tx.Bucket(bCopies), unopened: tx.Bucket(bUnopened),
+		opens: tx.Bucket(bOpens), byTime: tx.Bucket(bOpensByTime), byRcpt: tx.Bucket(bOpensByRcpt),
+		dedup: tx.Bucket(bDedup), iprate: tx.Bucket(bIPRate), meta: tx.Bucket(bMeta),
+	}
+}
+
+// apply stores one hit unless it is unknown, a duplicate or over the limit.
+func (w *hitTx) apply(h *Hit, now func() time.Time, dedup time.Duration, limit int) (bool, error) {
+	if h.At.IsZero() {
+		h.At = now()
+	}
+	cv := w.copies.Get([]byte(h.TrackingID))
+	if cv == nil {
+		return false, nil
+	}
+	c, err := decodeCopy(cv)
+	if err != nil {
+		return false, nil // a damaged copy record cannot take opens
+	}
+	at := ts(h.At)
+	var dk []byte
+	if dedup > 0 {
+		dk = dedupKey(h.TrackingID, h.IP, h.UserAgent)
+		if v := w.dedup.Get(dk); len(v) == 8 && h.At.Sub(fromTS(binary.BigEndian.Uint64(v))) < dedup {
+			return false, nil
+		}
+	}
+	slot := minute(h.At)
+	if limit > 0 && h.IP != "" && w.ipCount(h.IP, slot) >= limit {
+		return false, nil
+	}
+	if err := w.store(h, &c, at, slot, dk); err != nil {
+		return false, err
+	}
+	return true, nil
+}
+
+// ipCount is the number of opens stored for ip in the 60 minutes up to slot.
+func (w *hitTx) ipCount(ip string, slot uint64) int {
+	from := uint64(0)
+	if slot >= 59 {
+		from = slot - 59
+	}
+	prefix := prefixed(ip)
+	c := w.iprate.Cursor()
+	n := 0
+	for k, v := c.Seek(prefixed(ip, appendU64(nil, from))); k != nil && len(k) == len(prefix)+8 && string(k[:len(prefix)]) == string(prefix); k, v = c.Next() {
+		if len(v) == 4 {
+			n += int(binary.BigEndian.Uint32(v))
+		}
+	}
+	return n
+}
+
+// store writes the open, its index entries, the dedup and rate entries and
+// the copy's counters.
+func (w *hitTx) store(h *Hit, c *copyRec, at, slot uint64, dk []byte) error {
+	seq, err := w.opens.NextSequence()
+	if err != nil {
+		return err
+	}
+	o := openRec{IP: h.IP, UserAgent: h.UserAgent, BotType: h.BotType, Proxy: h.Proxy, Country: h.Country, City: h.City}
+	if h.Bot {
+		o.Flags |= flagBot
+	}
+	first := !h.Bot && c.FirstHumanOpen.IsZero()
+	if first {
+		o.Flags |= flagFirst
+	}
+	rcpt := normAddr(c.Recipient)
+	tsq := timeSeq(at, seq)
+	puts := []struct {
+		b    *bolt.Bucket
+		k, v []byte
+	}{
+		{w.opens, prefixed(h.TrackingID, tsq), encodeOpen(&o)},
+		{w.byTime, tsq, timeIndexValue(o.Flags, h.TrackingID, rcpt)},
+		{w.byRcpt, prefixed(rcpt, tsq), []byte(h.TrackingID)},
+	}
+	for _, p := range puts {
+		if err := p.b.Put(p.k, p.v); err != nil {
+			return err
+		}
+	}
+	if dk != nil {
+		if err := w.dedup.Put(dk, appendU64(nil, at)); err != nil {
+			return err
+		}
+	}
+	if h.IP != "" {
+		if err := w.bumpIP(h.IP, slot); err != nil {
+			return err
+		}
+	}
+	c.OpensTotal++
+	w.dOpens++
+	if !h.Bot {
+		c.OpensHuman++
+		w.dHuman++
+	}
+	if first {
+		c.FirstHumanOpen = fromTS(at)
+		if err := w.unopened.Delete(copyTimeKey(&c.Copy)); err != nil {
+			return err
+		}
+	}
+	return w.copies.Put([]byte(h.TrackingID), encodeCopy(c))
+}
+
+func (w *hitTx) bumpIP(ip string, slot uint64) error {
+	k := prefixed(ip, appendU64(nil, slot))
+	n := uint32(0)
+	if v := w.iprate.Get(k); len(v) == 4 {
+		n = binary.BigEndian.Uint32(v)
+	}
+	return w.iprate.Put(k, binary.BigEndian.AppendUint32(nil, n+1))
+}
+
+// finish writes the batch's counter changes.
+func (w *hitTx) finish() error {
+	if err := addCounter(w.meta, mOpens, w.dOpens); err != nil {
+		return err
+	}
+	return addCounter(w.meta, mOpensHuman, w.dHuman)
+}
+
+// addCounter adds d to a counter in bMeta.
+func addCounter(meta *bolt.Bucket, name []byte, d int64) error {
+	if d == 0 {
+		return nil
+	}
+	return meta.Put(name, appendU64(nil, uint64(counter(meta, name)+d)))
+}
+
+func counter(meta *bolt.Bucket, name []byte) int64 {
+	v := meta.Get(name)
+	if len(v) != 8 {
+		return 0
+	}
+	return int64(binary.BigEndian.Uint64(v))
+}

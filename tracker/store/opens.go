@@ -1,0 +1,131 @@
+package store
+
+import (
+	"bytes"
+	"fmt"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// Opens lists opens newest first: of one copy (ID), of one recipient (To,
+// case-insensitive), or the most recent. Since filters on opened_at.
+// When both ID and To are given, the copy's recipient must match To.
+func (s *Store) Opens(q OpenQuery) ([]Open, error) {
+	out := []Open{}
+	err := s.view(func(tx *bolt.Tx) error {
+		r := openReader{opens: tx.Bucket(bOpens), copies: tx.Bucket(bCopies),
+			cache: map[string]*copyRec{}, limit: clampLimit(q.Limit), since: ts(q.Since), out: out}
+		var err error
+		switch {
+		case q.ID != "":
+			err = r.byID(q.ID, q.To)
+		case q.To != "":
+			err = r.byIndex(tx.Bucket(bOpensByRcpt), prefixed(normAddr(q.To)), func(v []byte) string { return string(v) })
+		default:
+			err = r.byIndex(tx.Bucket(bOpensByTime), nil, func(v []byte) string {
+				_, id, _, _ := parseTimeIndexValue(v)
+				return id
+			})
+		}
+		out = r.out
+		return err
+	})
+	return out, err
+}
+
+// openReader collects opens in one read transaction, joining each with its
+// copy (cached per query).
+type openReader struct {
+	opens, copies *bolt.Bucket
+	cache         map[string]*copyRec
+	limit         int
+	since         uint64
+	out           []Open
+}
+
+// byID walks one copy's opens: a prefix range of bOpens.
+func (r *openReader) byID(id, to string) error {
+	c, err := r.copy(id)
+	if err != nil || c == nil {
+		return err
+	}
+	if to != "" && normAddr(to) != normAddr(c.Recipient) {
+		return nil
+	}
+	prefix := prefixed(id)
+	cur := r.opens.Cursor()
+	for k, v := lastWithPrefix(cur, prefix); k != nil && bytes.HasPrefix(k, prefix) && len(r.out) < r.limit; k, v = cur.Prev() {
+		tsq := k[len(prefix):]
+		if len(tsq) != 16 {
+			continue
+		}
+		if beU64(tsq) < r.since {
+			break
+		}
+		if err := r.add(c, tsq, v); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// byIndex walks an index whose keys end with opened(8) seq(8), newest
+// first; idOf extracts the tracking id from an index value.
+func (r *openReader) byIndex(idx *bolt.Bucket, prefix []byte, idOf func([]byte) string) error {
+	cur := idx.Cursor()
+	for k, v := lastWithPrefix(cur, prefix); k != nil && bytes.HasPrefix(k, prefix) && len(r.out) < r.limit; k, v = cur.Prev() {
+		tsq := k[len(prefix):]
+		if len(tsq) != 16 {
+			continue
+		}
+		if beU64(tsq) < r.since {
+			break
+		}
+		id := idOf(v)
+		c, err := r.copy(id)
+		if err != nil {
+			return err
+		}
+		ov := r.opens.Get(prefixed(id, tsq))
+		if c == nil || ov == nil {
+			continue // dangling index entry: skip it
+		}
+		if err := r.add(c, tsq, ov); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// copy returns a copy by id through the per-query cache; nil if unknown.
+func (r *openReader) copy(id string) (*copyRec, error) {
+	if c, ok := r.cache[id]; ok {
+		return c, nil
+	}
+	v := r.copies.Get([]byte(id))
+	if v == nil {
+		r.cache[id] = nil
+		return nil, nil
+	}
+	c, err := decodeCopy(v)
+	if err != nil {
+		return nil, fmt.Errorf("store: copy %s: %w", id, err)
+	}
+	r.cache[id] = &c
+	return &c, nil
+}
+
+// add decodes one open and appends it joined with its copy.
+func (r *openReader) add(c *copyRec, tsq, v []byte) error {
+	o, err := decodeOpen(v)
+	if err != nil {
+		return fmt.Errorf("store: open of %s: %w", c.TrackingID, err)
+	}
+	r.out = append(r.out, Open{
+		TrackingID: c.TrackingID, Recipient: c.Recipient, Subject: c.Subject, MessageID: c.MessageID,
+		SentAt: timePtr(c.SentAt), OpenedAt: fromTS(beU64(tsq)),
+		IP: o.IP, UserAgent: o.UserAgent, Bot: o.Flags&flagBot != 0, BotType: o.BotType,
+		Proxy: o.Proxy, First: o.Flags&flagFirst != 0, Country: o.Country, City: o.City,
+	})
+	return nil
+}

@@ -1,0 +1,317 @@
+package store
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// purgeChunk is the number of opens deleted per write transaction, so a
+// purge never holds the writer off for long.
+const purgeChunk = 5000
+
+// expireChunk is the number of dedup or rate entries examined per write
+// transaction when expiring.
+const expireChunk = 20000
+
+// compactTxSize bounds the transactions of a compaction.
+const compactTxSize = 64 << 20
+
+// Purge deletes opens with opened_at before the given time, in chunks of
+// 5000 per write transaction, together with their index entries, and
+// expires dedup and per-IP entries older than their windows. Copies and
+// their counters stay (see the package documentation). progress, if not
+// nil, is called with the number of opens deleted so far.
+//
+// Then, when at least a quarter of the file is reclaimable (free pages and
+// unused space), the file is compacted into PATH.compact and swapped in.
+// While compacting, new hits are held in memory and committed after the
+// swap; Add and Update wait; queries keep reading the old file.
+func (s *Store) Purge(ctx context.Context, before time.Time, progress func(done int)) (PurgeResult, error) {
+	s.purgeMu.Lock()
+	defer s.purgeMu.Unlock()
+	start := time.Now()
+	res := PurgeResult{SizeBefore: s.fileSize()}
+	s.log.Info("purge: start", "before", before.UTC().Format(time.RFC3339), "size", res.SizeBefore)
+	defer func() {
+		res.SizeAfter = s.fileSize()
+		res.DurationMS = time.Since(start).Milliseconds()
+	}()
+	for {
+		if err := ctx.Err(); err != nil {
+			return res, err
+		}
+		n, err := s.purgeOpens(ts(before))
+		if err != nil {
+			return res, err
+		}
+		res.Deleted += n
+		if n > 0 && progress != nil {
+			progress(res.Deleted)
+		}
+		if n > 0 && res.Deleted%(20*purgeChunk) < purgeChunk {
+			s.log.Info("purge: progress", "deleted", res.Deleted)
+		}
+		if n < purgeChunk {
+			break
+		}
+	}
+	if _, err := s.expire(ctx.Done()); err != nil {
+		return res, err
+	}
+	if err := ctx.Err(); err != nil {
+		return res, err
+	}
+	size, reclaim := s.reclaimable()
+	if reclaim*4 >= size && size > 0 {
+		if err := s.compact(); err != nil {
+			return res, err
+		}
+		res.Compacted = true
+	}
+	s.log.Info("purge: done", "deleted", res.Deleted, "compacted", res.Compacted,
+		"size_before", res.SizeBefore, "size_after", s.fileSize(), "duration", time.Since(start).Round(time.Millisecond))
+	return res, nil
+}
+
+// purgeOpens deletes up to purgeChunk opens older than before in one
+// transaction and returns how many it deleted.
+func (s *Store) purgeOpens(before uint64) (int, error) {
+	n := 0
+	err := s.update(func(tx *bolt.Tx) error {
+		n = 0
+		byTime := tx.Bucket(bOpensByTime)
+		type victim struct{ k, v []byte }
+		var vs []victim
+		c := byTime.Cursor()
+		for k, v := c.First(); k != nil && len(vs) < purgeChunk; k, v = c.Next() {
+			if len(k) == 16 && beU64(k) >= before {
+				break
+			}
+			vs = append(vs, victim{append([]byte(nil), k...), append([]byte(nil), v...)})
+		}
+		opens, byRcpt := tx.Bucket(bOpens), tx.Bucket(bOpensByRcpt)
+		humans := int64(0)
+		for _, vc := range vs {
+			if err := byTime.Delete(vc.k); err != nil {
+				return err
+			}
+			flags, id, rcpt, ok := parseTimeIndexValue(vc.v)
+			if !ok || len(vc.k) != 16 {
+				continue // malformed index entry: dropped, nothing else to find
+			}
+			if err := opens.Delete(prefixed(id, vc.k)); err != nil {
+				return err
+			}
+			if err := byRcpt.Delete(prefixed(rcpt, vc.k)); err != nil {
+				return err
+			}
+			if flags&flagBot == 0 {
+				humans++
+			}
+		}
+		n = len(vs)
+		meta := tx.Bucket(bMeta)
+		if err := addCounter(meta, mOpens, -int64(n)); err != nil {
+			return err
+		}
+		return addCounter(meta, mOpensHuman, -humans)
+	})
+	return n, err
+}
+
+// expire removes dedup entries older than the dedup window and per-IP
+// counters older than an hour, examining expireChunk entries per write
+// transaction. It stops early when cancel is closed.
+func (s *Store) expire(cancel <-chan struct{}) (int, error) {
+	now := s.now()
+	dedupBefore := ts(now.Add(-time.Duration(s.dedup.Load())))
+	minuteBefore := minute(now.Add(-time.Hour))
+	total := 0
+	for _, e := range []struct {
+		bucket  []byte
+		expired func(k, v []byte) bool
+	}{
+		{bDedup, func(_, v []byte) bool { return len(v) != 8 || binary.BigEndian.Uint64(v) < dedupBefore }},
+		{bIPRate, func(k, _ []byte) bool { return len(k) < 9 || beU64(k[len(k)-8:]) <= minuteBefore }},
+	} {
+		var after []byte
+		for {
+			select {
+			case <-cancel:
+				return total, nil
+			default:
+			}
+			n, next, err := s.expireChunk(e.bucket, after, e.expired)
+			total += n
+			if err != nil {
+				return total, err
+			}
+			if next == nil {
+				break
+			}
+			after = next
+		}
+	}
+	if total > 0 {
+		s.log.Info("store: expired dedup and rate entries", "count", total)
+	}
+	return total, nil
+}
+
+// expireChunk examines up to expireChunk entries of a bucket starting at
+// from, deletes the expired ones and returns the key to continue from (nil
+// at the end).
+func (s *Store) expireChunk(bucket, from []byte, expired func(k, v []byte) bool) (int, []byte, error) {
+	var n int
+	var next []byte
+	err := s.update(func(tx *bolt.Tx) error {
+		n, next = 0, nil
+		b := tx.Bucket(bucket)
+		c := b.Cursor()
+		var dead [][]byte
+		seen := 0
+		k, v := c.First()
+		if from != nil {
+			k, v = c.Seek(from)
+		}
+		for ; k != nil; k, v = c.Next() {
+			if seen == expireChunk {
+				next = append([]byte(nil), k...)
+				break
+			}
+			seen++
+			if expired(k, v) {
+				dead = append(dead, append([]byte(nil), k...))
+			}
+		}
+		for _, k := range dead {
+			if err := b.Delete(k); err != nil {
+				return err
+			}
+		}
+		n = len(dead)
+		return nil
+	})
+	return n, next, err
+}
+
+// reclaimable returns the file size and how much of it compaction would
+// free: free pages plus the file beyond the high-water mark.
+func (s *Store) reclaimable() (size, reclaim int64) {
+	size = s.fileSize()
+	var used int64
+	s.dbMu.RLock()
+	defer s.dbMu.RUnlock()
+	st := s.db.Stats()
+	page := int64(s.db.Info().PageSize)
+	err := s.db.View(func(tx *bolt.Tx) error {
+		used = tx.Size() - int64(st.FreePageN+st.PendingPageN)*page
+		return nil
+	})
+	if err != nil || used > size {
+		return size, 0
+	}
+	return size, size - used
+}
+
+// compact rewrites the database into PATH.compact and swaps it in. Writers
+// are held off (hits queue in memory) for the whole time; readers only for
+// the swap.
+func (s *Store) compact() error {
+	start := time.Now()
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	tmp := s.path + ".compact"
+	if err := os.Remove(tmp); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("store: compact: %w", err)
+	}
+	before := s.fileSize()
+	s.log.Info("compact: start", "path", s.path, "size", before)
+	if err := s.compactInto(tmp); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	if err := s.swap(tmp); err != nil {
+		return err
+	}
+	s.log.Info("compact: done", "size_before", before, "size_after", s.fileSize(), "duration", time.Since(start).Round(time.Millisecond))
+	return nil
+}
+
+// compactInto copies the current database into a new, fsynced file.
+func (s *Store) compactInto(tmp string) error {
+	dst, err := bolt.Open(tmp, 0o600, boltOptions())
+	if err != nil {
+		return fmt.Errorf("store: compact: %w", err)
+	}
+	s.dbMu.RLock()
+	err = bolt.Compact(dst, s.db, compactTxSize)
+	s.dbMu.RUnlock()
+	if err == nil {
+		err = dst.Sync()
+	}
+	if cerr := dst.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("store: compact: %w", err)
+	}
+	return nil
+}
+
+// swap closes the database, renames tmp over it and reopens it.
+func (s *Store) swap(tmp string) error {
+	s.dbMu.Lock()
+	defer s.dbMu.Unlock()
+	if err := s.db.Close(); err != nil {
+		return fmt.Errorf("store: compact: close: %w", err)
+	}
+	renameErr := os.Rename(tmp, s.path)
+	if renameErr == nil {
+		renameErr = syncDir(filepath.Dir(s.path))
+	}
+	db, err := openBolt(s.path)
+	if err != nil {
+		return fmt.Errorf("store: compact: reopen: %w", err)
+	}
+	s.db = db
+	if renameErr != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("store: compact: %w", renameErr)
+	}
+	return nil
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+// Stats returns the file size, free space and the stored counts.
+func (s *Store) Stats() (Stats, error) {
+	st := Stats{Path: s.path, Dropped: s.dropped.Load()}
+	s.dbMu.RLock()
+	defer s.dbMu.RUnlock()
+	bs := s.db.Stats()
+	st.FreeBytes = int64(bs.FreePageN+bs.PendingPageN) * int64(s.db.Info().PageSize)
+	st.SizeBytes = s.fileSize()
+	err := s.db.View(func(tx *bolt.Tx) error {
+		meta := tx.Bucket(bMeta)
+		st.Copies = int(counter(meta, mCopies))
+		st.Opens = int(counter(meta, mOpens))
+		st.OpensHuman = int(counter(meta, mOpensHuman))
+		return nil
+	})
+	return st, err
+}

@@ -1,0 +1,249 @@
+// Package store keeps tracked copies and their opens in a bbolt file.
+//
+// Layout (see codec.go for the exact keys): copies by tracking id, with
+// their open counters in the record so listing messages needs no scan;
+// indexes of copies by queued time, by lowercased recipient and of copies
+// without a human open; opens keyed id+time+seq so one copy's opens are a
+// prefix range; indexes of opens by time (for recent, since and purge) and
+// by recipient; a dedup bucket and per-IP per-minute counters, both expired
+// by time.
+//
+// Hits go through one writer goroutine that commits them in batches: one
+// write transaction and one fsync for all hits that arrived while the
+// previous batch was being committed (plus up to BatchDelay). A kill -9
+// loses at most the hits of the batch being collected. Dedup and the per-IP
+// limit are applied hit by hit inside the batch's transaction, so two
+// identical hits in one batch store one open.
+//
+// Counters: a copy's opens_total, opens_human and first_human_open are
+// historical totals: Purge deletes old opens but does not lower them, so
+// /api/messages keeps saying a message was opened after its opens aged out.
+// Stats.Opens and Stats.OpensHuman count the opens currently stored.
+package store
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// ErrClosed is returned after Close.
+var ErrClosed = errors.New("store: closed")
+
+// ErrNotFound is returned by Update for an unknown tracking id.
+var ErrNotFound = errors.New("store: unknown tracking id")
+
+// Options configures a Store. The zero value works: no dedup, no per-IP
+// limit, the real clock, slog.Default().
+type Options struct {
+	// DedupWindow: an open with the same tracking id, IP and user agent as
+	// a stored open less than this long ago is not stored. 0 disables.
+	DedupWindow time.Duration
+	// IPHourlyLimit: at most this many opens are stored per IP in the last
+	// hour (minute resolution). 0 disables. Both can be changed later with
+	// SetLimits.
+	IPHourlyLimit int
+	// Now is the clock (default time.Now); hits without a time get Now().
+	Now func() time.Time
+	// Log receives progress and errors (default slog.Default()).
+	Log *slog.Logger
+	// BatchDelay is how long the writer waits for more hits after the first
+	// one of a batch (default 2ms; negative means do not wait).
+	BatchDelay time.Duration
+	// MaxBatch caps the hits per write transaction (default 2000).
+	MaxBatch int
+	// QueueSize is the number of hits that may wait for the writer before
+	// senders block (default 16384).
+	QueueSize int
+	// ExpireEvery is how often expired dedup and per-IP entries are removed
+	// in the background (default 10m; negative disables; Purge also does it).
+	ExpireEvery time.Duration
+}
+
+// Store is the tracker's database. All methods are safe for concurrent use.
+type Store struct {
+	path string
+	opt  Options
+	log  *slog.Logger
+	now  func() time.Time
+
+	dedup    atomic.Int64 // time.Duration
+	ipHourly atomic.Int64
+
+	// wmu is held shared by every write and exclusively by compaction, so
+	// compaction sees a stable file while hits are held in memory.
+	wmu sync.RWMutex
+	// dbMu guards the db pointer, which compaction replaces.
+	dbMu sync.RWMutex
+	db   *bolt.DB
+
+	// sendMu orders sends to in against Close.
+	sendMu   sync.RWMutex
+	closed   bool
+	in       chan request
+	stop     chan struct{}
+	done     chan struct{} // writer exited
+	janitorQ chan struct{}
+	janitorD chan struct{}
+
+	purgeMu   sync.Mutex
+	dropped   atomic.Int64
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// boltOptions are used for the database and for compaction targets.
+func boltOptions() *bolt.Options {
+	return &bolt.Options{
+		Timeout:         2 * time.Second, // another process holds the file: fail, do not hang
+		FreelistType:    bolt.FreelistMapType,
+		InitialMmapSize: 64 << 20,
+	}
+}
+
+// OpenStore opens or creates the database at path (mode 0600) and starts the
+// writer. (It is not called Open: that name is the OPEN record type.)
+func OpenStore(path string, opt Options) (*Store, error) {
+	if opt.Now == nil {
+		opt.Now = time.Now
+	}
+	if opt.Log == nil {
+		opt.Log = slog.Default()
+	}
+	if opt.BatchDelay == 0 {
+		opt.BatchDelay = 2 * time.Millisecond
+	}
+	if opt.MaxBatch <= 0 {
+		opt.MaxBatch = 2000
+	}
+	if opt.QueueSize <= 0 {
+		opt.QueueSize = 16384
+	}
+	if opt.ExpireEvery == 0 {
+		opt.ExpireEvery = 10 * time.Minute
+	}
+	db, err := openBolt(path)
+	if err != nil {
+		return nil, err
+	}
+	s := &Store{
+		path: path, opt: opt, log: opt.Log, now: opt.Now, db: db,
+		in:       make(chan request, opt.QueueSize),
+		stop:     make(chan struct{}),
+		done:     make(chan struct{}),
+		janitorQ: make(chan struct{}),
+		janitorD: make(chan struct{}),
+	}
+	s.SetLimits(opt.DedupWindow, opt.IPHourlyLimit)
+	go s.writer()
+	go s.janitor()
+	return s, nil
+}
+
+// openBolt opens the file and makes sure every bucket exists.
+func openBolt(path string) (*bolt.DB, error) {
+	db, err := bolt.Open(path, 0o600, boltOptions())
+	if err != nil {
+		return nil, fmt.Errorf("store: open %s: %w", path, err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		for _, b := range allBuckets {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("store: init %s: %w", path, err)
+	}
+	return db, nil
+}
+
+// SetLimits changes the dedup window and the per-IP hourly limit (hot
+// reload). 0 disables either.
+func (s *Store) SetLimits(dedup time.Duration, ipHourly int) {
+	s.dedup.Store(int64(dedup))
+	s.ipHourly.Store(int64(ipHourly))
+}
+
+// Path returns the database file's path.
+func (s *Store) Path() string { return s.path }
+
+// view runs fn in a read transaction on the current database.
+func (s *Store) view(fn func(*bolt.Tx) error) error {
+	s.dbMu.RLock()
+	defer s.dbMu.RUnlock()
+	return s.db.View(fn)
+}
+
+// update runs fn in a write transaction, waiting while a compaction runs.
+func (s *Store) update(fn func(*bolt.Tx) error) error {
+	s.wmu.RLock()
+	defer s.wmu.RUnlock()
+	return s.updateLocked(fn)
+}
+
+// updateLocked is update for callers that already hold wmu.
+func (s *Store) updateLocked(fn func(*bolt.Tx) error) error {
+	s.dbMu.RLock()
+	defer s.dbMu.RUnlock()
+	return s.db.Update(fn)
+}
+
+// Close commits the hits still waiting, stops the writer and closes the
+// database. Hits sent after Close fail with ErrClosed.
+func (s *Store) Close() error {
+	s.closeOnce.Do(func() {
+		s.sendMu.Lock()
+		s.closed = true
+		s.sendMu.Unlock()
+		close(s.stop)
+		<-s.done
+		close(s.janitorQ)
+		<-s.janitorD
+		s.purgeMu.Lock() // wait for a running purge
+		defer s.purgeMu.Unlock()
+		s.dbMu.Lock()
+		defer s.dbMu.Unlock()
+		s.closeErr = s.db.Close()
+	})
+	return s.closeErr
+}
+
+// janitor expires dedup and per-IP entries in the background.
+func (s *Store) janitor() {
+	defer close(s.janitorD)
+	if s.opt.ExpireEvery < 0 {
+		<-s.janitorQ
+		return
+	}
+	t := time.NewTicker(s.opt.ExpireEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.janitorQ:
+			return
+		case <-t.C:
+			if _, err := s.expire(s.janitorQ); err != nil {
+				s.log.Error("store: expiring dedup and rate entries", "err", err)
+			}
+		}
+	}
+}
+
+// fileSize returns the database file's size in bytes.
+func (s *Store) fileSize() int64 {
+	st, err := os.Stat(s.path)
+	if err != nil {
+		return 0
+	}
+	return st.Size()
+}
