@@ -2,10 +2,44 @@
 // writes each copy: only text/html body parts change (one pixel each);
 // every other byte stays as it was. It does no I/O of its own.
 //
-// API (stub: the rewrite owner replaces the bodies, keeps the signatures):
+// The message is streamed line by line; boundaries are matched per
+// RFC 2046 over the raw bytes, so headers (order, folding, case), preamble,
+// epilogue, delimiter lines, line endings (CRLF or bare LF) and every part
+// that is not changed are copied byte for byte. Only a text/html body part
+// being changed is held in memory (at most MaxHTMLPart).
+//
+// Untouchable messages (Info.Untouchable):
+//   - "multipart/signed", "multipart/encrypted", "application/pkcs7-mime":
+//     such an entity anywhere in the tree, except inside an attached
+//     message/rfc822 (attached messages are never changed anyway);
+//   - "dkim": the top-level header has a DKIM-Signature field;
+//   - "malformed: REASON": the structure cannot be walked safely (no
+//     boundary, missing delimiter or closing boundary, header starting with
+//     a continuation line or holding a line that is no field, multipart with
+//     a transfer encoding, unparsable Content-Type of a multipart or HTML
+//     part, an HTML part whose transfer encoding or charset cannot be
+//     decoded, nesting deeper than 50).
+//
+// A text/html part is a body part unless it has Content-Disposition
+// attachment or a file name (Content-Disposition filename, Content-Type
+// name) or sits inside a message/rfc822. A body part larger than
+// MaxHTMLPart is left alone and counted in Info.LargeHTML.
+//
+// Rewrite never fails because of the content: whatever it cannot change
+// safely it copies unchanged, so a message Inspect accepted always gets
+// through, and errors only come from reading r or writing w.
 package rewrite
 
-import "io"
+import (
+	"errors"
+	"html"
+	"io"
+	"strings"
+
+	"github.com/emersion/go-message"
+	_ "github.com/emersion/go-message/charset" // every charset for Subject and HTML parts
+	"github.com/emersion/go-message/textproto"
+)
 
 // Info is what Inspect learns from a message once, at spool time.
 type Info struct {
@@ -14,6 +48,7 @@ type Info struct {
 	Track       string // value of X-Pixelrelay-Track, lowercased: "yes", "no" or ""
 	HTMLParts   int    // text/html body parts that would get a pixel
 	Untouchable string // why the body must not be modified ("multipart/signed", "dkim", "malformed: ..."), "" if it may be
+	LargeHTML   int    // text/html body parts over MaxHTMLPart, left without a pixel
 }
 
 // Policy is the tracking part of the config, for Track.
@@ -25,14 +60,67 @@ type Policy struct {
 // Inspect reads a whole message and reports what Track and Rewrite need.
 // An error means the message could not be read at all; a message that
 // merely fails to parse gets Untouchable set instead.
+//
+// Inspect does the very work Rewrite does for a tracked copy (output
+// discarded), so HTMLParts counts exactly the parts Rewrite changes.
+// X-Pixelrelay-Track values yes/true/on/1 read as "yes", no/false/off/0
+// as "no", anything else as "".
 func Inspect(r io.Reader) (Info, error) {
-	_, err := io.Copy(io.Discard, r)
-	return Info{Untouchable: "not implemented"}, err
+	w := newWalker(r, io.Discard)
+	defer w.release()
+	w.dry = true
+	w.pixel = PixelTag("http://inspect.invalid/o/0000000000000000000000000000000000000000000000000000000000000000.gif")
+	if err := w.run(); err != nil {
+		return Info{}, err
+	}
+	info := Info{
+		Subject:   w.subject,
+		MessageID: w.messageID,
+		Track:     w.track,
+		HTMLParts: w.htmlParts,
+		LargeHTML: w.bigHTML,
+	}
+	switch {
+	case w.crypto != "":
+		info.Untouchable = w.crypto
+	case w.dkim:
+		info.Untouchable = "dkim"
+	case w.defect != "":
+		info.Untouchable = "malformed: " + w.defect
+	}
+	return info, nil
 }
 
 // Track reports whether the copy for rcpt gets a pixel, and if not, why.
+// An exclusion is an address or "@domain" (a bare domain works too),
+// compared case-insensitively; rcpt may carry angle brackets.
 func Track(info Info, rcpt string, p Policy) (bool, string) {
-	return false, "not implemented"
+	addr := strings.ToLower(strings.Trim(strings.TrimSpace(rcpt), "<>"))
+	domain := ""
+	if i := strings.LastIndexByte(addr, '@'); i >= 0 {
+		domain = addr[i+1:]
+	}
+	for _, e := range p.Exclude {
+		e = strings.ToLower(strings.TrimSpace(e))
+		switch {
+		case e == "":
+		case e == addr:
+			return false, "recipient excluded"
+		case strings.HasPrefix(e, "@") && e[1:] == domain, !strings.Contains(e, "@") && e == domain:
+			return false, "recipient domain excluded"
+		}
+	}
+	switch {
+	case info.Track == "no":
+		return false, "message says X-Pixelrelay-Track: no"
+	case p.OptIn && info.Track != "yes":
+		return false, "policy opt-in and no X-Pixelrelay-Track: yes"
+	case info.Untouchable != "":
+		return false, "message must not be modified: " + info.Untouchable
+	case info.HTMLParts == 0:
+		return false, "no HTML body part"
+	}
+	return true, ""
 }
 
 // Options says what one copy needs.
@@ -41,10 +129,72 @@ type Options struct {
 	MessageID string // added as Message-ID when the message has none
 }
 
-// Rewrite writes one copy of the message read from r to w: Bcc and
-// X-Pixelrelay-Track removed, Message-ID added when missing, and, when
-// PixelURL is set, the pixel in each text/html body part.
+// Rewrite writes one copy of the message read from r to w: Bcc,
+// Resent-Bcc and X-Pixelrelay-Track removed (top level only), Message-ID
+// added at the end of the header when missing (or empty), and, when
+// PixelURL is set, the pixel (PixelTag) in each text/html body part.
+//
+// Bodies are never changed for a message with a DKIM-Signature or whose
+// top level is signed or encrypted, nor inside a signed or encrypted
+// entity, whatever PixelURL says; the caller is expected to pass PixelURL
+// only when Track said yes.
 func Rewrite(w io.Writer, r io.Reader, opt Options) error {
-	_, err := io.Copy(w, r)
-	return err
+	if strings.ContainsAny(opt.MessageID, "\r\n") {
+		return errors.New("rewrite: Message-ID contains a line break")
+	}
+	wk := newWalker(r, w)
+	defer wk.release()
+	wk.msgID = opt.MessageID
+	if opt.PixelURL != "" {
+		wk.pixel = PixelTag(opt.PixelURL)
+	}
+	if err := wk.run(); err != nil {
+		return err
+	}
+	return wk.out.Flush()
+}
+
+// PixelTag returns the exact tag Rewrite inserts for url. The URL is
+// HTML-escaped; control characters are dropped.
+func PixelTag(url string) string {
+	url = strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f {
+			return -1
+		}
+		return r
+	}, url)
+	return `<img src="` + html.EscapeString(url) + `" width="1" height="1" alt="" ` +
+		`style="display:block;width:1px;height:1px;border:0;margin:0;padding:0">`
+}
+
+func newWalker(r io.Reader, w io.Writer) *walker {
+	br := readerPool.Get().(*bufioReader)
+	br.Reset(r)
+	bw := writerPool.Get().(*bufioWriter)
+	bw.Reset(w)
+	return &walker{lr: lineReader{br: br, atStart: true}, out: bw, buf: bufPool.Get().(*buffers)}
+}
+
+func (w *walker) release() {
+	w.lr.br.Reset(nil)
+	readerPool.Put(w.lr.br)
+	w.out.Reset(nil)
+	writerPool.Put(w.out)
+	w.buf.release()
+}
+
+// decodeText decodes RFC 2047 encoded words with go-message, any charset;
+// a value that does not decode is returned as it is.
+func decodeText(v string) string {
+	if v == "" {
+		return ""
+	}
+	var th textproto.Header
+	th.Set("Subject", v)
+	mh := message.Header{Header: th}
+	s, err := mh.Text("Subject")
+	if err != nil {
+		return v
+	}
+	return s
 }

@@ -1,0 +1,287 @@
+package rewrite
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"io"
+	"mime"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/emersion/go-message"
+	"github.com/emersion/go-message/textproto"
+)
+
+const testPixelURL = "https://t.example.net/o/v1abcdefghijklmnopqrstuvwxyz0123456789.gif"
+
+const testMsgID = "<added.1234@pixelrelay.test>"
+
+// sample is one test message.
+type sample struct {
+	name string
+	data []byte
+}
+
+// samples loads the shared corpus and our own fixtures.
+func samples(t testing.TB) []sample {
+	t.Helper()
+	var out []sample
+	for _, pat := range []string{"/work/shared/corpus/*.eml", "../../testdata/messages/*.eml"} {
+		files, err := filepath.Glob(pat)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range files {
+			b, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, sample{name: filepath.Base(f), data: b})
+		}
+	}
+	if len(out) < 20 {
+		t.Fatalf("only %d sample messages found", len(out))
+	}
+	return out
+}
+
+func fixture(t testing.TB, name string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("../../testdata/messages", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func inspect(t testing.TB, b []byte) Info {
+	t.Helper()
+	info, err := Inspect(bytes.NewReader(b))
+	if err != nil {
+		t.Fatalf("Inspect: %v", err)
+	}
+	return info
+}
+
+func rewrite(t testing.TB, b []byte, opt Options) []byte {
+	t.Helper()
+	var out bytes.Buffer
+	if err := Rewrite(&out, bytes.NewReader(b), opt); err != nil {
+		t.Fatalf("Rewrite: %v", err)
+	}
+	return out.Bytes()
+}
+
+// leaf is one non-multipart entity as go-message's textproto reader sees
+// it: header and raw (still encoded) body.
+type leaf struct {
+	path   string
+	header textproto.Header
+	body   []byte
+	html   bool // a text/html body part
+}
+
+// goLeaves walks a message with go-message (textproto.ReadHeader and
+// textproto.NewMultipartReader); message/rfc822 parts are leaves.
+func goLeaves(raw []byte) ([]leaf, error) {
+	if bytes.HasPrefix(raw, []byte("From ")) { // mbox separator line
+		if i := bytes.IndexByte(raw, '\n'); i >= 0 {
+			raw = raw[i+1:]
+		}
+	}
+	br := bufio.NewReader(bytes.NewReader(raw))
+	h, err := textproto.ReadHeader(br)
+	if err != nil {
+		return nil, err
+	}
+	var out []leaf
+	err = goWalk(h, br, "0", false, &out)
+	return out, err
+}
+
+func goWalk(h textproto.Header, body io.Reader, path string, digest bool, out *[]leaf) error {
+	typ, params := "text/plain", map[string]string(nil)
+	if digest {
+		typ = "message/rfc822"
+	}
+	if v := h.Get("Content-Type"); v != "" {
+		var err error
+		if typ, params, err = mime.ParseMediaType(v); err != nil {
+			return fmt.Errorf("%s: Content-Type: %v", path, err)
+		}
+	}
+	if strings.HasPrefix(typ, "multipart/") {
+		mr := textproto.NewMultipartReader(body, params["boundary"])
+		for i := 0; ; i++ {
+			p, err := mr.NextPart()
+			if err == io.EOF {
+				return nil
+			}
+			if err != nil {
+				return fmt.Errorf("%s: %v", path, err)
+			}
+			if err := goWalk(p.Header, p, fmt.Sprintf("%s.%d", path, i), typ == "multipart/digest", out); err != nil {
+				return err
+			}
+		}
+	}
+	b, err := io.ReadAll(body)
+	if err != nil {
+		return fmt.Errorf("%s: body: %v", path, err)
+	}
+	*out = append(*out, leaf{path: path, header: h, body: b, html: typ == "text/html" && !testAttachment(h, params)})
+	return nil
+}
+
+func testAttachment(h textproto.Header, ctParams map[string]string) bool {
+	if ctParams["name"] != "" {
+		return true
+	}
+	v := h.Get("Content-Disposition")
+	if v == "" {
+		return false
+	}
+	d, p, err := mime.ParseMediaType(v)
+	return err != nil || d == "attachment" || p["filename"] != ""
+}
+
+// decoded is a leaf's body with transfer encoding and charset undone (by
+// go-message), as UTF-8.
+func decoded(l leaf) ([]byte, error) {
+	e, err := message.New(message.Header{Header: l.header}, bytes.NewReader(l.body))
+	if err != nil {
+		return nil, err
+	}
+	return io.ReadAll(e.Body)
+}
+
+func rawHeader(h textproto.Header) string {
+	var b strings.Builder
+	textproto.WriteHeader(&b, h)
+	return b.String()
+}
+
+var dropRE = regexp.MustCompile(`(?i)^(bcc|resent-bcc|x-pixelrelay-track)[ \t]*:`)
+
+// expectedUntracked is what the untracked copy must be: the input with the
+// top-level Bcc, Resent-Bcc and X-Pixelrelay-Track fields removed and
+// Message-ID added if missing. It is written independently of the package
+// code: header lines up to the first empty line.
+func expectedUntracked(in []byte, msgID string) []byte {
+	var out bytes.Buffer
+	var fieldBuf []byte
+	hasID := false
+	flush := func() {
+		if len(fieldBuf) == 0 {
+			return
+		}
+		if idRE.Match(fieldBuf) {
+			hasID = true
+		}
+		if !dropRE.Match(fieldBuf) {
+			out.Write(fieldBuf)
+		}
+		fieldBuf = nil
+	}
+	rest := in
+	nl := lineEnding(firstLine(in))
+	if nl == "" {
+		nl = "\r\n"
+	}
+	for len(rest) > 0 {
+		line := rest
+		if i := bytes.IndexByte(rest, '\n'); i >= 0 {
+			line = rest[:i+1]
+		}
+		if bytes.Equal(line, []byte("\n")) || bytes.Equal(line, []byte("\r\n")) {
+			break
+		}
+		rest = rest[len(line):]
+		if line[0] != ' ' && line[0] != '\t' {
+			flush()
+		}
+		fieldBuf = append(fieldBuf, line...)
+	}
+	flush()
+	if !hasID {
+		out.WriteString("Message-ID: " + msgID + nl)
+	}
+	out.Write(rest)
+	return out.Bytes()
+}
+
+var idRE = regexp.MustCompile(`(?i)^message-id[ \t]*:[ \t\r\n]*\S`)
+
+func sortedKeys(m map[string]string) []string {
+	var k []string
+	for x := range m {
+		k = append(k, x)
+	}
+	sort.Strings(k)
+	return k
+}
+
+// checkSkeleton: apart from the HTML body parts' bodies and their
+// Content-Type charset / Content-Transfer-Encoding lines, the tracked copy
+// is the untracked copy byte for byte (preamble, epilogue, delimiters...).
+func checkSkeleton(t *testing.T, plain, tracked []byte, li, lo []leaf) {
+	t.Helper()
+	for i := range li {
+		if li[i].html && len(li[i].body) == 0 {
+			return // an empty body cannot be located; the leaf checks cover it
+		}
+	}
+	p, q := 0, 0
+	for i := range li {
+		if !li[i].html {
+			continue
+		}
+		a := bytes.Index(plain[p:], li[i].body)
+		b := bytes.Index(tracked[q:], lo[i].body)
+		if a < 0 || b < 0 {
+			t.Fatalf("%s: HTML body not found in copies", li[i].path)
+		}
+		compareStretch(t, plain[p:p+a], tracked[q:q+b])
+		p += a + len(li[i].body)
+		q += b + len(lo[i].body)
+	}
+	compareStretch(t, plain[p:], tracked[q:])
+}
+
+var headerChangeRE = regexp.MustCompile(`(?i)^(content-transfer-encoding:|content-type:.*charset|[ \t]+charset)`)
+
+func compareStretch(t *testing.T, a, b []byte) {
+	t.Helper()
+	if bytes.Equal(a, b) {
+		return
+	}
+	la := strings.SplitAfter(string(a), "\n")
+	lb := strings.SplitAfter(string(b), "\n")
+	i, j := 0, 0
+	for i < len(la) || j < len(lb) {
+		switch {
+		case i < len(la) && j < len(lb) && la[i] == lb[j]:
+			i++
+			j++
+		case i < len(la) && j < len(lb) && headerChangeRE.MatchString(la[i]) && headerChangeRE.MatchString(lb[j]):
+			i++
+			j++
+		case j < len(lb) && strings.HasPrefix(strings.ToLower(lb[j]), "content-transfer-encoding: quoted-printable"):
+			j++ // added
+		default:
+			t.Fatalf("copies differ outside HTML parts:\n plain   %q\n tracked %q", at(la, i), at(lb, j))
+		}
+	}
+}
+
+func at(l []string, i int) string {
+	if i < len(l) {
+		return l[i]
+	}
+	return "<end>"
+}

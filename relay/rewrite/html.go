@@ -1,0 +1,470 @@
+package rewrite
+
+import (
+	"bytes"
+	"encoding/base64"
+	"fmt"
+	"io"
+	"mime"
+	"mime/quotedprintable"
+	"strings"
+	"sync"
+
+	"github.com/emersion/go-message/charset"
+)
+
+// MaxHTMLPart is the largest text/html body part (encoded size) that gets
+// a pixel. Only a part being changed is held in memory; a larger one is
+// passed through untouched and counted in Info.LargeHTML, not HTMLParts.
+const MaxHTMLPart = 4 << 20
+
+// buffers are the scratch space of one walk, pooled.
+type buffers struct {
+	raw, dec, conv, ins, enc bytes.Buffer
+}
+
+var bufPool = sync.Pool{New: func() any { return new(buffers) }}
+
+// release returns b to the pool unless a buffer grew large.
+func (b *buffers) release() {
+	for _, x := range []*bytes.Buffer{&b.raw, &b.dec, &b.conv, &b.ins, &b.enc} {
+		if x.Cap() > 1<<20 {
+			return
+		}
+		x.Reset()
+	}
+	bufPool.Put(b)
+}
+
+// html handles a text/html body part: buffered (up to MaxHTMLPart),
+// decoded, given the pixel and encoded back. Whatever cannot be done
+// safely leaves the part exactly as it was.
+func (w *walker) html(h *header, params map[string]string, s scope) error {
+	top := s.depth == 0
+	if !w.dry && (w.pixel == "" || s.frozen || w.frozen) {
+		return w.opaque(h, s)
+	}
+	raw := &w.buf.raw
+	raw.Reset()
+	for {
+		chunk, start, err := w.lr.next()
+		if err == io.EOF {
+			w.t.eof = true
+			break
+		}
+		if err != nil {
+			return err
+		}
+		if start && len(s.bs) > 0 {
+			if level, closing, ok := s.bs.match(chunk); ok {
+				w.t.set(level, closing, chunk)
+				break
+			}
+		}
+		if raw.Len()+len(chunk) > MaxHTMLPart {
+			w.bigHTML++
+			if err := w.writeHeader(h, top, nil, nil); err != nil {
+				return err
+			}
+			w.out.Write(raw.Bytes())
+			w.out.Write(chunk)
+			return w.passthrough(s.bs)
+		}
+		raw.Write(chunk)
+	}
+	ct, cte, body, reason := w.transform(h, params, raw.Bytes(), s.bs)
+	if reason != "" {
+		w.setDefect(reason)
+		ct, cte, body = nil, nil, raw.Bytes()
+	} else {
+		w.htmlParts++
+	}
+	if err := w.writeHeader(h, top, ct, cte); err != nil {
+		return err
+	}
+	_, err := w.out.Write(body)
+	return err
+}
+
+// transform puts the pixel into one HTML part. It returns the replacement
+// Content-Type and Content-Transfer-Encoding fields (nil: unchanged), the
+// new body, or the reason the part cannot be changed.
+func (w *walker) transform(h *header, params map[string]string, raw []byte, bs boundaries) (ct, cte, body []byte, reason string) {
+	nl := lineEnding(firstLine(raw))
+	if nl == "" {
+		nl = h.nl
+	}
+	if nl == "" {
+		nl = "\r\n"
+	}
+	content, tail := splitTail(raw)
+	if tail == "" && !w.t.eof {
+		tail = nl // the delimiter needs its line break
+	}
+	enc := strings.ToLower(h.get("Content-Transfer-Encoding"))
+	w.softEnd = false
+	text, reason := w.decode(enc, content)
+	if reason != "" {
+		return nil, nil, nil, reason
+	}
+	cs := strings.ToLower(strings.TrimSpace(params["charset"]))
+	if cs != "" && !isUTF8(cs) {
+		if text, reason = w.toUTF8(cs, text); reason != "" {
+			return nil, nil, nil, reason
+		}
+		if ct = charsetField(h, nl); ct == nil {
+			return nil, nil, nil, "cannot rewrite the charset of an HTML part"
+		}
+	}
+	if bytes.Contains(text, []byte("-----BEGIN PGP ")) && w.crypto == "" {
+		w.crypto = "inline-pgp" // signed or encrypted text: leave it alone
+	}
+	ins := &w.buf.ins
+	ins.Reset()
+	at := pixelPos(text)
+	ins.Write(text[:at])
+	ins.WriteString(w.pixel)
+	ins.Write(text[at:])
+
+	out := &w.buf.enc
+	out.Reset()
+	switch enc {
+	case "base64":
+		base64Lines(out, ins.Bytes(), nl)
+	case "quoted-printable":
+		qpEncode(out, ins.Bytes(), nl)
+		if w.softEnd && w.t.eof && tail != "" {
+			// The part ended in a soft line break that ate the final
+			// line break: keep it eaten.
+			out.WriteString("=")
+		}
+	case "binary":
+		if hasDelimiter(ins.Bytes(), bs) {
+			qpEncode(out, ins.Bytes(), nl)
+			cte = cteField(h, nl)
+		} else {
+			out.Write(ins.Bytes())
+		}
+	default: // 7bit, 8bit or none
+		b := ins.Bytes()
+		if longLine(b) || (enc != "8bit" && !ascii(b)) || hasDelimiter(b, bs) {
+			qpEncode(out, b, nl)
+			cte = cteField(h, nl)
+		} else {
+			out.Write(b)
+		}
+	}
+	out.WriteString(tail)
+	return ct, cte, out.Bytes(), ""
+}
+
+// decode undoes the transfer encoding.
+func (w *walker) decode(enc string, content []byte) ([]byte, string) {
+	var r io.Reader
+	switch enc {
+	case "", "7bit", "8bit", "binary":
+		return content, ""
+	case "quoted-printable":
+		// A soft line break ending the part means nothing; the decoder
+		// only accepts it when a line break follows.
+		c := bytes.TrimRight(content, " \t")
+		if len(c) > 0 && c[len(c)-1] == '=' && (len(c) < 2 || c[len(c)-2] == '\n') {
+			content = c[:len(c)-1]
+			w.softEnd = true
+		}
+		r = quotedprintable.NewReader(bytes.NewReader(content))
+	case "base64":
+		r = base64.NewDecoder(base64.StdEncoding, spaceDropper{bytes.NewReader(content)})
+	default:
+		return nil, fmt.Sprintf("unknown Content-Transfer-Encoding %q of an HTML part", enc)
+	}
+	dec := &w.buf.dec
+	dec.Reset()
+	if _, err := dec.ReadFrom(r); err != nil {
+		return nil, fmt.Sprintf("undecodable %s HTML part", enc)
+	}
+	return dec.Bytes(), ""
+}
+
+// toUTF8 converts text from charset cs.
+func (w *walker) toUTF8(cs string, text []byte) ([]byte, string) {
+	r, err := charset.Reader(cs, bytes.NewReader(text))
+	if err != nil {
+		return nil, fmt.Sprintf("unknown charset %q of an HTML part", cs)
+	}
+	conv := &w.buf.conv
+	conv.Reset()
+	if _, err := conv.ReadFrom(r); err != nil {
+		return nil, fmt.Sprintf("text not in charset %q in an HTML part", cs)
+	}
+	if bytes.Contains(conv.Bytes(), []byte("\uFFFD")) {
+		return nil, fmt.Sprintf("text not in charset %q in an HTML part", cs)
+	}
+	return conv.Bytes(), ""
+}
+
+func isUTF8(cs string) bool {
+	switch cs {
+	case "utf-8", "utf8", "us-ascii", "ascii":
+		return true
+	}
+	return false
+}
+
+// spaceDropper turns spaces and tabs into line breaks, which the base64
+// decoder ignores (as go-message does for indented base64).
+type spaceDropper struct{ r io.Reader }
+
+func (s spaceDropper) Read(p []byte) (int, error) {
+	n, err := s.r.Read(p)
+	for i := range p[:n] {
+		if p[i] == ' ' || p[i] == '\t' {
+			p[i] = '\n'
+		}
+	}
+	return n, err
+}
+
+func firstLine(b []byte) []byte {
+	if i := bytes.IndexByte(b, '\n'); i >= 0 {
+		return b[:i+1]
+	}
+	return nil
+}
+
+// splitTail splits the final line ending off a body: before a delimiter it
+// belongs to the delimiter, at the end of the message it stays last.
+func splitTail(raw []byte) ([]byte, string) {
+	nl := lineEnding(raw)
+	return raw[:len(raw)-len(nl)], nl
+}
+
+// pixelPos is where the pixel goes: before the last </body> (any case,
+// optional space before '>'), else at the end before a final line break.
+func pixelPos(text []byte) int {
+	end := len(text)
+	for end > 0 {
+		i := bytes.LastIndex(text[:end], []byte("</"))
+		if i < 0 {
+			break
+		}
+		rest := text[i+2:]
+		if len(rest) >= 4 && bytes.EqualFold(rest[:4], []byte("body")) {
+			if len(rest) == 4 || strings.IndexByte(" \t\r\n\f/>", rest[4]) >= 0 {
+				return i
+			}
+		}
+		end = i
+	}
+	c, _ := splitTail(text)
+	return len(c)
+}
+
+func longLine(b []byte) bool {
+	for len(b) > 998 {
+		i := bytes.IndexByte(b, '\n')
+		if i < 0 {
+			return true
+		}
+		line := b[:i]
+		if len(line) > 0 && line[len(line)-1] == '\r' {
+			line = line[:len(line)-1]
+		}
+		if len(line) > 998 {
+			return true
+		}
+		b = b[i+1:]
+	}
+	return false
+}
+
+func ascii(b []byte) bool {
+	for _, c := range b {
+		if c >= 0x80 {
+			return false
+		}
+	}
+	return true
+}
+
+// base64Lines writes b in base64, lines of 76 characters ending in nl (the
+// last one without: the part's own final line break follows).
+func base64Lines(out *bytes.Buffer, b []byte, nl string) {
+	var line [76]byte
+	for len(b) > 0 {
+		n := min(57, len(b))
+		m := base64.StdEncoding.EncodedLen(n)
+		base64.StdEncoding.Encode(line[:m], b[:n])
+		out.Write(line[:m])
+		b = b[n:]
+		if len(b) > 0 {
+			out.WriteString(nl)
+		}
+	}
+}
+
+const hexDigits = "0123456789ABCDEF"
+
+// qpEncode writes b quoted-printable (RFC 2045 6.7) with lines of at most
+// 76 characters ending in nl. Only nl itself is a hard line break; any
+// other CR or LF is escaped, so decoding gives back exactly b. A '-' or
+// '.' starting a line is escaped too: no line can look like a boundary
+// delimiter or an SMTP end of data.
+func qpEncode(out *bytes.Buffer, b []byte, nl string) {
+	col := 0
+	for len(b) > 0 {
+		seg, hard := b, false
+		if i := bytes.Index(b, []byte(nl)); i >= 0 {
+			seg, b, hard = b[:i], b[i+len(nl):], true
+		} else {
+			b = nil
+		}
+		for i, c := range seg {
+			escape := c == '=' || c > '~' || (c < ' ' && c != '\t') ||
+				((c == ' ' || c == '\t') && i == len(seg)-1) ||
+				((c == '-' || c == '.') && col == 0)
+			n := 1
+			if escape {
+				n = 3
+			}
+			if col+n > 75 && !(i == len(seg)-1 && col+n <= 76) {
+				out.WriteByte('=')
+				out.WriteString(nl)
+				col = 0
+				if c == '-' || c == '.' {
+					escape, n = true, 3
+				}
+			}
+			if escape {
+				out.Write([]byte{'=', hexDigits[c>>4], hexDigits[c&15]})
+			} else {
+				out.WriteByte(c)
+			}
+			col += n
+		}
+		if hard {
+			out.WriteString(nl)
+			col = 0
+		}
+	}
+}
+
+// charsetField returns the Content-Type field with its charset parameter
+// set to utf-8, every other byte kept; or, when the parameter cannot be
+// found in the raw field, the field formatted anew. nil if impossible.
+func charsetField(h *header, nl string) []byte {
+	i := h.index("Content-Type")
+	if i < 0 {
+		return nil
+	}
+	raw := h.raw(h.fields[i])
+	typ, params, err := mime.ParseMediaType(fieldValue(raw))
+	if err != nil {
+		return nil
+	}
+	if s, e, ok := charsetValue(raw); ok {
+		out := make([]byte, 0, len(raw))
+		out = append(out, raw[:s]...)
+		out = append(out, "utf-8"...)
+		out = append(out, raw[e:]...)
+		t2, p2, err := mime.ParseMediaType(fieldValue(out))
+		if err == nil && t2 == typ && sameExceptCharset(params, p2) {
+			return out
+		}
+	}
+	params["charset"] = "utf-8"
+	v := mime.FormatMediaType(typ, params)
+	if v == "" {
+		return nil
+	}
+	return []byte("Content-Type: " + v + nl)
+}
+
+func sameExceptCharset(a, b map[string]string) bool {
+	if len(a) != len(b) || b["charset"] != "utf-8" {
+		return false
+	}
+	for k, v := range a {
+		if k != "charset" && b[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+// charsetValue finds the value of the charset parameter in a raw
+// Content-Type field: raw[start:end], quotes excluded.
+func charsetValue(raw []byte) (start, end int, ok bool) {
+	p := bytes.IndexByte(raw, ';')
+	for p >= 0 && p < len(raw) {
+		p = skipSpace(raw, p+1)
+		a := p
+		for p < len(raw) && raw[p] != '=' && raw[p] != ';' && !isSpace(raw[p]) {
+			p++
+		}
+		attr := raw[a:p]
+		p = skipSpace(raw, p)
+		if p >= len(raw) || raw[p] != '=' {
+			return 0, 0, false
+		}
+		p = skipSpace(raw, p+1)
+		if p < len(raw) && raw[p] == '"' {
+			start = p + 1
+			for p++; p < len(raw) && raw[p] != '"'; p++ {
+				if raw[p] == '\\' {
+					p++
+				}
+			}
+			if p >= len(raw) {
+				return 0, 0, false
+			}
+			end = p
+			p++
+		} else {
+			start = p
+			for p < len(raw) && raw[p] != ';' && !isSpace(raw[p]) {
+				p++
+			}
+			end = p
+		}
+		if bytes.EqualFold(attr, []byte("charset")) {
+			return start, end, true
+		}
+		p = skipSpace(raw, p)
+		if p >= len(raw) || raw[p] != ';' {
+			return 0, 0, false
+		}
+	}
+	return 0, 0, false
+}
+
+func isSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\r' || c == '\n' }
+
+func skipSpace(b []byte, p int) int {
+	for p < len(b) && isSpace(b[p]) {
+		p++
+	}
+	return p
+}
+
+// cteField returns the Content-Transfer-Encoding field saying
+// quoted-printable: the existing field with its value replaced, or a new
+// one.
+func cteField(h *header, nl string) []byte {
+	i := h.index("Content-Transfer-Encoding")
+	if i < 0 {
+		return []byte("Content-Transfer-Encoding: quoted-printable" + nl)
+	}
+	raw := h.raw(h.fields[i])
+	c := bytes.IndexByte(raw, ':')
+	v := skipSpace(raw, c+1)
+	if v > c+1 && raw[v-1] != ' ' && raw[v-1] != '\t' {
+		v = c + 1 // value on a continuation line: keep it simple
+	}
+	out := append([]byte(nil), raw[:v]...)
+	if v == c+1 {
+		out = append(out, ' ')
+	}
+	out = append(out, "quoted-printable"...)
+	return append(out, lineEnding(raw)...)
+}
