@@ -35,27 +35,86 @@ func (q *Queue) planner() {
 	}
 }
 
-// plan decides the copies of m, mints and records the tracked ones, writes
-// the state and queues the copies for delivery.
+// planned is a message whose copies are decided, waiting to be recorded.
+type planned struct {
+	m    *message
+	st   *spool.State
+	recs []record.Copy
+}
+
+// plan decides the copies of m and mints the tracked ones' tokens, then
+// hands the plan to the recorder loop.
 func (q *Queue) plan(m *message) {
 	st, recs, err := q.makePlan(m)
-	if err == nil && len(recs) > 0 && q.opt.Recorder != nil {
-		err = q.opt.Recorder.Add(recs)
-	}
 	if err != nil {
 		q.log.Error("planning failed; will retry", "queue_id", m.env.ID, "err", err)
-		time.AfterFunc(planRetry, func() { q.enqueuePlan(m) })
+		q.replanLater(m)
 		return
 	}
+	select {
+	case q.adds <- planned{m, st, recs}:
+	case <-q.stop:
+	}
+}
+
+func (q *Queue) replanLater(m *message) {
+	time.AfterFunc(planRetry, func() { q.enqueuePlan(m) })
+}
+
+// recorder records the tracked copies of every plan that arrived while the
+// previous Recorder.Add ran in one call (one store transaction for many
+// messages), then publishes the plans.
+func (q *Queue) recorder() {
+	defer q.workers.Done()
+	var batch []planned
+	var recs []record.Copy
+	for {
+		select {
+		case <-q.stop:
+			return
+		case p := <-q.adds:
+			batch = append(batch[:0], p)
+		}
+	drain:
+		for {
+			select {
+			case p := <-q.adds:
+				batch = append(batch, p)
+			default:
+				break drain
+			}
+		}
+		recs = recs[:0]
+		for _, p := range batch {
+			recs = append(recs, p.recs...)
+		}
+		if len(recs) > 0 && q.opt.Recorder != nil {
+			if err := q.opt.Recorder.Add(recs); err != nil {
+				q.log.Error("recording tracked copies failed; will retry", "messages", len(batch), "err", err)
+				for _, p := range batch {
+					q.replanLater(p.m)
+				}
+				continue
+			}
+		}
+		for _, p := range batch {
+			q.publish(p)
+		}
+	}
+}
+
+// publish saves the plan in the spool and queues the copies for delivery.
+func (q *Queue) publish(p planned) {
+	m := p.m
 	m.wmu.Lock()
-	if err := q.sp.WriteState(m.env.ID, st); err != nil {
+	if err := q.sp.WriteState(m.env.ID, p.st); err != nil {
 		// Still deliverable; a restart would plan it again.
 		q.log.Error("writing queue state", "queue_id", m.env.ID, "err", err)
 	}
 	q.mu.Lock()
-	m.st = st
-	for i := range st.Copies {
-		heap.Push(&q.ready, &item{m: m, c: &st.Copies[i]})
+	m.st = p.st
+	for i := range p.st.Copies {
+		heap.Push(&q.ready, &item{m: m, c: &p.st.Copies[i]})
 	}
 	q.mu.Unlock()
 	m.wmu.Unlock()

@@ -68,6 +68,7 @@ type Queue struct {
 
 	wake    chan struct{}
 	plans   chan *message
+	adds    chan planned
 	stop    chan struct{}
 	stopped chan struct{} // dispatcher has returned
 
@@ -136,16 +137,18 @@ func New(opt Options) (*Queue, error) {
 		msgs:    map[string]*message{},
 		wake:    make(chan struct{}, 1),
 		plans:   make(chan *message, 4096),
+		adds:    make(chan planned, 4096),
 		stop:    make(chan struct{}),
 		stopped: make(chan struct{}),
 		ctx:     ctx,
 		cancel:  cancel,
 	}
 	n := max(2, runtime.GOMAXPROCS(0))
-	q.workers.Add(n)
+	q.workers.Add(n + 1)
 	for range n {
 		go q.planner()
 	}
+	go q.recorder()
 	q.resume()
 	return q, nil
 }

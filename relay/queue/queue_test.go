@@ -791,3 +791,79 @@ func BenchmarkQueueSpool(b *testing.B) {
 	})
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
 }
+
+// slowRecorder takes a while per Add (like a store fsync) and fails the
+// first one.
+type slowRecorder struct {
+	*fakeRecorder
+	failFirst bool
+}
+
+func (r *slowRecorder) Add(cs []record.Copy) error {
+	time.Sleep(20 * time.Millisecond)
+	r.mu.Lock()
+	fail := r.failFirst
+	r.failFirst = false
+	r.mu.Unlock()
+	if fail {
+		return errors.New("store is busy")
+	}
+	return r.fakeRecorder.Add(cs)
+}
+
+// TestRecorderBatching: plans that arrive while Recorder.Add runs are
+// recorded together; a failed Add is retried and nothing is delivered
+// before its copies are recorded.
+func TestRecorderBatching(t *testing.T) {
+	old := planRetry
+	planRetry = 10 * time.Millisecond
+	defer func() { planRetry = old }()
+	h := newHarness(t, testConfig())
+	rec := &slowRecorder{fakeRecorder: h.rec, failFirst: true}
+	q, err := New(Options{
+		Dir: h.dir, Config: func() *config.Config { return h.cfg },
+		Upstream: func() relay.Upstream { return h.up }, Recorder: rec, Minter: h.mint,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	q.Start()
+	const n = 20
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := q.Spool("s@x.test", []string{fmt.Sprintf("r%d@ex.test", i)}, strings.NewReader(htmlMsg)); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	waitFor(t, "deliveries", func() bool { return q.Len() == 0 })
+	h.rec.mu.Lock()
+	adds, copies := h.rec.adds, len(h.rec.copies)
+	h.rec.mu.Unlock()
+	if copies != n {
+		t.Errorf("%d copies recorded, want %d", copies, n)
+	}
+	if adds >= n/2 {
+		t.Errorf("%d Add calls for %d messages: not batched", adds, n)
+	}
+	if got := len(h.up.deliveries()); got != n {
+		t.Errorf("%d deliveries, want %d", got, n)
+	}
+	// Every delivered copy was recorded (Update found it) and sent.
+	h.rec.mu.Lock()
+	defer h.rec.mu.Unlock()
+	sent := 0
+	for _, e := range h.rec.updates {
+		if e.status == record.StatusSent {
+			sent++
+		}
+	}
+	if sent != n {
+		t.Errorf("%d sent updates, want %d", sent, n)
+	}
+}
