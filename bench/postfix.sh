@@ -69,8 +69,9 @@ CF
 pf_stop() {
   local dir=$1
   [ -f "$dir/etc/main.cf" ] || return 0
-  postfix -c "$dir/etc" stop >/dev/null 2>&1 || true
-  # postfix stop returns before every child is gone; wait for the master.
+  postfix -c "$dir/etc" abort >/dev/null 2>&1 || true
+  # Queues are empty when this is called: abort is safe and quick; wait for
+  # the master to be gone.
   local pidf=$dir/spool/pid/master.pid i
   for i in $(seq 50); do
     [ -f "$pidf" ] && kill -0 "$(tr -d ' ' <"$pidf")" 2>/dev/null || return 0
@@ -86,4 +87,18 @@ pf_pids() {
   m=$(tr -d ' ' <"$pidf")
   echo "$m"
   pgrep -P "$m" || true
+}
+
+# pf_reload DIR: replace every daemon process with a fresh one (the master
+# stays), so their peak RSS starts again from zero.
+pf_reload() {
+  local dir=$1 i n0
+  postfix -c "$dir/etc" reload >/dev/null 2>&1 || return 1
+  # Idle daemons exit on reload; wait until only the master and its
+  # always-on children are left (at most 3 s).
+  for i in $(seq 30); do
+    n0=$(pf_pids "$dir" | wc -l)
+    [ "$n0" -le 3 ] && break
+    sleep 0.1
+  done
 }

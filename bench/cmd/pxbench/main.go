@@ -6,6 +6,8 @@
 //	pxbench sinkwait -out F -want N      wait until smtp-sink -c has counted N messages
 //	pxbench apiq -url U -key K ...       latency percentiles of repeated admin API GETs
 //	pxbench fill -data DIR -n N          fill a tracker store with N opens (see fill.go)
+//	pxbench api -url U -key K -fields F  one admin API request; prints the named JSON fields
+//	pxbench token -file F                the first pixel token in delivered mail
 //
 // Every subcommand prints "key value" lines that run.sh reads back.
 package main
@@ -26,6 +28,8 @@ func main() {
 		"sinkwait": cmdSinkwait,
 		"apiq":     cmdAPIQ,
 		"fill":     cmdFill,
+		"api":      cmdAPI,
+		"token":    cmdToken,
 	}
 	run, ok := cmds[os.Args[1]]
 	if !ok {
@@ -38,6 +42,6 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: pxbench ports|genmsg|load|sinkwait|apiq|fill [flags]")
+	fmt.Fprintln(os.Stderr, "usage: pxbench ports|genmsg|load|sinkwait|apiq|fill|api|token [flags]")
 	os.Exit(2)
 }
