@@ -14,12 +14,32 @@ import (
 
 var errBadCredentials = errors.New("bad username or password")
 
-// dummyHash is compared against when the user does not exist, so that an
-// unknown user costs the same time as a wrong password.
-var dummyHash = sync.OnceValue(func() []byte {
-	h, _ := bcrypt.GenerateFromPassword([]byte("pixelrelay-no-such-user"), bcrypt.DefaultCost)
+// dummyHashes holds, per bcrypt cost, a hash that is compared against when
+// the user does not exist, so that an unknown user costs the same time as a
+// wrong password.
+var dummyHashes sync.Map // int → []byte
+
+func dummyHash(cost int) []byte {
+	if h, ok := dummyHashes.Load(cost); ok {
+		return h.([]byte)
+	}
+	h, err := bcrypt.GenerateFromPassword([]byte("pixelrelay-no-such-user"), cost)
+	if err != nil {
+		h, _ = bcrypt.GenerateFromPassword([]byte("pixelrelay-no-such-user"), bcrypt.DefaultCost)
+	}
+	dummyHashes.Store(cost, h)
 	return h
-})
+}
+
+// usersCost is the bcrypt cost of the first configured user's hash.
+func usersCost(users []config.User) int {
+	for _, u := range users {
+		if c, err := bcrypt.Cost([]byte(userHash(u))); err == nil {
+			return c
+		}
+	}
+	return bcrypt.DefaultCost
+}
 
 // checkUser verifies user and pass against users (bcrypt hashes).
 func checkUser(users []config.User, user, pass string) error {
@@ -33,7 +53,7 @@ func checkUser(users []config.User, user, pass string) error {
 		}
 	}
 	if !found {
-		hash = dummyHash()
+		hash = dummyHash(usersCost(users))
 	}
 	err := bcrypt.CompareHashAndPassword(hash, []byte(pass))
 	if !found || err != nil {
