@@ -84,8 +84,10 @@ func tokenOf(path string) (string, bool) {
 	return tok, true
 }
 
-// record classifies and stores one genuine fetch. Errors are counted and
-// logged (rate-limited); they never change the answer, which is already sent.
+// record classifies and stores one genuine fetch: enqueued to the store's
+// batch writer when it has one, else recorded synchronously. Errors are
+// counted and logged (rate-limited); they never change the answer, which is
+// already sent.
 func (s *Server) record(r *http.Request, id string) {
 	d := s.current()
 	now := s.now().UTC()
@@ -117,7 +119,12 @@ func (s *Server) record(r *http.Request, id string) {
 		Country:    cl.country,
 		City:       cl.city,
 	}
-	if _, err := s.opt.Store.Record(hit); err != nil {
+	if s.enq != nil {
+		err = s.enq.Enqueue(hit) // commit errors are counted in Stats().Dropped
+	} else {
+		_, err = s.opt.Store.Record(hit)
+	}
+	if err != nil {
 		s.recordError(err)
 	}
 }

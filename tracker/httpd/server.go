@@ -49,6 +49,19 @@ type Keys interface {
 	AdminKey() string
 }
 
+// Enqueuer is implemented by a Store that can take a hit without waiting for
+// its commit (*store.Store does). The pixel handler uses it when present.
+type Enqueuer interface {
+	Enqueue(store.Hit) error
+}
+
+// LimitSetter is implemented by a Store whose dedup window and per-IP limit
+// can change at run time (*store.Store does). The server applies
+// tracking.dedup_window and tracking.ip_hourly_limit from each new config.
+type LimitSetter interface {
+	SetLimits(dedup time.Duration, ipHourly int)
+}
+
 // Options configures a Server. Config, Store and Keys are required.
 type Options struct {
 	// Config returns the config in force (hot reload swaps it).
@@ -64,6 +77,9 @@ type Options struct {
 	Log *slog.Logger
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// WaitForRecord makes the pixel handler call Store.Record (wait for the
+	// commit) even when the store can Enqueue.
+	WaitForRecord bool
 	// PurgeDelay is how long RunPurge waits before its first purge
 	// (default 1 minute); PurgeEvery is the interval after that (default 24h).
 	PurgeDelay time.Duration
@@ -84,6 +100,7 @@ type Server struct {
 	opt Options
 	log *slog.Logger
 	now func() time.Time
+	enq Enqueuer // nil: use Store.Record
 
 	derived atomic.Pointer[derived] // parsed from the current config
 
@@ -124,6 +141,10 @@ func New(opt Options) *Server {
 	if s.now == nil {
 		s.now = time.Now
 	}
+	if e, ok := opt.Store.(Enqueuer); ok && !opt.WaitForRecord {
+		s.enq = e
+	}
+	s.current()
 	return s
 }
 
@@ -145,6 +166,9 @@ func (s *Server) current() *derived {
 		} else {
 			d.cls = classify.New(ranges)
 		}
+	}
+	if ls, ok := s.opt.Store.(LimitSetter); ok {
+		ls.SetLimits(cfg.Tracking.DedupWindow.D(), cfg.Tracking.IPHourlyLimit)
 	}
 	s.derived.Store(d)
 	return d
