@@ -1,10 +1,13 @@
 package main
 
 import (
+	"encoding/base32"
+	"encoding/binary"
 	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"time"
 
 	"pixelrelay/tracker/record"
@@ -21,11 +24,20 @@ func cmdFill(args []string) error {
 	fs := newFlags("fill")
 	dir := fs.String("data", "", "pixelrelay data_dir")
 	n := fs.Int("n", 1000000, "opens to store")
+	prof := fs.String("cpuprofile", "", "write a CPU profile here")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if *dir == "" {
 		return fmt.Errorf("-data is required")
+	}
+	if *prof != "" {
+		f, err := os.Create(*prof)
+		if err != nil {
+			return err
+		}
+		pprof.StartCPUProfile(f)
+		defer pprof.StopCPUProfile()
 	}
 	start := time.Now()
 	quiet := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
@@ -40,7 +52,7 @@ func cmdFill(args []string) error {
 	copies := max(*n/10, 10)
 	opened := copies * 9 / 10
 	now := time.Now().UTC()
-	id := func(i int) string { return fmt.Sprintf("bench%011d", i) }
+	id := benchID
 	rcpt := func(i int) string { return fmt.Sprintf("user%d@example.com", i%1000) }
 	batch := make([]record.Copy, 0, 10000)
 	for i := 0; i < copies; i++ {
@@ -86,4 +98,15 @@ func cmdFill(args []string) error {
 		return fmt.Errorf("stored %d opens of %d", stats.Opens, *n)
 	}
 	return nil
+}
+
+// idEncoding is the tracking-id alphabet of tracker/token (lowercase base32).
+var idEncoding = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)
+
+// benchID makes a well-formed 16-character tracking id from a number.
+func benchID(i int) string {
+	var b [10]byte
+	copy(b[:], "bench")
+	binary.BigEndian.PutUint32(b[6:], uint32(i))
+	return idEncoding.EncodeToString(b[:])
 }
