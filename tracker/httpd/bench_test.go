@@ -1,0 +1,128 @@
+package httpd
+
+import (
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strconv"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"pixelrelay/config"
+	"pixelrelay/tracker/record"
+	"pixelrelay/tracker/store"
+	"pixelrelay/tracker/token"
+)
+
+// countingStore is a fast fake: it knows every id and counts hits.
+type countingStore struct {
+	fakeStore
+	n atomic.Int64
+}
+
+func (c *countingStore) Copy(id string) (record.Copy, bool, error) {
+	return record.Copy{TrackingID: id, SentAt: t0}, true, nil
+}
+
+func (c *countingStore) Record(h store.Hit) (bool, error) {
+	c.n.Add(1)
+	return true, nil
+}
+
+// benchHTTP runs GETs of path against h over real HTTP (keep-alive), in
+// parallel, each with its own user agent so every fetch is a distinct open.
+func benchHTTP(b *testing.B, h http.Handler, path string) {
+	ts := httptest.NewServer(h)
+	defer ts.Close()
+	tr := &http.Transport{MaxIdleConnsPerHost: 64}
+	defer tr.CloseIdleConnections()
+	client := &http.Client{Transport: tr}
+	var seq atomic.Int64
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		req, _ := http.NewRequest("GET", ts.URL+path, nil)
+		for pb.Next() {
+			req.Header.Set("User-Agent", "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Thunderbird/128."+strconv.FormatInt(seq.Add(1), 10))
+			resp, err := client.Do(req)
+			if err != nil {
+				b.Fatal(err)
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 200 {
+				b.Fatalf("status %d", resp.StatusCode)
+			}
+		}
+	})
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "req/s")
+}
+
+// BenchmarkBare is the yardstick: a bare Go handler answering 43 bytes.
+func BenchmarkBare(b *testing.B) {
+	benchHTTP(b, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "image/gif")
+		w.Write(gif)
+	}), "/o/x.gif")
+}
+
+func benchKeys(b *testing.B) (*token.Keyring, string) {
+	kr, err := token.OpenKeyring(filepath.Join(b.TempDir(), "secrets.json"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	_, tok, err := kr.Mint()
+	if err != nil {
+		b.Fatal(err)
+	}
+	return kr, tok
+}
+
+// BenchmarkPixel: genuine token, fast fake store; every request recorded.
+func BenchmarkPixel(b *testing.B) {
+	kr, tok := benchKeys(b)
+	st := &countingStore{}
+	cfg := config.Default()
+	s := New(Options{Config: func() *config.Config { return cfg }, Store: st, Keys: kr, Log: quiet})
+	benchHTTP(b, s, "/o/"+tok+".gif")
+	if st.n.Load() < int64(b.N) {
+		b.Fatalf("%d of %d recorded", st.n.Load(), b.N)
+	}
+}
+
+// BenchmarkPixelRealStore: genuine token, the real bbolt store with dedup
+// on and the per-IP limit off; every request is a new stored open.
+func BenchmarkPixelRealStore(b *testing.B) {
+	kr, _ := benchKeys(b)
+	id, tok, _ := kr.Mint()
+	st, err := store.OpenStore(filepath.Join(b.TempDir(), "db"), store.Options{Log: quiet})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer st.Close()
+	if err := st.Add([]record.Copy{{TrackingID: id, Recipient: "bob@example.com", QueuedAt: time.Now()}}); err != nil {
+		b.Fatal(err)
+	}
+	cfg := config.Default()
+	cfg.Tracking.IPHourlyLimit = 0
+	s := New(Options{Config: func() *config.Config { return cfg }, Store: st, Keys: kr, Log: quiet})
+	benchHTTP(b, s, "/o/"+tok+".gif")
+	if err := st.Flush(); err != nil {
+		b.Fatal(err)
+	}
+	stats, _ := st.Stats()
+	if stats.Opens < b.N {
+		b.Fatalf("%d opens stored for %d requests", stats.Opens, b.N)
+	}
+}
+
+// BenchmarkPixelBadToken: forged tokens are answered without the store.
+func BenchmarkPixelBadToken(b *testing.B) {
+	kr, _ := benchKeys(b)
+	cfg := config.Default()
+	s := New(Options{Config: func() *config.Config { return cfg }, Store: &countingStore{}, Keys: kr, Log: quiet})
+	benchHTTP(b, s, "/o/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.gif")
+}
