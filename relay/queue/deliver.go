@@ -150,7 +150,7 @@ func (q *Queue) result(it *item, a attempt, err error) {
 			"status", up.status, "err", err)
 	}
 	q.update(up)
-	q.settle(m)
+	q.settle(m, up.status != spool.Sent)
 }
 
 type update struct {
@@ -236,11 +236,18 @@ func describe(err error, expired bool) string {
 	return s
 }
 
-// settle persists m's state after a change: bounces failed recipients once
+// stateDebounce is how often a message's state is saved when the only news
+// is a delivered copy: losing that news in a crash only means the copy is
+// delivered again, and a message with many recipients would otherwise
+// rewrite its state after every copy.
+const stateDebounce = time.Second
+
+// settle persists m's state after a change (at once when important, else
+// at most every stateDebounce): bounces failed recipients once
 // every copy was tried at least once (so one bounce lists all the first
 // round's failures; a later expiry makes another), and deletes the message
 // once every copy is final and its bounce is spooled.
-func (q *Queue) settle(m *message) {
+func (q *Queue) settle(m *message, important bool) {
 	m.wmu.Lock()
 	defer m.wmu.Unlock()
 	if m.done {
@@ -290,11 +297,40 @@ func (q *Queue) settle(m *message) {
 		q.mu.Unlock()
 		return
 	}
+	now := time.Now()
+	if !important && now.Sub(m.saved) < stateDebounce {
+		m.dirty = true
+		return
+	}
+	q.save(m, now)
+}
+
+// save writes m's state. The caller holds m.wmu.
+func (q *Queue) save(m *message, now time.Time) {
 	q.mu.Lock()
 	st := cloneState(m.st)
 	q.mu.Unlock()
 	if err := q.sp.WriteState(m.env.ID, st); err != nil {
 		q.log.Error("writing queue state", "queue_id", m.env.ID, "err", err)
+	}
+	m.saved, m.dirty = now, false
+}
+
+// saveDirty writes the states whose last news was debounced (at shutdown).
+func (q *Queue) saveDirty() {
+	q.mu.Lock()
+	msgs := make([]*message, 0, len(q.msgs))
+	for _, m := range q.msgs {
+		msgs = append(msgs, m)
+	}
+	q.mu.Unlock()
+	now := time.Now()
+	for _, m := range msgs {
+		m.wmu.Lock()
+		if m.dirty && !m.done {
+			q.save(m, now)
+		}
+		m.wmu.Unlock()
 	}
 }
 
@@ -309,7 +345,7 @@ func (q *Queue) retrySettle(m *message) {
 		q.mu.Unlock()
 		if !closed {
 			defer q.flight.Done()
-			q.settle(m)
+			q.settle(m, true)
 		}
 	})
 }

@@ -111,6 +111,7 @@ func (q *Queue) publish(p planned) {
 		// Still deliverable; a restart would plan it again.
 		q.log.Error("writing queue state", "queue_id", m.env.ID, "err", err)
 	}
+	m.saved = time.Now()
 	q.mu.Lock()
 	m.st = p.st
 	for i := range p.st.Copies {

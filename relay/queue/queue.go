@@ -89,8 +89,10 @@ type message struct {
 	st   *spool.State // nil until planned; guarded by Queue.mu
 	busy int          // copies being delivered; guarded by Queue.mu
 
-	wmu  sync.Mutex // serialises state writes, bounces and the deletion
-	done bool       // deleted; guarded by wmu
+	wmu   sync.Mutex // serialises state writes, bounces and the deletion
+	done  bool       // deleted; guarded by wmu
+	dirty bool       // state changed since saved; guarded by wmu
+	saved time.Time  // last state write; guarded by wmu
 }
 
 // item is one copy in the ready heap.
@@ -192,7 +194,7 @@ func (q *Queue) resume() {
 	}()
 	for _, m := range finished {
 		q.flight.Add(1)
-		go func() { defer q.flight.Done(); q.settle(m) }()
+		go func() { defer q.flight.Done(); q.settle(m, true) }()
 	}
 }
 
@@ -280,6 +282,7 @@ func (q *Queue) Close() error {
 		}
 		q.cancel()
 		q.workers.Wait()
+		q.saveDirty()
 		q.closeErr = q.sp.Close()
 	})
 	return q.closeErr

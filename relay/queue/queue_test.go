@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -176,6 +177,8 @@ func (c *clock) add(d time.Duration) {
 
 // ---- harness ----
 
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
 type harness struct {
 	t    *testing.T
 	dir  string
@@ -215,6 +218,7 @@ func (h *harness) open(start bool) *Queue {
 		Recorder: h.rec,
 		Minter:   h.mint,
 		Now:      h.now,
+		Log:      quiet,
 	})
 	if err != nil {
 		h.t.Fatal(err)
@@ -774,7 +778,7 @@ func BenchmarkQueueSpool(b *testing.B) {
 		Config:   testConfig,
 		Recorder: newFakeRecorder(),
 		Minter:   &fakeMinter{},
-		Log:      nil,
+		Log:      quiet,
 	})
 	if err != nil {
 		b.Fatal(err)
@@ -822,7 +826,7 @@ func TestRecorderBatching(t *testing.T) {
 	rec := &slowRecorder{fakeRecorder: h.rec, failFirst: true}
 	q, err := New(Options{
 		Dir: h.dir, Config: func() *config.Config { return h.cfg },
-		Upstream: func() relay.Upstream { return h.up }, Recorder: rec, Minter: h.mint,
+		Upstream: func() relay.Upstream { return h.up }, Recorder: rec, Minter: h.mint, Log: quiet,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -865,5 +869,56 @@ func TestRecorderBatching(t *testing.T) {
 	}
 	if sent != n {
 		t.Errorf("%d sent updates, want %d", sent, n)
+	}
+}
+
+type discardUpstream struct{ n chan struct{} }
+
+func (d discardUpstream) Deliver(_ context.Context, _ string, _ []string, r io.Reader) error {
+	_, err := io.Copy(io.Discard, r)
+	d.n <- struct{}{}
+	return err
+}
+func (discardUpstream) Close() error { return nil }
+
+// BenchmarkQueueEndToEnd: accepted and delivered messages per second, each
+// ~50 KB HTML to one tracked and one untracked recipient (two copies), to
+// an upstream that discards.
+func BenchmarkQueueEndToEnd(b *testing.B) {
+	for _, noFsync := range []bool{false, true} {
+		b.Run(fmt.Sprintf("NoFsync=%v", noFsync), func(b *testing.B) {
+			body := htmlMsg + strings.Repeat("<p>Lorem ipsum dolor sit amet, consectetur adipiscing elit.</p>\r\n", 750)
+			up := discardUpstream{n: make(chan struct{}, 1<<16)}
+			cfg := testConfig()
+			cfg.Upstream.Connections = 8
+			q, err := New(Options{
+				Dir:      b.TempDir(),
+				Config:   func() *config.Config { return cfg },
+				Upstream: func() relay.Upstream { return up },
+				Recorder: newFakeRecorder(),
+				Minter:   &fakeMinter{},
+				NoFsync:  noFsync,
+				Log:      quiet,
+			})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer q.Close()
+			q.Start()
+			b.SetBytes(int64(len(body)))
+			b.SetParallelism(16)
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					if _, err := q.Spool("s@x.test", []string{"a@ex.test", "z@untracked.test"}, strings.NewReader(body)); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+			for range 2 * b.N {
+				<-up.n
+			}
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
+		})
 	}
 }

@@ -308,8 +308,17 @@ type Body struct {
 	f *os.File
 }
 
-// Close closes the file.
-func (b *Body) Close() error { return b.f.Close() }
+// Close closes the file. The Body must not be used after.
+func (b *Body) Close() error {
+	if b.Reader != nil {
+		b.Reader.Reset(nil)
+		readers.Put(b.Reader)
+		b.Reader = nil
+	}
+	return b.f.Close()
+}
+
+var readers = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 32<<10) }}
 
 // Open opens the raw message of id, which starts at offset (from Put or
 // Scan), for reading. Every copy reads it through its own Body.
@@ -318,8 +327,9 @@ func (s *Spool) Open(id string, offset int64) (*Body, error) {
 	if err != nil {
 		return nil, fmt.Errorf("spool: %w", err)
 	}
-	sr := io.NewSectionReader(f, offset, 1<<62)
-	return &Body{Reader: bufio.NewReaderSize(sr, 32<<10), f: f}, nil
+	br := readers.Get().(*bufio.Reader)
+	br.Reset(io.NewSectionReader(f, offset, 1<<62))
+	return &Body{Reader: br, f: f}, nil
 }
 
 // WriteState atomically replaces id's state file (temporary file and
