@@ -587,3 +587,53 @@ func TestMainWritesToGivenWriters(t *testing.T) {
 		t.Errorf("Main bad usage: exit %d, want 2", code)
 	}
 }
+
+func TestQueryTimeout(t *testing.T) {
+	release := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	defer srv.Close()
+	defer close(release)
+	t.Setenv("PIXELRELAY_ADMIN_KEY", testKey)
+	old := queryTimeout
+	queryTimeout = 200 * time.Millisecond
+	defer func() { queryTimeout = old }()
+
+	cfg := writeConfig(t, srv.Listener.Addr().String())
+	start := time.Now()
+	code, _, errOut := run(0, "messages", "--config", cfg)
+	if code != 1 || errOut != "pixelrelay: no answer from "+srv.Listener.Addr().String()+" within 200ms\n" {
+		t.Errorf("exit %d, stderr %q", code, errOut)
+	}
+	if took := time.Since(start); took > 5*time.Second {
+		t.Errorf("took %v: the timeout did not apply", took)
+	}
+}
+
+func TestPurgeProgress(t *testing.T) {
+	f := sampleAPI()
+	slow := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/api/purge" {
+			time.Sleep(150 * time.Millisecond)
+		}
+		f.ServeHTTP(w, r)
+	})
+	srv := httptest.NewServer(slow)
+	defer srv.Close()
+	t.Setenv("PIXELRELAY_ADMIN_KEY", testKey)
+	old := purgeTick
+	purgeTick = 20 * time.Millisecond
+	defer func() { purgeTick = old }()
+
+	code, out, errOut := run(0, "purge", "--config", writeConfig(t, srv.Listener.Addr().String()))
+	if code != 0 || !strings.Contains(out, "deleted 1234 opens") {
+		t.Errorf("exit %d, out %q", code, out)
+	}
+	if !strings.Contains(errOut, "pixelrelay: still purging (") {
+		t.Errorf("no progress while waiting: %q", errOut)
+	}
+}

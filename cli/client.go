@@ -17,11 +17,14 @@ import (
 )
 
 // Client timeouts: queries are quick; a purge compacts the database file.
-const (
+// Variables so tests can shorten them.
+var (
 	queryTimeout = 10 * time.Second
 	purgeTimeout = 30 * time.Minute
-	maxBody      = 64 << 20
 )
+
+// maxBody bounds an API answer the CLI reads.
+const maxBody = 64 << 20
 
 // client talks to the running server's admin API.
 type client struct {

@@ -110,6 +110,9 @@ func renderPlain(rows [][]string) string {
 // and full-width characters (most emoji among them), 0 for combining
 // marks and invisible format characters, else 1.
 func runeWidth(r rune) int {
+	if r >= 0x20 && r < 0x7f {
+		return 1
+	}
 	if r == 0 || unicode.In(r, unicode.Mn, unicode.Me, unicode.Cf) || (r >= 0xFE00 && r <= 0xFE0F) {
 		return 0
 	}
