@@ -64,18 +64,26 @@ func headerToken(s string) string {
 	return string(b)
 }
 
+// remoteIP is the client's address as an RFC 5321 address literal body:
+// "192.0.2.1" or "IPv6:2001:db8::1".
 func remoteIP(a net.Addr) string {
 	if a == nil {
 		return "unknown"
 	}
+	var ip net.IP
 	if ta, ok := a.(*net.TCPAddr); ok {
-		return ta.IP.String()
+		ip = ta.IP
+	} else if host, _, err := net.SplitHostPort(a.String()); err == nil {
+		ip = net.ParseIP(host)
 	}
-	host, _, err := net.SplitHostPort(a.String())
-	if err != nil {
+	switch {
+	case ip == nil:
 		return headerToken(a.String())
+	case ip.To4() != nil:
+		return ip.To4().String()
+	default:
+		return "IPv6:" + ip.String()
 	}
-	return host
 }
 
 // checkAddress checks a mailbox go-smtp has already split at "@": the
