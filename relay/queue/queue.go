@@ -339,6 +339,7 @@ func (q *Queue) Entries() []record.QueueEntry {
 			e := base
 			e.Recipients = slices.Clone(m.env.To)
 			e.Status = record.StatusQueued
+			e.NextAttempt = m.env.Received
 			out = append(out, e)
 			continue
 		}
@@ -352,6 +353,9 @@ func (q *Queue) Entries() []record.QueueEntry {
 			e.Status = c.Status
 			e.Attempts = c.Attempts
 			e.NextAttempt = c.Next
+			if c.Next.IsZero() {
+				e.NextAttempt = m.env.Received // due since it arrived
+			}
 			e.LastError = c.LastError
 			out = append(out, e)
 		}

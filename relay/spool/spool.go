@@ -128,8 +128,15 @@ var ErrClosed = errors.New("spool: closed")
 // Open opens (creating it 0700 if needed) the spool directory and starts the
 // group committer.
 func Open(dir string, opt Options) (*Spool, error) {
+	_, statErr := os.Stat(dir)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("spool: %w", err)
+	}
+	if errors.Is(statErr, os.ErrNotExist) && !opt.NoFsync {
+		// A new spool directory: make its own entry durable once.
+		if err := syncDir(filepath.Dir(dir)); err != nil {
+			return nil, fmt.Errorf("spool: %w", err)
+		}
 	}
 	f, err := os.Open(dir)
 	if err != nil {
@@ -145,6 +152,15 @@ func Open(dir string, opt Options) (*Spool, error) {
 	}
 	go s.committer()
 	return s, nil
+}
+
+func syncDir(dir string) error {
+	f, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return f.Sync()
 }
 
 // Dir returns the spool directory.
