@@ -355,6 +355,7 @@ bench_tracker() {
 
   say "tracker: wrk -t2 -c50 -d${WRK_SECS}s, pixelrelay /o/TOKEN.gif"
   wrk_run "http://127.0.0.1:$PX_HTTP/o/$token.gif" pixelrelay
+  sleep 0.5 # hits are committed in batches
   "$T/pxbench" api -url "http://127.0.0.1:$PX_HTTP/api/status" -key "$ADMIN_KEY" \
     -fields database.opens >"$T/status-after-wrk" || die "tracker: /api/status failed"
   V[opens_stored]=$(get database_opens "$T/status-after-wrk")
@@ -445,6 +446,31 @@ table() {
   row "purge (older_than=90d) + compact, s" "" "${V[purge_secs]:-}" ""
   row "opens deleted" "" "${V[purge_deleted]:-}" ""
   row "database file before / after, MB" "" "${V[size_before]:-} / ${V[size_after]:-}" ""
+  echo
+  echo "ratio = pixelrelay / postfix (tracker: / static Go server); for latency and memory lower is better"
+  goals
+}
+
+
+# goal NAME OK: one line of the goals summary.
+goal() { printf '  %-58s %s\n' "$1" "$2"; }
+# check EXPR: "met" / "NOT met" / "n/a" for an awk condition over numbers.
+check() { awk "BEGIN { if ($1) print \"met\"; else print \"NOT met\" }" 2>/dev/null || echo "n/a"; }
+num() { local v=${V[$1]:-}; [[ $v =~ ^[0-9.]+$ ]] && echo "$v" || echo "-1"; }
+
+goals() {
+  echo
+  if [ "$QUICK" = 1 ]; then
+    echo "goals: not judged in quick mode"
+    return
+  fi
+  echo "goals (from the performance issue):"
+  goal "accepted msgs/s >= 2x Postfix" "$(check "$(num acc_pixelrelay) >= 2 * $(num acc_postfix) && $(num acc_postfix) > 0")"
+  goal "end-to-end msgs/s >= 1.5x Postfix" "$(check "$(num e2e_pixelrelay) >= 1.5 * $(num e2e_postfix) && $(num e2e_postfix) > 0")"
+  goal "peak RSS, 25 MB to 10 rcpts < 100 MB" "$(check "$(num big_pixelrelay) >= 0 && $(num big_pixelrelay) < 100")"
+  goal "pixel req/s >= 0.5x static Go server" "$(check "$(num rps_pixelrelay) >= 0.5 * $(num rps_static) && $(num rps_static) > 0")"
+  goal "every pixel request stored as an open" "$(check "$(num opens_stored) >= $(num reqs_pixelrelay) && $(num reqs_pixelrelay) > 0")"
+  goal "query p99 < 20 ms (opens?id, opens?to, messages?unopened)" "$(check "$(num qid_p99) >= 0 && $(num qid_p99) < 20 && $(num qto_p99) >= 0 && $(num qto_p99) < 20 && $(num qun_p99) >= 0 && $(num qun_p99) < 20")"
 }
 
 # ---------------------------------------------------------------- main
