@@ -41,7 +41,8 @@ func (b *buffers) release() {
 // safely leaves the part exactly as it was.
 func (w *walker) html(h *header, params map[string]string, s scope) error {
 	top := s.depth == 0
-	if !w.dry && (w.pixel == "" || s.frozen || w.frozen) {
+	if h.end == "" || (!w.dry && (w.pixel == "" || s.frozen || w.frozen)) {
+		// No blank line after the header: no body to put a pixel in.
 		return w.opaque(h, s)
 	}
 	raw := &w.buf.raw
@@ -126,6 +127,9 @@ func (w *walker) transform(h *header, params map[string]string, raw []byte, bs b
 	ins.WriteString(w.pixel)
 	ins.Write(text[at:])
 
+	if w.dry {
+		return ct, cte, nil, "" // Inspect: encoding cannot fail
+	}
 	out := &w.buf.enc
 	out.Reset()
 	switch enc {
@@ -311,6 +315,8 @@ const hexDigits = "0123456789ABCDEF"
 // '.' starting a line is escaped too: no line can look like a boundary
 // delimiter or an SMTP end of data.
 func qpEncode(out *bytes.Buffer, b []byte, nl string) {
+	out.Grow(len(b) + len(b)/8 + 16)
+	dst := out.AvailableBuffer()
 	col := 0
 	for len(b) > 0 {
 		seg, hard := b, false
@@ -319,34 +325,48 @@ func qpEncode(out *bytes.Buffer, b []byte, nl string) {
 		} else {
 			b = nil
 		}
+		last := len(seg) - 1
 		for i, c := range seg {
-			escape := c == '=' || c > '~' || (c < ' ' && c != '\t') ||
-				((c == ' ' || c == '\t') && i == len(seg)-1) ||
-				((c == '-' || c == '.') && col == 0)
 			n := 1
-			if escape {
+			if qpEscape(c, i == last, col) {
 				n = 3
 			}
-			if col+n > 75 && !(i == len(seg)-1 && col+n <= 76) {
-				out.WriteByte('=')
-				out.WriteString(nl)
+			if col+n > 75 && !(i == last && col+n <= 76) {
+				dst = append(dst, '=')
+				dst = append(dst, nl...)
 				col = 0
 				if c == '-' || c == '.' {
-					escape, n = true, 3
+					n = 3
 				}
 			}
-			if escape {
-				out.Write([]byte{'=', hexDigits[c>>4], hexDigits[c&15]})
+			if n == 3 {
+				dst = append(dst, '=', hexDigits[c>>4], hexDigits[c&15])
 			} else {
-				out.WriteByte(c)
+				dst = append(dst, c)
 			}
 			col += n
 		}
 		if hard {
-			out.WriteString(nl)
+			dst = append(dst, nl...)
 			col = 0
 		}
 	}
+	out.Write(dst)
+}
+
+// qpEscape reports whether c must be written as =XX.
+func qpEscape(c byte, last bool, col int) bool {
+	switch {
+	case c == '=' || c > '~':
+		return true
+	case c == ' ' || c == '\t':
+		return last
+	case c < ' ':
+		return true
+	case c == '-' || c == '.':
+		return col == 0
+	}
+	return false
 }
 
 // charsetField returns the Content-Type field with its charset parameter

@@ -270,6 +270,9 @@ func (w *walker) writeHeader(h *header, top bool, ct, cte []byte) error {
 			return err
 		}
 	}
+	if (addID || !cteDone) && len(h.fields) > 0 && lineEnding(h.raw(h.fields[len(h.fields)-1])) == "" {
+		w.out.WriteString(nl) // the last field ended the input: end its line
+	}
 	if addID {
 		w.out.WriteString("Message-ID: " + w.msgID + nl)
 	}
