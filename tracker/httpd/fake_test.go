@@ -3,6 +3,7 @@ package httpd
 import (
 	"context"
 	"errors"
+	"net/url"
 	"strings"
 	"sync"
 	"time"
@@ -142,3 +143,11 @@ func (k *fakeKeys) AdminKey() string { return k.admin }
 type fakeQueue []record.QueueEntry
 
 func (q fakeQueue) Entries() []record.QueueEntry { return append([]record.QueueEntry(nil), q...) }
+
+func recordCopy(id string) record.Copy {
+	return record.Copy{TrackingID: id, Recipient: "bob@example.com", SentAt: t0.Add(-time.Hour), Status: record.StatusSent}
+}
+
+func mustURL(p string) *url.URL {
+	return &url.URL{Path: p}
+}
