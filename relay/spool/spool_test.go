@@ -281,3 +281,43 @@ func BenchmarkSpoolParallel(b *testing.B) { benchSpool(b, Options{}, true) }
 
 // BenchmarkSpoolNoFsync: the limit without the disk (benchmark only).
 func BenchmarkSpoolNoFsync(b *testing.B) { benchSpool(b, Options{NoFsync: true}, true) }
+
+// FuzzScan: whatever a damaged spool file holds, Scan neither panics nor
+// deletes it, and a message it accepts opens at a sane offset.
+func FuzzScan(f *testing.F) {
+	f.Add([]byte(`{"id":"0abc","from":"a@x","to":["b@y"]}` + "\nSubject: x\r\n\r\nbody"))
+	f.Add([]byte("\n"))
+	f.Add([]byte(`{"id":"0abc","to":null}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		s, err := Open(t.TempDir(), Options{NoFsync: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		p := filepath.Join(s.Dir(), "0abc.msg")
+		if err := os.WriteFile(p, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		msgs, errs := s.Scan()
+		if len(msgs)+len(errs) != 1 {
+			t.Fatalf("%d messages and %d errors for one file", len(msgs), len(errs))
+		}
+		if _, err := os.Stat(p); err != nil {
+			t.Fatalf("scan removed a message file: %v", err)
+		}
+		for _, m := range msgs {
+			if m.ID != "0abc" || m.Offset <= 0 || m.Offset > int64(len(data)) {
+				t.Fatalf("message %+v from %q", m, data)
+			}
+			b, err := s.Open(m.ID, m.Offset)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rest, _ := io.ReadAll(b)
+			b.Close()
+			if !bytes.Equal(rest, data[m.Offset:]) {
+				t.Fatalf("body %q, want %q", rest, data[m.Offset:])
+			}
+		}
+	})
+}
