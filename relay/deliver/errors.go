@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/x509"
 	"errors"
+	"fmt"
 
 	"github.com/emersion/go-smtp"
 
@@ -33,11 +34,41 @@ func classify(err error, stage string) *relay.DeliveryError {
 	case errors.As(err, &se):
 		de.Code = se.Code
 		de.Class = replyClass(se, stage)
+		de.Err = &replyError{se}
+		if de.Class == relay.Setup {
+			de.Err = fmt.Errorf("%w (%s)", de.Err, setupHint(se, stage))
+		}
 	case badCertificate(err):
 		de.Class = relay.Setup
 		de.Stage = "tls"
+		de.Err = fmt.Errorf("untrusted upstream certificate (check the host name in upstream.url, or trust its CA with upstream.ca_file): %w", err)
 	}
 	return de
+}
+
+// replyError is an upstream's SMTP reply, written the way it was sent
+// ("550 5.1.1 No such user"). It unwraps to the *smtp.SMTPError.
+type replyError struct{ *smtp.SMTPError }
+
+func (e *replyError) Error() string {
+	ec := e.EnhancedCode
+	if ec == smtp.EnhancedCodeNotSet || ec == smtp.NoEnhancedCode {
+		return fmt.Sprintf("upstream replied %d %s", e.Code, e.Message)
+	}
+	return fmt.Sprintf("upstream replied %d %d.%d.%d %s", e.Code, ec[0], ec[1], ec[2], e.Message)
+}
+
+func (e *replyError) Unwrap() error { return e.SMTPError }
+
+func setupHint(se *smtp.SMTPError, stage string) string {
+	switch {
+	case se.Code == 550:
+		return "sending limit of the upstream account reached; copies wait until it resets"
+	case stage == "auth":
+		return "check upstream.username and upstream.password"
+	default:
+		return "the upstream wants authentication: set upstream.username and upstream.password"
+	}
 }
 
 func replyClass(se *smtp.SMTPError, stage string) relay.Class {

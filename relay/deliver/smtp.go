@@ -372,13 +372,19 @@ func (s *SMTP) closeIdle() {
 	s.idle = s.idle[:0]
 }
 
-// Close closes the pooled connections; connections in use are closed when
-// their delivery ends.
+// Close says QUIT on the pooled connections (waiting a few seconds at
+// most); connections in use are closed when their delivery ends.
 func (s *SMTP) Close() error {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	s.closed = true
-	s.closeIdle()
+	idle := s.idle
+	s.idle = nil
+	s.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, pc := range idle {
+		wg.Go(pc.quit)
+	}
+	wg.Wait()
 	return nil
 }
 
@@ -515,6 +521,10 @@ func (s *SMTP) send(ctx context.Context, pc *pconn, from string, to []string, ms
 
 func (s *SMTP) transaction(c *smtp.Client, from string, to []string, msg io.Reader) error {
 	opts := &smtp.MailOptions{UTF8: !ascii(from) || !allASCII(to)}
+	if ok, _ := c.Extension("SMTPUTF8"); opts.UTF8 && !ok {
+		return &relay.DeliveryError{Class: relay.Permanent, Stage: "mail",
+			Err: errors.New("non-ASCII address, but the upstream does not support SMTPUTF8")}
+	}
 	if err := c.Mail(from, opts); err != nil {
 		return classify(err, "mail")
 	}

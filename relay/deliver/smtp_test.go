@@ -138,6 +138,53 @@ func TestDeliverFailures(t *testing.T) {
 	}
 }
 
+func TestDeliverUTF8(t *testing.T) {
+	srv := smtptest.Start(t, smtptest.Script{})
+	s := newTestSMTP(t, newHolder(cfgFor(srv, "smtp", "none")))
+	if err := deliver(s, "björn@exämple.com"); err != nil {
+		t.Fatal(err)
+	}
+	if m := srv.Messages(); len(m) != 1 || m[0].To[0] != "björn@exämple.com" {
+		t.Fatalf("%+v", m)
+	}
+	old := smtptest.Start(t, smtptest.Script{NoSMTPUTF8: true})
+	s2 := newTestSMTP(t, newHolder(cfgFor(old, "smtp", "none")))
+	wantClass(t, deliver(s2, "björn@exämple.com"), relay.Permanent, 0)
+	if err := deliver(s2, "bjorn@example.com"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestErrorText(t *testing.T) {
+	tests := []struct {
+		script smtptest.Script
+		user   string
+		want   []string
+	}{
+		{smtptest.Script{RcptReplies: map[string]*smtp.SMTPError{"b@example.com": smtptest.Reply(550, 5, 1, 1, "No such user")}},
+			"", []string{"rcpt: upstream replied 550 5.1.1 No such user"}},
+		{smtptest.Script{AuthUsers: map[string]string{"u": "p"}}, "u",
+			[]string{"auth: upstream replied 535 5.7.8", "upstream.username"}},
+		{smtptest.Script{MailReply: smtptest.Reply(550, 5, 4, 5, "Daily user sending limit exceeded")}, "",
+			[]string{"mail: upstream replied 550 5.4.5 Daily user sending limit exceeded", "sending limit"}},
+	}
+	for _, tt := range tests {
+		srv := smtptest.Start(t, tt.script)
+		c := cfgFor(srv, "smtp", "none")
+		c.Upstream.Username, c.Upstream.Password = tt.user, "wrong"
+		err := deliver(newTestSMTP(t, newHolder(c)), "b@example.com")
+		for _, w := range tt.want {
+			if err == nil || !strings.Contains(err.Error(), w) {
+				t.Errorf("error %q lacks %q", err, w)
+			}
+		}
+		var se *smtp.SMTPError
+		if !errors.As(err, &se) {
+			t.Errorf("%v does not unwrap to *smtp.SMTPError", err)
+		}
+	}
+}
+
 func TestDeliverConnectRefused(t *testing.T) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

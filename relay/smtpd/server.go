@@ -244,6 +244,12 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	s.mu.Unlock()
 	s.log.Warn("shutdown grace ended; closed connections still in a transaction", "connections", n)
+	// Give the sessions a moment to see the close and return from the
+	// spooler (which then discards the half-received message).
+	select {
+	case <-idle:
+	case <-time.After(5 * time.Second):
+	}
 	return ctx.Err()
 }
 

@@ -98,6 +98,8 @@ type Script struct {
 	// DiscardData records accepted messages without their Data (for
 	// benchmarks).
 	DiscardData bool
+	// NoSMTPUTF8 stops advertising SMTPUTF8 (read by Start only).
+	NoSMTPUTF8 bool
 }
 
 // Reply builds an *smtp.SMTPError, e.g. Reply(550, 5, 1, 1, "No such user").
@@ -158,7 +160,7 @@ func Start(t testing.TB, script Script) *Server {
 	srv := smtp.NewServer(smtp.BackendFunc(s.newSession))
 	srv.Domain = "smtptest.localhost"
 	srv.AllowInsecureAuth = true
-	srv.EnableSMTPUTF8 = true
+	srv.EnableSMTPUTF8 = !script.NoSMTPUTF8
 	srv.ReadTimeout = time.Minute
 	srv.WriteTimeout = time.Minute
 	srv.Debug = lockedWriter{s}
