@@ -1,13 +1,277 @@
 package cli
 
 import (
+	"context"
+	"errors"
+	"flag"
 	"fmt"
 	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/term"
+
+	"pixelrelay/config"
+	"pixelrelay/relay"
+	"pixelrelay/relay/deliver"
+	"pixelrelay/relay/queue"
+	"pixelrelay/relay/smtpd"
+	"pixelrelay/tracker/httpd"
+	"pixelrelay/tracker/store"
+	"pixelrelay/tracker/token"
 )
+
+// shutdownGrace bounds how long in-flight SMTP transactions and deliveries
+// may take to finish after SIGINT/SIGTERM.
+const shutdownGrace = 20 * time.Second
 
 // runServe runs `pixelrelay serve`: the SMTP relay and the HTTP tracker in
 // one process until SIGINT/SIGTERM.
 func runServe(args []string, stdout, stderr io.Writer) int {
-	fmt.Fprintln(stderr, "pixelrelay: serve is not wired yet")
-	return 1
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cfgPath := fs.String("config", "", "config file (default: $PIXELRELAY_CONFIG, ./pixelrelay.toml, ~/.config/pixelrelay/config.toml)")
+	logFormat := fs.String("log-format", "auto", "log format: auto (text on a terminal, JSON otherwise), text or json")
+	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
+	fs.Usage = func() {
+		fmt.Fprint(stderr, `usage: pixelrelay serve [--config FILE] [--log-format auto|text|json] [--log-level LEVEL]
+
+Runs the SMTP relay and the HTTP tracker until SIGINT or SIGTERM.
+SIGHUP reloads the config file (it also reloads by itself when the file changes).
+
+example:
+  pixelrelay serve --config ~/.config/pixelrelay/config.toml
+`)
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "pixelrelay: serve takes no arguments (got %q); see pixelrelay serve --help\n", fs.Arg(0))
+		return 2
+	}
+	log, err := newLogger(stderr, *logFormat, *logLevel)
+	if err != nil {
+		fmt.Fprintf(stderr, "pixelrelay: %v\n", err)
+		return 2
+	}
+	slog.SetDefault(log)
+	if err := serve(*cfgPath, log); err != nil {
+		fmt.Fprintf(stderr, "pixelrelay: %v\n", joinLines(err))
+		return 1
+	}
+	return 0
+}
+
+// newLogger makes the process logger: text on a terminal, JSON otherwise.
+func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level: want debug, info, warn or error, got %q", level)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	if format == "auto" {
+		format = "json"
+		if f, ok := w.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+			format = "text"
+		}
+	}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("--log-format: want auto, text or json, got %q", format)
+}
+
+// joinLines folds a multi-line error (config problems) into one line.
+func joinLines(err error) string {
+	return strings.ReplaceAll(strings.TrimSpace(err.Error()), "\n", "; ")
+}
+
+// serve wires the parts together and blocks until a signal.
+func serve(flagPath string, log *slog.Logger) error {
+	path, err := config.Find(flagPath)
+	if err != nil {
+		return err
+	}
+	cfg, err := config.LoadValid(path)
+	if err != nil {
+		return fmt.Errorf("config %s: %w", displayPath(path), err)
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return fmt.Errorf("data_dir: %w", err)
+	}
+	keys, err := token.OpenKeyring(cfg.SecretsPath())
+	if err != nil {
+		return err
+	}
+	watcher, err := config.NewWatcher(path, cfg, log)
+	if err != nil {
+		return err
+	}
+	current := watcher.Current
+
+	st, err := store.OpenStore(cfg.DBPath(), storeOptions(cfg, log))
+	if err != nil {
+		return fmt.Errorf("database %s: %w", cfg.DBPath(), err)
+	}
+	defer st.Close()
+
+	upstream := deliver.New(current, log)
+	defer upstream.Close()
+	q, err := queue.New(queue.Options{
+		Dir:      cfg.SpoolDir(),
+		Config:   current,
+		Upstream: func() relay.Upstream { return upstream },
+		Recorder: st,
+		Minter:   keys,
+		Log:      log,
+	})
+	if err != nil {
+		return fmt.Errorf("spool %s: %w", cfg.SpoolDir(), err)
+	}
+
+	smtpLn, err := net.Listen("tcp", cfg.SMTP.Listen)
+	if err != nil {
+		return fmt.Errorf("smtp.listen: %w", err)
+	}
+	httpLn, err := net.Listen("tcp", cfg.HTTP.Listen)
+	if err != nil {
+		smtpLn.Close()
+		return fmt.Errorf("http.listen: %w", err)
+	}
+
+	smtpSrv := smtpd.New(current, q, log)
+	web := httpd.New(httpd.Options{
+		Config:  current,
+		Store:   st,
+		Keys:    keys,
+		Queue:   q,
+		Version: Version,
+		Log:     log,
+	})
+
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	watcher.Subscribe(func(old, new *config.Config) {
+		applyReload(old, new, st, q, log)
+	})
+
+	errc := make(chan error, 4)
+	go func() { errc <- watcher.Run(ctx) }()
+	q.Start()
+	go web.RunPurge(ctx)
+	go func() { errc <- serveErr("smtp", smtpSrv.Serve(smtpLn)) }()
+	go func() { errc <- serveErr("http", web.Serve(httpLn)) }()
+
+	logStartup(log, cfg, path, smtpLn.Addr(), httpLn.Addr())
+	err = waitForStop(errc, watcher, log)
+
+	log.Info("shutting down: no new connections; finishing in-flight transactions", "grace", shutdownGrace)
+	sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
+	defer cancel()
+	if e := smtpSrv.Shutdown(sctx); e != nil {
+		log.Warn("smtp shutdown", "err", e)
+	}
+	if e := web.Shutdown(sctx); e != nil {
+		log.Warn("http shutdown", "err", e)
+	}
+	stop()
+	if e := q.Close(); e != nil {
+		log.Warn("queue shutdown", "err", e)
+	}
+	log.Info("stopped")
+	return err
+}
+
+// serveErr turns a listener's normal close into nil.
+func serveErr(name string, err error) error {
+	if err == nil || errors.Is(err, net.ErrClosed) || strings.Contains(err.Error(), "closed") {
+		return nil
+	}
+	return fmt.Errorf("%s server: %w", name, err)
+}
+
+// waitForStop blocks until SIGINT/SIGTERM or a listener fails; SIGHUP
+// reloads the config.
+func waitForStop(errc <-chan error, w *config.Watcher, log *slog.Logger) error {
+	sigc := make(chan os.Signal, 4)
+	signal.Notify(sigc, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	defer signal.Stop(sigc)
+	for {
+		select {
+		case err := <-errc:
+			if err != nil {
+				return err
+			}
+		case sig := <-sigc:
+			if sig != syscall.SIGHUP {
+				log.Info("signal received", "signal", sig.String())
+				return nil
+			}
+			log.Info("SIGHUP: reloading config")
+			if err := w.Reload(); err != nil {
+				log.Error("config reload failed; keeping the last good config", "problems", joinLines(err))
+			}
+		}
+	}
+}
+
+// applyReload pushes a new config into the parts that keep state.
+func applyReload(old, new *config.Config, st *store.Store, q *queue.Queue, log *slog.Logger) {
+	st.SetLimits(new.Tracking.DedupWindow.D(), new.Tracking.IPHourlyLimit)
+	if old.Upstream != new.Upstream {
+		log.Info("upstream settings changed: retrying deferred copies now")
+		q.Kick()
+	}
+	if old.SMTP.Listen != new.SMTP.Listen || old.HTTP.Listen != new.HTTP.Listen {
+		log.Warn("a listen address changed; it takes effect after a restart",
+			"smtp.listen", new.SMTP.Listen, "http.listen", new.HTTP.Listen)
+	}
+	if old.DataDir != new.DataDir {
+		log.Warn("data_dir changed; it takes effect after a restart", "data_dir", new.DataDir)
+	}
+}
+
+func storeOptions(cfg *config.Config, log *slog.Logger) store.Options {
+	return store.Options{
+		DedupWindow:   cfg.Tracking.DedupWindow.D(),
+		IPHourlyLimit: cfg.Tracking.IPHourlyLimit,
+		Log:           log,
+	}
+}
+
+func displayPath(p string) string {
+	if p == "" {
+		return "(built-in defaults)"
+	}
+	return p
+}
+
+// logStartup tells a newcomer, in plain words, how to use what just started.
+func logStartup(log *slog.Logger, cfg *config.Config, path string, smtpAddr, httpAddr net.Addr) {
+	log.Info("pixelrelay is running",
+		"version", Version,
+		"config", displayPath(path),
+		"smtp", smtpAddr.String(),
+		"http", httpAddr.String(),
+		"upstream", cfg.UpstreamRedacted(),
+		"data_dir", cfg.DataDir)
+	host, port, _ := net.SplitHostPort(smtpAddr.String())
+	log.Info(fmt.Sprintf("point your mail client at SMTP server %s port %s (no TLS needed on loopback), e.g.: swaks --server %s --port %s --to you@example.com --h-Subject hello --body '<html><body>hi</body></html>' --add-header 'Content-Type: text/html'",
+		host, port, host, port))
+	if cfg.Upstream.URL == "outbox" {
+		log.Info("upstream is the outbox: every outgoing copy is written as an .eml file under " + cfg.OutboxDir() + "/new (configure [upstream] url to send for real)")
+	}
+	log.Info("read opens with: pixelrelay opens   (and pixelrelay messages --unopened)")
 }
