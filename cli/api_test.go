@@ -507,6 +507,8 @@ func TestFailures(t *testing.T) {
 			want: `--since "last week": want an RFC 3339 time`},
 		{name: "bad older-than", args: []string{"purge", "--older-than", "soon", "--config", cfg}, wantCode: 2,
 			want: `--older-than "soon": want a Go duration`},
+		{name: "zero older-than", args: []string{"purge", "--older-than", "0d", "--config", cfg}, wantCode: 2,
+			want: `--older-than "0d": want more than zero`},
 		{name: "unknown command", args: []string{"frobnicate"}, wantCode: 2, want: `unknown command "frobnicate"; see pixelrelay help`},
 		{name: "unknown flag", args: []string{"status", "--verbose"}, wantCode: 2, want: "unknown flag --verbose; see pixelrelay status --help"},
 		{name: "extra argument", args: []string{"queue", "all"}, wantCode: 2, want: `unexpected argument "all"`},

@@ -14,19 +14,14 @@ const (
 )
 
 // parseWhen reads a WHEN: an RFC 3339 time, a date YYYY-MM-DD (midnight
-// UTC), or a duration back from now (24h, 7d). The result is in UTC.
+// UTC), or a duration back from now (24h, 7d), as the server does
+// (config.ParseWhen). The result is in UTC.
 func parseWhen(s string, now time.Time) (time.Time, error) {
-	s = strings.TrimSpace(s)
-	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
-		return t.UTC(), nil
+	t, err := config.ParseWhen(s, now)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("%q: %s", strings.TrimSpace(s), whenAccepted)
 	}
-	if t, err := time.Parse(time.DateOnly, s); err == nil {
-		return t, nil
-	}
-	if d, err := parseDuration(s); err == nil {
-		return now.Add(-d).UTC(), nil
-	}
-	return time.Time{}, fmt.Errorf("%q: %s", s, whenAccepted)
+	return t.UTC(), nil
 }
 
 // parseDuration reads a DUR: a Go duration ("36h") or a number of days
@@ -71,6 +66,9 @@ func (f *durFlag) Set(s string) error {
 	d, err := parseDuration(s)
 	if err != nil {
 		return fmt.Errorf("--%s %w", f.name, err)
+	}
+	if d == 0 {
+		return fmt.Errorf("--%s %q: want more than zero", f.name, strings.TrimSpace(s))
 	}
 	f.d, f.set = d, true
 	return nil
