@@ -136,6 +136,9 @@ func (q *Queue) result(it *item, a attempt, err error) {
 		c.Recipients = keep
 		c.Status = spool.Deferred
 		c.Next = now.Add(backoff(c.Attempts, minRetry, maxRetry))
+		if deadline := m.env.Received.Add(maxAge); c.Next.After(deadline) {
+			c.Next = deadline // the last try is at max_age, then it expires
+		}
 		heap.Push(&q.ready, it)
 	case delivered > 0:
 		c.Status, c.SentAt = spool.Sent, now

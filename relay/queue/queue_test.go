@@ -633,9 +633,13 @@ func TestExpiry(t *testing.T) {
 	if n := countDSN(h.up.deliveries()); n != 0 {
 		t.Fatalf("bounced before max_age")
 	}
-	clk.add(23 * time.Hour)
+	clk.add(23*time.Hour + 59*time.Minute)
 	h.q.Kick()
 	waitFor(t, "second deferral", func() bool { return len(h.rec.statuses("tid1")) == 2 })
+	start := time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
+	if es := h.q.Entries(); len(es) != 1 || !es[0].NextAttempt.Equal(start.Add(24*time.Hour)) {
+		t.Errorf("next attempt %+v, want exactly at max_age (%v)", es, start.Add(24*time.Hour))
+	}
 	clk.add(2 * time.Hour)
 	h.q.Kick()
 	waitFor(t, "bounce", func() bool { return countDSN(h.up.deliveries()) == 1 && h.q.Len() == 0 })
