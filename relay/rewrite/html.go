@@ -117,8 +117,13 @@ func (w *walker) transform(h *header, params map[string]string, raw []byte, bs b
 			return nil, nil, nil, "cannot rewrite the charset of an HTML part"
 		}
 	}
-	if bytes.Contains(text, []byte("-----BEGIN PGP ")) && w.crypto == "" {
-		w.crypto = "inline-pgp" // signed or encrypted text: leave it alone
+	if bytes.Contains(text, []byte("-----BEGIN PGP ")) {
+		if w.crypto == "" {
+			w.crypto = "inline-pgp"
+		}
+		if !w.dry {
+			return nil, nil, nil, "inline PGP in an HTML part" // leave it alone
+		}
 	}
 	ins := &w.buf.ins
 	ins.Reset()
@@ -126,40 +131,46 @@ func (w *walker) transform(h *header, params map[string]string, raw []byte, bs b
 	ins.Write(text[:at])
 	ins.WriteString(w.pixel)
 	ins.Write(text[at:])
-
 	if w.dry {
 		return ct, cte, nil, "" // Inspect: encoding cannot fail
 	}
 	out := &w.buf.enc
 	out.Reset()
-	switch enc {
-	case "base64":
-		base64Lines(out, ins.Bytes(), nl)
-	case "quoted-printable":
-		qpEncode(out, ins.Bytes(), nl)
-		if w.softEnd && w.t.eof && tail != "" {
-			// The part ended in a soft line break that ate the final
-			// line break: keep it eaten.
-			out.WriteString("=")
-		}
-	case "binary":
-		if hasDelimiter(ins.Bytes(), bs) {
-			qpEncode(out, ins.Bytes(), nl)
-			cte = cteField(h, nl)
-		} else {
-			out.Write(ins.Bytes())
-		}
-	default: // 7bit, 8bit or none
-		b := ins.Bytes()
-		if longLine(b) || (enc != "8bit" && !ascii(b)) || hasDelimiter(b, bs) {
-			qpEncode(out, b, nl)
-			cte = cteField(h, nl)
-		} else {
-			out.Write(b)
-		}
+	if w.encode(out, enc, ins.Bytes(), nl, bs) {
+		cte = cteField(h, nl)
+	}
+	if enc == "quoted-printable" && w.softEnd && w.t.eof && tail != "" {
+		// The part ended in a soft line break that ate the final line
+		// break: keep it eaten.
+		out.WriteString("=")
 	}
 	out.WriteString(tail)
 	return ct, cte, out.Bytes(), ""
+}
+
+// encode writes text in transfer encoding enc; 7bit, 8bit and binary
+// switch to quoted-printable (reported true) when a line would be over
+// 998 octets, 7bit text is not ASCII, or a line would look like a
+// delimiter of bs.
+func (w *walker) encode(out *bytes.Buffer, enc string, text []byte, nl string, bs boundaries) (toQP bool) {
+	switch enc {
+	case "base64":
+		base64Lines(out, text, nl)
+		return false
+	case "quoted-printable":
+		qpEncode(out, text, nl)
+		return false
+	case "binary":
+		toQP = hasDelimiter(text, bs)
+	default: // 7bit, 8bit or none
+		toQP = longLine(text) || (enc != "8bit" && !ascii(text)) || hasDelimiter(text, bs)
+	}
+	if toQP {
+		qpEncode(out, text, nl)
+	} else {
+		out.Write(text)
+	}
+	return toQP
 }
 
 // decode undoes the transfer encoding.
@@ -172,7 +183,7 @@ func (w *walker) decode(enc string, content []byte) ([]byte, string) {
 		// A soft line break ending the part means nothing; the decoder
 		// only accepts it when a line break follows.
 		c := bytes.TrimRight(content, " \t")
-		if len(c) > 0 && c[len(c)-1] == '=' && (len(c) < 2 || c[len(c)-2] == '\n') {
+		if len(c) > 0 && c[len(c)-1] == '=' {
 			content = c[:len(c)-1]
 			w.softEnd = true
 		}

@@ -279,6 +279,10 @@ func TestFixtures(t *testing.T) {
 		}},
 		{"dkim-html.eml", 1, "dkim", "", func(t *testing.T, out []byte) { mustNotContain(t, out, "hidden@", tag) }},
 		{"missing-close.eml", 1, "malformed: missing closing boundary", "", nil},
+		{"qp-soft-end.eml", 1, "", "", func(t *testing.T, out []byte) {
+			mustContain(t, out, "<p>ends softly</p><img src=3D")
+		}},
+		{"digest.eml", 0, "", "", nil},
 		{"qp-dashes.eml", 2, "", "", func(t *testing.T, out []byte) {
 			mustNotContain(t, out, "\n--zz\n.")
 			mustContain(t, out, "\n\n"+tag+"\n--zz--\n")

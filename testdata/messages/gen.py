@@ -90,3 +90,9 @@ w("missing-close.eml", H + "Subject: broken\nMessage-ID: <broken@example.com>\nC
 
 # 20 mixed line endings inside body, html with empty body part, a boundary-like line in qp
 w("qp-dashes.eml", H + "Subject: dashes\nMessage-ID: <dashes@example.com>\nContent-Type: multipart/alternative; boundary=\"zz\"\n\n--zz\nContent-Type: text/html; charset=utf-8\nContent-Transfer-Encoding: quoted-printable\n\n<html><body>\n=2D-zz\n.\n</body></html>\n--zz\nContent-Type: text/html; charset=utf-8\n\n--zz--\n", nl="\n")
+
+# 21 QP HTML ending in a soft line break at the end of the message, no </body>
+w("qp-soft-end.eml", H + "Subject: soft\nMessage-ID: <soft@example.com>\nContent-Type: text/html; charset=utf-8\nContent-Transfer-Encoding: quoted-printable\n\n<p>ends softly</p>=\n", nl="\n")
+
+# 22 multipart/digest: parts default to message/rfc822, never changed
+w("digest.eml", H + "Subject: digest\nMessage-ID: <digest@example.com>\nContent-Type: multipart/digest; boundary=\"d\"\n\n--d\n\nFrom: x@example.com\nContent-Type: text/html\n\n<html><body>digest item</body></html>\n--d--\n")
