@@ -37,6 +37,8 @@ type env struct {
 	// width is the terminal width that long cells are cut to; 0 means
 	// stdout is not a terminal and nothing is cut.
 	width int
+	// color allows colour codes in tables (see colorOn).
+	color bool
 }
 
 // command is one top-level command.
@@ -75,7 +77,8 @@ func findCommand(name string) *command {
 // Main runs one command and returns the process exit code:
 // 0 success, 1 failure, 2 bad usage.
 func Main(args []string, stdout, stderr io.Writer) int {
-	e := &env{stdout: stdout, stderr: stderr, now: time.Now, width: termWidth(stdout)}
+	e := &env{stdout: stdout, stderr: stderr, now: time.Now, width: termWidth(stdout),
+		color: colorOn(isTerminal(stdout), os.Getenv)}
 	return e.main(args)
 }
 
@@ -224,13 +227,18 @@ func termWidth(w io.Writer) int {
 	if n, err := strconv.Atoi(os.Getenv("COLUMNS")); err == nil && n > 0 {
 		return n
 	}
-	f, ok := w.(*os.File)
-	if !ok || !term.IsTerminal(int(f.Fd())) {
+	if !isTerminal(w) {
 		return 0
 	}
-	width, _, err := term.GetSize(int(f.Fd()))
+	width, _, err := term.GetSize(int(w.(*os.File).Fd()))
 	if err != nil || width <= 0 {
 		return 0
 	}
 	return width
+}
+
+// isTerminal reports whether w is a terminal.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
 }

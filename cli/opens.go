@@ -138,6 +138,7 @@ func (e *env) showOpens(opens []store.Open, limit int, filtered bool) error {
 	t := &table{
 		header: []string{"OPENED", "KIND", "RECIPIENT", "SUBJECT", "ID"},
 		flex:   map[int]int{2: 16, 3: 12},
+		paint:  kindPainter(e.color, 1),
 	}
 	for _, o := range opens {
 		t.add(stamp(o.OpenedAt, now), kind(o), o.Recipient, o.Subject, o.TrackingID)
@@ -177,6 +178,7 @@ func (e *env) showCopyOpens(c *client, id string, opens []store.Open, limit int)
 	t := &table{
 		header: []string{"OPENED", "KIND", "IP", "USER AGENT"},
 		flex:   map[int]int{3: 12},
+		paint:  kindPainter(e.color, 1),
 	}
 	for _, o := range opens {
 		k := kind(o)

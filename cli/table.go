@@ -14,6 +14,9 @@ type table struct {
 	rows   [][]string
 	// flex maps a column index to the narrowest it may be cut to.
 	flex map[int]int
+	// paint, when set, may wrap a data cell (already cut) in terminal
+	// colour codes; alignment is computed on the plain text.
+	paint func(col int, cell string) string
 }
 
 const colGap = 2
@@ -36,8 +39,12 @@ func (t *table) render(maxWidth int) string {
 		t.shrink(widths, maxWidth)
 	}
 	var b strings.Builder
-	for _, row := range all {
-		writeRow(&b, row, widths)
+	for i, row := range all {
+		var paint func(int, string) string
+		if i > 0 {
+			paint = t.paint
+		}
+		writeRow(&b, row, widths, paint)
 	}
 	return b.String()
 }
@@ -79,14 +86,18 @@ func columnWidths(rows [][]string) []int {
 	return widths
 }
 
-func writeRow(b *strings.Builder, row []string, widths []int) {
+func writeRow(b *strings.Builder, row []string, widths []int, paint func(int, string) string) {
 	var line strings.Builder
 	for i, c := range row {
 		if i > 0 {
 			line.WriteString(strings.Repeat(" ", colGap))
 		}
 		c = cut(c, widths[i])
-		line.WriteString(c)
+		if paint != nil {
+			line.WriteString(paint(i, c))
+		} else {
+			line.WriteString(c)
+		}
 		if i < len(row)-1 {
 			line.WriteString(strings.Repeat(" ", widths[i]-textWidth(c)))
 		}
@@ -101,7 +112,7 @@ func renderPlain(rows [][]string) string {
 	widths := columnWidths(rows)
 	var b strings.Builder
 	for _, r := range rows {
-		writeRow(&b, r, widths)
+		writeRow(&b, r, widths, nil)
 	}
 	return b.String()
 }
@@ -182,4 +193,35 @@ func clean(s string) string {
 
 func isBidiControl(r rune) bool {
 	return (r >= 0x202A && r <= 0x202E) || (r >= 0x2066 && r <= 0x2069) || r == 0x200E || r == 0x200F || r == 0x061C
+}
+
+// Terminal colours, used only for how an open was counted.
+const (
+	colorHuman = "\x1b[32m" // green
+	colorBot   = "\x1b[2m"  // dim
+	colorReset = "\x1b[0m"
+)
+
+// kindPainter colours column col by the open's kind: people green, bots
+// dim. It returns nil (no colour) when colour is off.
+func kindPainter(on bool, col int) func(int, string) string {
+	if !on {
+		return nil
+	}
+	return func(i int, cell string) string {
+		switch {
+		case i != col || cell == "":
+			return cell
+		case strings.HasPrefix(cell, "bot"):
+			return colorBot + cell + colorReset
+		default:
+			return colorHuman + cell + colorReset
+		}
+	}
+}
+
+// colorOn decides whether to colour: only on a terminal, and never when
+// NO_COLOR is set (https://no-color.org) or TERM is "dumb".
+func colorOn(terminal bool, getenv func(string) string) bool {
+	return terminal && getenv("NO_COLOR") == "" && getenv("TERM") != "dumb"
 }

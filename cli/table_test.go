@@ -171,3 +171,43 @@ func TestSize(t *testing.T) {
 		}
 	}
 }
+
+func TestColor(t *testing.T) {
+	env := func(vars map[string]string) func(string) string { return func(k string) string { return vars[k] } }
+	tests := []struct {
+		terminal bool
+		vars     map[string]string
+		want     bool
+	}{
+		{true, nil, true},
+		{false, nil, false},
+		{true, map[string]string{"NO_COLOR": "1"}, false},
+		{true, map[string]string{"TERM": "dumb"}, false},
+		{true, map[string]string{"TERM": "xterm-256color"}, true},
+	}
+	for _, tt := range tests {
+		if got := colorOn(tt.terminal, env(tt.vars)); got != tt.want {
+			t.Errorf("colorOn(%v, %v) = %v, want %v", tt.terminal, tt.vars, got, tt.want)
+		}
+	}
+
+	tb := &table{header: []string{"KIND", "IP"}}
+	tb.add("human (first)", "203.0.113.9")
+	tb.add("bot:apple_mpp", "17.58.0.1")
+	plain := tb.render(0)
+	tb.paint = kindPainter(true, 0)
+	colored := tb.render(0)
+	if !strings.Contains(colored, colorHuman+"human (first)"+colorReset) || !strings.Contains(colored, colorBot+"bot:apple_mpp"+colorReset) {
+		t.Errorf("kinds not coloured: %q", colored)
+	}
+	strip := strings.NewReplacer(colorHuman, "", colorBot, "", colorReset, "")
+	if strip.Replace(colored) != plain {
+		t.Errorf("colour changed the layout:\n%q\nwant\n%q", strip.Replace(colored), plain)
+	}
+	if strings.HasPrefix(colored, "\x1b") {
+		t.Errorf("the header was coloured: %q", colored)
+	}
+	if kindPainter(false, 0) != nil {
+		t.Error("kindPainter(false) should be nil")
+	}
+}
