@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"slices"
 	"time"
 
 	"github.com/emersion/go-sasl"
@@ -146,7 +147,7 @@ func (se *session) Mail(from string, opts *smtp.MailOptions) error {
 		return errTooBig
 	}
 	se.from = from
-	se.rcpts = se.rcpts[:0]
+	se.rcpts = nil
 	se.conn.setTx(true)
 	return nil
 }
@@ -168,11 +169,14 @@ func (se *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 // spool. The reply names the queue id.
 func (se *session) Data(r io.Reader) error {
 	start := time.Now()
+	// With BDAT, Data runs in its own goroutine and an RSET may end the
+	// transaction under it: work on copies of the envelope.
+	from, rcpts := se.from, slices.Clone(se.rcpts)
 	cfg := se.s.cfg()
 	body := &sizeLimiter{r: r, max: int64(cfg.SMTP.MaxMessageSize)}
 	hdr := receivedHeader(se.sc.Hostname(), se.remote, hostname(cfg), se.tls, se.user != "", start)
-	id, err := se.s.spool.Spool(se.from, se.rcpts, io.MultiReader(hdr, body))
-	attrs := []any{"from", se.from, "rcpts", len(se.rcpts), "size", body.n,
+	id, err := se.s.spool.Spool(from, rcpts, io.MultiReader(hdr, body))
+	attrs := []any{"from", from, "rcpts", len(rcpts), "size", body.n,
 		"duration", time.Since(start).Round(time.Microsecond)}
 	if se.user != "" {
 		attrs = append(attrs, "user", se.user)
@@ -181,6 +185,9 @@ func (se *session) Data(r io.Reader) error {
 	case body.tooBig:
 		se.log.Warn("message refused: too big", append(attrs, "max", body.max)...)
 		return errTooBig
+	case err != nil && body.err != nil:
+		se.log.Warn("message not accepted: DATA aborted", append(attrs, "err", body.err)...)
+		return errSpool
 	case err != nil:
 		se.log.Error("message not accepted: spool failed", append(attrs, "err", err)...)
 		return errSpool
@@ -193,7 +200,7 @@ func (se *session) Data(r io.Reader) error {
 // Reset ends the transaction.
 func (se *session) Reset() {
 	se.from = ""
-	se.rcpts = se.rcpts[:0]
+	se.rcpts = nil
 	se.conn.setTx(false)
 }
 
@@ -212,6 +219,7 @@ type sizeLimiter struct {
 	max    int64
 	n      int64
 	tooBig bool
+	err    error // a read error other than EOF: the client went away
 }
 
 func (l *sizeLimiter) Read(p []byte) (int, error) {
@@ -223,6 +231,9 @@ func (l *sizeLimiter) Read(p []byte) (int, error) {
 	if l.max > 0 && l.n > l.max || errors.Is(err, smtp.ErrDataTooLarge) {
 		l.tooBig = true
 		return 0, smtp.ErrDataTooLarge
+	}
+	if err != nil && err != io.EOF {
+		l.err = err
 	}
 	return n, err
 }

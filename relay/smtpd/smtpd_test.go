@@ -15,6 +15,7 @@ import (
 	"io"
 	"log/slog"
 	"math/big"
+	"net/textproto"
 	"net"
 	"os"
 	"path/filepath"
@@ -737,5 +738,80 @@ func BenchmarkSessionData(b *testing.B) {
 		if _, err := send(c, "a@example.com", []string{"b@example.com"}, body); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// rawConn speaks SMTP line by line, for what go-smtp's client cannot do.
+func rawConn(t *testing.T, addr string) *textproto.Conn {
+	t.Helper()
+	c, err := textproto.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	if _, _, err := c.ReadResponse(220); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func cmd(t *testing.T, c *textproto.Conn, want int, format string, args ...any) string {
+	t.Helper()
+	if err := c.PrintfLine(format, args...); err != nil {
+		t.Fatal(err)
+	}
+	_, msg, err := c.ReadResponse(want)
+	if err != nil {
+		t.Fatalf("%s: %v", fmt.Sprintf(format, args...), err)
+	}
+	return msg
+}
+
+func TestBDAT(t *testing.T) {
+	e := start(t, baseConfig(), nil)
+	c := rawConn(t, e.addr)
+	cmd(t, c, 250, "EHLO raw.test")
+	cmd(t, c, 250, "MAIL FROM:<a@example.com>")
+	cmd(t, c, 250, "RCPT TO:<b@example.com>")
+	part1, part2 := "Subject: chunks\r\n\r\n", "chunked body\r\n"
+	fmt.Fprintf(c.W, "BDAT %d\r\n%s", len(part1), part1)
+	c.W.Flush()
+	if _, _, err := c.ReadResponse(250); err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintf(c.W, "BDAT %d LAST\r\n%s", len(part2), part2)
+	c.W.Flush()
+	_, msg, err := c.ReadResponse(250)
+	if err != nil || !strings.Contains(msg, "queued as Q0001") {
+		t.Fatalf("BDAT LAST: %q %v", msg, err)
+	}
+	if m := e.sp.messages(); len(m) != 1 || !strings.HasSuffix(m[0].body, part1+part2) {
+		t.Fatalf("%+v", m)
+	}
+	// RSET in the middle of a BDAT transfer abandons the message.
+	cmd(t, c, 250, "MAIL FROM:<a@example.com>")
+	cmd(t, c, 250, "RCPT TO:<b@example.com>")
+	fmt.Fprintf(c.W, "BDAT %d\r\n%s", len(part1), part1)
+	c.W.Flush()
+	c.ReadResponse(250)
+	cmd(t, c, 250, "RSET")
+	cmd(t, c, 250, "NOOP")
+	if n := len(e.sp.messages()); n != 1 {
+		t.Fatalf("%d messages after an abandoned BDAT", n)
+	}
+}
+
+func TestClientDisconnectMidData(t *testing.T) {
+	e := start(t, baseConfig(), nil)
+	c := rawConn(t, e.addr)
+	cmd(t, c, 250, "EHLO raw.test")
+	cmd(t, c, 250, "MAIL FROM:<a@example.com>")
+	cmd(t, c, 250, "RCPT TO:<b@example.com>")
+	cmd(t, c, 354, "DATA")
+	c.PrintfLine("Subject: cut")
+	c.Close()
+	time.Sleep(100 * time.Millisecond)
+	if n := len(e.sp.messages()); n != 0 {
+		t.Fatalf("%d messages spooled from a cut connection", n)
 	}
 }
