@@ -12,6 +12,20 @@
 // changes are written the same way; losing one can only cause a duplicate
 // delivery, never a lost message. A message's files are deleted when all its
 // copies are final and its bounce, if any, is itself durably spooled.
+//
+// Retries: a temporary failure defers the copy for min_retry, doubling per
+// attempt up to max_retry, with ±25% jitter; the last try is at max_age.
+// A setup failure (our credentials, certificate, sending limit) is deferred
+// the same way and never bounced while max_age has not passed; Kick retries
+// every deferred copy at once after a reload. A permanent failure, or any
+// failure after max_age, fails the recipient.
+//
+// Bounces: one RFC 3464 report per message lists its failed recipients. It
+// is sent once every copy of the message has been tried at least once, so
+// the failures of the first round share one report; a recipient that fails
+// later (expiry) gets a second one. Bounces go from <> to the envelope
+// sender through the same queue, never for the null sender, and a bounce's
+// own failures are only logged.
 package queue
 
 import (
