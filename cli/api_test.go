@@ -272,6 +272,25 @@ func TestOpensNoneYet(t *testing.T) {
 	}
 }
 
+// A copy the server knows (GET /api/messages?id=) but nobody opened yet.
+func TestOpensCopyWithoutOpens(t *testing.T) {
+	f := sampleAPI()
+	f.byID = true
+	cfg := startAPI(t, f)
+	code, out, _ := run(0, "opens", "d4e5f6g7abcdefgh", "--config", cfg)
+	want := "" +
+		"copy     d4e5f6g7abcdefgh\n" +
+		"to       dave@example.com\n" +
+		"subject  Invoice 42\n" +
+		"sent     not yet\n" +
+		"status   deferred (451 4.7.0 try again later)\n" +
+		"\n" +
+		"no opens yet for d4e5f6g7abcdefgh\n"
+	if code != 0 || out != want {
+		t.Errorf("exit %d, out:\n%s\nwant:\n%s", code, out, want)
+	}
+}
+
 func TestOpensList(t *testing.T) {
 	f := sampleAPI()
 	cfg := startAPI(t, f)
