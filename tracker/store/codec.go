@@ -2,7 +2,6 @@ package store
 
 import (
 	"bytes"
-	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"strings"
@@ -21,11 +20,9 @@ var (
 	bOpens        = []byte("opens")           // id 0 opened(8) seq(8) -> openRec
 	bOpensByTime  = []byte("opens_by_time")   // opened(8) seq(8) -> flags id 0 rcpt
 	bOpensByRcpt  = []byte("opens_by_rcpt")   // rcpt 0 opened(8) seq(8) -> id
-	bDedup        = []byte("dedup")           // sha256(id 0 ip 0 ua)[:16] -> opened(8) of the last stored open
-	bIPRate       = []byte("iprate")          // ip 0 minute(8) -> count(4)
 	bMeta         = []byte("meta")            // counter name -> int64(8)
 
-	allBuckets = [][]byte{bCopies, bCopiesByTime, bCopiesByRcpt, bUnopened, bOpens, bOpensByTime, bOpensByRcpt, bDedup, bIPRate, bMeta}
+	allBuckets = [][]byte{bCopies, bCopiesByTime, bCopiesByRcpt, bUnopened, bOpens, bOpensByTime, bOpensByRcpt, bMeta}
 )
 
 // Counter names in bMeta.
@@ -237,16 +234,6 @@ func parseTimeIndexValue(v []byte) (flags byte, id, rcpt string, ok bool) {
 		return 0, "", "", false
 	}
 	return v[0], string(v[1 : 1+i]), string(v[2+i:]), true
-}
-
-func dedupKey(id, ip, ua string) []byte {
-	h := sha256.New()
-	h.Write([]byte(id))
-	h.Write([]byte{0})
-	h.Write([]byte(ip))
-	h.Write([]byte{0})
-	h.Write([]byte(ua))
-	return h.Sum(make([]byte, 0, sha256.Size))[:16]
 }
 
 // minute is the per-IP counter slot of t.

@@ -157,8 +157,11 @@ func (s *Store) commit(batch []request) {
 	stored := make([]bool, len(batch))
 	dedup := time.Duration(s.dedup.Load())
 	limit := int(s.ipHourly.Load())
+	if now := s.now(); now.Sub(s.lim.lastSweep) >= time.Minute || now.Before(s.lim.lastSweep) {
+		s.lim.sweep(now, dedup)
+	}
 	err := s.updateLocked(func(tx *bolt.Tx) error {
-		w := newHitTx(tx)
+		w := newHitTx(tx, s.lim)
 		for i := range batch {
 			if batch[i].flush {
 				continue
@@ -172,6 +175,7 @@ func (s *Store) commit(batch []request) {
 		return w.finish()
 	})
 	if err != nil {
+		s.lim.rollback()
 		hits := 0
 		for _, r := range batch {
 			if !r.flush {
@@ -180,6 +184,8 @@ func (s *Store) commit(batch []request) {
 		}
 		s.dropped.Add(int64(hits))
 		s.log.Error("store: hits not stored", "count", hits, "err", err)
+	} else {
+		s.lim.commit()
 	}
 	for i, r := range batch {
 		if r.done != nil {
@@ -190,15 +196,16 @@ func (s *Store) commit(batch []request) {
 
 // hitTx applies hits inside one write transaction.
 type hitTx struct {
-	copies, unopened, opens, byTime, byRcpt, dedup, iprate, meta *bolt.Bucket
-	dOpens, dHuman                                               int64
+	copies, unopened, opens, byTime, byRcpt, meta *bolt.Bucket
+	lim                                           *limiter
+	dOpens, dHuman                                int64
 }
 
-func newHitTx(tx *bolt.Tx) *hitTx {
+func newHitTx(tx *bolt.Tx, lim *limiter) *hitTx {
 	return &hitTx{
 		copies: tx.Bucket(bCopies), unopened: tx.Bucket(bUnopened),
 		opens: tx.Bucket(bOpens), byTime: tx.Bucket(bOpensByTime), byRcpt: tx.Bucket(bOpensByRcpt),
-		dedup: tx.Bucket(bDedup), iprate: tx.Bucket(bIPRate), meta: tx.Bucket(bMeta),
+		meta: tx.Bucket(bMeta), lim: lim,
 	}
 }
 
@@ -215,44 +222,24 @@ func (w *hitTx) apply(h *Hit, now func() time.Time, dedup time.Duration, limit i
 	if err != nil {
 		return false, nil // a damaged copy record cannot take opens
 	}
-	at := ts(h.At)
-	var dk []byte
-	if dedup > 0 {
-		dk = dedupKey(h.TrackingID, h.IP, h.UserAgent)
-		if v := w.dedup.Get(dk); len(v) == 8 && h.At.Sub(fromTS(binary.BigEndian.Uint64(v))) < dedup {
-			return false, nil
-		}
-	}
-	slot := minute(h.At)
-	if limit > 0 && h.IP != "" && w.ipCount(h.IP, slot) >= limit {
+	dk := keyOf(h.TrackingID, h.IP, h.UserAgent)
+	if dedup > 0 && w.lim.duplicate(dk, h.At, dedup) {
 		return false, nil
 	}
-	if err := w.store(h, &c, at, slot, dk); err != nil {
+	slot := minute(h.At)
+	if limit > 0 && h.IP != "" && w.lim.ipCount(h.IP, slot) >= limit {
+		return false, nil
+	}
+	at := ts(h.At)
+	if err := w.store(h, &c, at); err != nil {
 		return false, err
 	}
+	w.lim.note(dk, h.IP, at, slot)
 	return true, nil
 }
 
-// ipCount is the number of opens stored for ip in the 60 minutes up to slot.
-func (w *hitTx) ipCount(ip string, slot uint64) int {
-	from := uint64(0)
-	if slot >= 59 {
-		from = slot - 59
-	}
-	prefix := prefixed(ip)
-	c := w.iprate.Cursor()
-	n := 0
-	for k, v := c.Seek(prefixed(ip, appendU64(nil, from))); k != nil && len(k) == len(prefix)+8 && string(k[:len(prefix)]) == string(prefix); k, v = c.Next() {
-		if len(v) == 4 {
-			n += int(binary.BigEndian.Uint32(v))
-		}
-	}
-	return n
-}
-
-// store writes the open, its index entries, the dedup and rate entries and
-// the copy's counters.
-func (w *hitTx) store(h *Hit, c *copyRec, at, slot uint64, dk []byte) error {
+// store writes the open, its index entries and the copy's counters.
+func (w *hitTx) store(h *Hit, c *copyRec, at uint64) error {
 	seq, err := w.opens.NextSequence()
 	if err != nil {
 		return err
@@ -280,16 +267,6 @@ func (w *hitTx) store(h *Hit, c *copyRec, at, slot uint64, dk []byte) error {
 			return err
 		}
 	}
-	if dk != nil {
-		if err := w.dedup.Put(dk, appendU64(nil, at)); err != nil {
-			return err
-		}
-	}
-	if h.IP != "" {
-		if err := w.bumpIP(h.IP, slot); err != nil {
-			return err
-		}
-	}
 	c.OpensTotal++
 	w.dOpens++
 	if !h.Bot {
@@ -303,15 +280,6 @@ func (w *hitTx) store(h *Hit, c *copyRec, at, slot uint64, dk []byte) error {
 		}
 	}
 	return w.copies.Put([]byte(h.TrackingID), encodeCopy(c))
-}
-
-func (w *hitTx) bumpIP(ip string, slot uint64) error {
-	k := prefixed(ip, appendU64(nil, slot))
-	n := uint32(0)
-	if v := w.iprate.Get(k); len(v) == 4 {
-		n = binary.BigEndian.Uint32(v)
-	}
-	return w.iprate.Put(k, binary.BigEndian.AppendUint32(nil, n+1))
 }
 
 // finish writes the batch's counter changes.

@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
@@ -16,28 +15,24 @@ import (
 // purge never holds the writer off for long.
 const purgeChunk = 5000
 
-// expireChunk is the number of dedup or rate entries examined per write
-// transaction when expiring.
-const expireChunk = 20000
-
 // compactTxSize bounds the transactions of a compaction.
 const compactTxSize = 64 << 20
 
 // Purge deletes opens with opened_at before the given time, in chunks of
-// 5000 per write transaction, together with their index entries, and
-// expires dedup and per-IP entries older than their windows. Copies and
+// 5000 per write transaction, together with their index entries. (Dedup
+// and per-IP entries live in memory and expire by themselves.) Copies and
 // their counters stay (see the package documentation). progress, if not
 // nil, is called with the number of opens deleted so far.
 //
-// Then, when at least a quarter of the file is reclaimable (free pages and
-// unused space), the file is compacted into PATH.compact and swapped in.
+// Then, when free pages make up at least a quarter of the file, the file is
+// compacted into PATH.compact and swapped in.
 // While compacting, new hits are held in memory and committed after the
 // swap; Add and Update wait; queries keep reading the old file.
-func (s *Store) Purge(ctx context.Context, before time.Time, progress func(done int)) (PurgeResult, error) {
+func (s *Store) Purge(ctx context.Context, before time.Time, progress func(done int)) (res PurgeResult, err error) {
 	s.purgeMu.Lock()
 	defer s.purgeMu.Unlock()
 	start := time.Now()
-	res := PurgeResult{SizeBefore: s.fileSize()}
+	res.SizeBefore = s.fileSize()
 	s.log.Info("purge: start", "before", before.UTC().Format(time.RFC3339), "size", res.SizeBefore)
 	defer func() {
 		res.SizeAfter = s.fileSize()
@@ -61,9 +56,6 @@ func (s *Store) Purge(ctx context.Context, before time.Time, progress func(done 
 		if n < purgeChunk {
 			break
 		}
-	}
-	if _, err := s.expire(ctx.Done()); err != nil {
-		return res, err
 	}
 	if err := ctx.Err(); err != nil {
 		return res, err
@@ -126,99 +118,14 @@ func (s *Store) purgeOpens(before uint64) (int, error) {
 	return n, err
 }
 
-// expire removes dedup entries older than the dedup window and per-IP
-// counters older than an hour, examining expireChunk entries per write
-// transaction. It stops early when cancel is closed.
-func (s *Store) expire(cancel <-chan struct{}) (int, error) {
-	now := s.now()
-	dedupBefore := ts(now.Add(-time.Duration(s.dedup.Load())))
-	minuteBefore := minute(now.Add(-time.Hour))
-	total := 0
-	for _, e := range []struct {
-		bucket  []byte
-		expired func(k, v []byte) bool
-	}{
-		{bDedup, func(_, v []byte) bool { return len(v) != 8 || binary.BigEndian.Uint64(v) < dedupBefore }},
-		{bIPRate, func(k, _ []byte) bool { return len(k) < 9 || beU64(k[len(k)-8:]) <= minuteBefore }},
-	} {
-		var after []byte
-		for {
-			select {
-			case <-cancel:
-				return total, nil
-			default:
-			}
-			n, next, err := s.expireChunk(e.bucket, after, e.expired)
-			total += n
-			if err != nil {
-				return total, err
-			}
-			if next == nil {
-				break
-			}
-			after = next
-		}
-	}
-	if total > 0 {
-		s.log.Info("store: expired dedup and rate entries", "count", total)
-	}
-	return total, nil
-}
-
-// expireChunk examines up to expireChunk entries of a bucket starting at
-// from, deletes the expired ones and returns the key to continue from (nil
-// at the end).
-func (s *Store) expireChunk(bucket, from []byte, expired func(k, v []byte) bool) (int, []byte, error) {
-	var n int
-	var next []byte
-	err := s.update(func(tx *bolt.Tx) error {
-		n, next = 0, nil
-		b := tx.Bucket(bucket)
-		c := b.Cursor()
-		var dead [][]byte
-		seen := 0
-		k, v := c.First()
-		if from != nil {
-			k, v = c.Seek(from)
-		}
-		for ; k != nil; k, v = c.Next() {
-			if seen == expireChunk {
-				next = append([]byte(nil), k...)
-				break
-			}
-			seen++
-			if expired(k, v) {
-				dead = append(dead, append([]byte(nil), k...))
-			}
-		}
-		for _, k := range dead {
-			if err := b.Delete(k); err != nil {
-				return err
-			}
-		}
-		n = len(dead)
-		return nil
-	})
-	return n, next, err
-}
-
-// reclaimable returns the file size and how much of it compaction would
-// free: free pages plus the file beyond the high-water mark.
-func (s *Store) reclaimable() (size, reclaim int64) {
-	size = s.fileSize()
-	var used int64
+// reclaimable returns the file size and the bytes in free pages. (The
+// preallocated tail beyond the high-water mark is not counted: a compacted
+// file gets one too.)
+func (s *Store) reclaimable() (size, free int64) {
 	s.dbMu.RLock()
 	defer s.dbMu.RUnlock()
 	st := s.db.Stats()
-	page := int64(s.db.Info().PageSize)
-	err := s.db.View(func(tx *bolt.Tx) error {
-		used = tx.Size() - int64(st.FreePageN+st.PendingPageN)*page
-		return nil
-	})
-	if err != nil || used > size {
-		return size, 0
-	}
-	return size, size - used
+	return s.fileSize(), int64(st.FreePageN+st.PendingPageN) * int64(s.db.Info().PageSize)
 }
 
 // compact rewrites the database into PATH.compact and swaps it in. Writers

@@ -5,8 +5,9 @@
 // indexes of copies by queued time, by lowercased recipient and of copies
 // without a human open; opens keyed id+time+seq so one copy's opens are a
 // prefix range; indexes of opens by time (for recent, since and purge) and
-// by recipient; a dedup bucket and per-IP per-minute counters, both expired
-// by time.
+// by recipient. Dedup and the per-IP limit are kept in memory and rebuilt
+// from the last hour's opens (or the dedup window, if longer) on open, so a
+// hit costs no random page writes for them and restarts forget nothing.
 //
 // Hits go through one writer goroutine that commits them in batches: one
 // write transaction and one fsync for all hits that arrived while the
@@ -61,9 +62,6 @@ type Options struct {
 	// QueueSize is the number of hits that may wait for the writer before
 	// senders block (default 16384).
 	QueueSize int
-	// ExpireEvery is how often expired dedup and per-IP entries are removed
-	// in the background (default 10m; negative disables; Purge also does it).
-	ExpireEvery time.Duration
 }
 
 // Store is the tracker's database. All methods are safe for concurrent use.
@@ -84,13 +82,12 @@ type Store struct {
 	db   *bolt.DB
 
 	// sendMu orders sends to in against Close.
-	sendMu   sync.RWMutex
-	closed   bool
-	in       chan request
-	stop     chan struct{}
-	done     chan struct{} // writer exited
-	janitorQ chan struct{}
-	janitorD chan struct{}
+	sendMu sync.RWMutex
+	closed bool
+	in     chan request
+	stop   chan struct{}
+	done   chan struct{} // writer exited
+	lim    *limiter      // owned by the writer goroutine
 
 	purgeMu   sync.Mutex
 	dropped   atomic.Int64
@@ -101,9 +98,9 @@ type Store struct {
 // boltOptions are used for the database and for compaction targets.
 func boltOptions() *bolt.Options {
 	return &bolt.Options{
-		Timeout:         2 * time.Second, // another process holds the file: fail, do not hang
-		FreelistType:    bolt.FreelistMapType,
-		InitialMmapSize: 64 << 20,
+		Timeout:        2 * time.Second, // another process holds the file: fail, do not hang
+		FreelistType:   bolt.FreelistMapType,
+		NoFreelistSync: true, // no freelist write per commit; rebuilt on open
 	}
 }
 
@@ -125,24 +122,23 @@ func OpenStore(path string, opt Options) (*Store, error) {
 	if opt.QueueSize <= 0 {
 		opt.QueueSize = 16384
 	}
-	if opt.ExpireEvery == 0 {
-		opt.ExpireEvery = 10 * time.Minute
-	}
 	db, err := openBolt(path)
 	if err != nil {
 		return nil, err
 	}
 	s := &Store{
 		path: path, opt: opt, log: opt.Log, now: opt.Now, db: db,
-		in:       make(chan request, opt.QueueSize),
-		stop:     make(chan struct{}),
-		done:     make(chan struct{}),
-		janitorQ: make(chan struct{}),
-		janitorD: make(chan struct{}),
+		in:   make(chan request, opt.QueueSize),
+		stop: make(chan struct{}),
+		done: make(chan struct{}),
+		lim:  newLimiter(),
 	}
 	s.SetLimits(opt.DedupWindow, opt.IPHourlyLimit)
+	if err := s.rebuildLimiter(); err != nil {
+		db.Close()
+		return nil, err
+	}
 	go s.writer()
-	go s.janitor()
 	return s, nil
 }
 
@@ -207,8 +203,6 @@ func (s *Store) Close() error {
 		s.sendMu.Unlock()
 		close(s.stop)
 		<-s.done
-		close(s.janitorQ)
-		<-s.janitorD
 		s.purgeMu.Lock() // wait for a running purge
 		defer s.purgeMu.Unlock()
 		s.dbMu.Lock()
@@ -218,25 +212,24 @@ func (s *Store) Close() error {
 	return s.closeErr
 }
 
-// janitor expires dedup and per-IP entries in the background.
-func (s *Store) janitor() {
-	defer close(s.janitorD)
-	if s.opt.ExpireEvery < 0 {
-		<-s.janitorQ
-		return
+// rebuildLimiter loads dedup and per-IP state from the recent opens.
+func (s *Store) rebuildLimiter() error {
+	now := s.now()
+	window := max(time.Duration(s.dedup.Load()), time.Hour)
+	var n int
+	err := s.view(func(tx *bolt.Tx) error {
+		var err error
+		n, err = s.lim.rebuild(tx, now.Add(-window))
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("store: rebuild dedup state: %w", err)
 	}
-	t := time.NewTicker(s.opt.ExpireEvery)
-	defer t.Stop()
-	for {
-		select {
-		case <-s.janitorQ:
-			return
-		case <-t.C:
-			if _, err := s.expire(s.janitorQ); err != nil {
-				s.log.Error("store: expiring dedup and rate entries", "err", err)
-			}
-		}
+	s.lim.lastSweep = now
+	if n > 0 {
+		s.log.Info("store: dedup and per-IP state rebuilt", "opens", n, "window", window)
 	}
+	return nil
 }
 
 // fileSize returns the database file's size in bytes.
