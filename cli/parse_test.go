@@ -217,3 +217,18 @@ func TestHoistConfig(t *testing.T) {
 		}
 	}
 }
+
+func TestUnknownCommandSuggests(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"open", `unknown command "open" (did you mean opens?)`},
+		{"Status", `unknown command "Status" (did you mean status?)`},
+		{"mesages", `unknown command "mesages" (did you mean messages?)`},
+		{"nonsense", `unknown command "nonsense"`},
+		{"x", `unknown command "x"`},
+	}
+	for _, tt := range tests {
+		if got := unknownCommand(tt.in).Error(); got != tt.want {
+			t.Errorf("unknownCommand(%q) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
+}
