@@ -15,11 +15,11 @@ import (
 // *relay.DeliveryError:
 //
 //   - an SMTP reply 4xx is Temporary, 5xx Permanent, except these Setup
-//     replies, which are the relay's own configuration problem: any 5xx to
-//     AUTH (535 bad credentials, 534 "application-specific password
-//     required", 538 "encryption required", 504 mechanism), 530
-//     "authentication required" at any stage, and 550 5.4.5 (Gmail's daily
-//     sending limit);
+//     replies, which are the relay's own configuration problem: any 5xx
+//     before MAIL (greeting, EHLO, STARTTLS, and AUTH: 535 bad credentials,
+//     534 "application-specific password required", 538 "encryption
+//     required", 504 mechanism), 530 "authentication required" at any
+//     stage, and 550 5.4.5 (Gmail's daily sending limit);
 //   - an untrusted, expired or mismatched upstream certificate is Setup;
 //   - anything else (network, TLS handshake, timeouts, cancellation) is
 //     Temporary.
@@ -66,6 +66,8 @@ func setupHint(se *smtp.SMTPError, stage string) string {
 		return "sending limit of the upstream account reached; copies wait until it resets"
 	case stage == "auth":
 		return "check upstream.username and upstream.password"
+	case stage == "connect" || stage == "tls":
+		return "the upstream refuses our connection: check upstream.url"
 	default:
 		return "the upstream wants authentication: set upstream.username and upstream.password"
 	}
@@ -77,7 +79,9 @@ func replyClass(se *smtp.SMTPError, stage string) relay.Class {
 		return relay.Setup
 	case se.Code == 550 && se.EnhancedCode == smtp.EnhancedCode{5, 4, 5}:
 		return relay.Setup
-	case se.Code/100 == 5 && stage == "auth":
+	case se.Code/100 == 5 && (stage == "auth" || stage == "connect" || stage == "tls"):
+		// Refused before any message was named: the upstream will not
+		// take mail from us at all, whatever the message.
 		return relay.Setup
 	case se.Code/100 == 5:
 		return relay.Permanent

@@ -96,6 +96,7 @@ func TestDeliverFailures(t *testing.T) {
 		stage  string
 	}{
 		{"greeting 421", smtptest.Script{Greeting: smtptest.Reply(421, 4, 3, 2, "busy")}, nil, relay.Temporary, 421, "connect"},
+		{"greeting 554", smtptest.Script{Greeting: smtptest.Reply(554, 5, 3, 2, "no service for you")}, nil, relay.Setup, 554, "connect"},
 		{"mail 451", smtptest.Script{MailReply: smtptest.Reply(451, 4, 3, 0, "later")}, nil, relay.Temporary, 451, "mail"},
 		{"mail 553", smtptest.Script{MailReply: smtptest.Reply(553, 5, 1, 8, "bad sender")}, nil, relay.Permanent, 553, "mail"},
 		{"rcpt 550 only rcpt", smtptest.Script{RcptReplies: map[string]*smtp.SMTPError{
