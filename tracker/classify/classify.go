@@ -265,19 +265,24 @@ func containsFold(s, needle string) bool {
 	return false
 }
 
-// withinWindow: the fetch came within the window around delivery. Gateways
-// scan during or right after the upstream accepts the message, which can be a
-// moment before the relay records SentAt, so the window counts both ways.
-func withinWindow(r Request) bool {
-	w := r.PrefetchWindow
-	if w == 0 {
-		w = DefaultPrefetchWindow
+func withinWindow(r Request) bool { return InPrefetchWindow(r.SentAt, r.Now, r.PrefetchWindow) }
+
+// InPrefetchWindow reports whether a fetch at now came within window of the
+// copy's delivery at sentAt (the last rule of Classify; window 0 means
+// DefaultPrefetchWindow, negative disables). Gateways scan during or right
+// after the upstream accepts the message, which can be a moment before the
+// relay records SentAt, so the window counts both ways. A caller that must
+// look SentAt up can classify without it first and apply this only to a
+// plain human result.
+func InPrefetchWindow(sentAt, now time.Time, window time.Duration) bool {
+	if window == 0 {
+		window = DefaultPrefetchWindow
 	}
-	if w < 0 || r.SentAt.IsZero() || r.Now.IsZero() {
+	if window < 0 || sentAt.IsZero() || now.IsZero() {
 		return false
 	}
-	d := r.Now.Sub(r.SentAt)
-	return d > -w && d < w
+	d := now.Sub(sentAt)
+	return d > -window && d < window
 }
 
 // LoadRanges reads a tracking.apple_ranges_file (config.ParseRanges format:

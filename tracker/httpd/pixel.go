@@ -1,6 +1,7 @@
 package httpd
 
 import (
+	"log/slog"
 	"net/http"
 	"net/netip"
 	"strings"
@@ -85,40 +86,43 @@ func tokenOf(path string) (string, bool) {
 }
 
 // record classifies and stores one genuine fetch: enqueued to the store's
-// batch writer when it has one, else recorded synchronously. Errors are
+// batch writer when it has one, else recorded synchronously. The copy is
+// looked up (a read transaction) only when the fetch would otherwise be a
+// plain human open: its delivery time decides the prefetch rule. Errors are
 // counted and logged (rate-limited); they never change the answer, which is
 // already sent.
 func (s *Server) record(r *http.Request, id string) {
 	d := s.current()
 	now := s.now().UTC()
-	c, found, err := s.opt.Store.Copy(id)
-	if err != nil {
-		s.recordError(err)
-		return
-	}
-	if !found {
-		return // a genuine token of a purged or unknown copy
-	}
 	cl := clientOf(r, d.trusted)
-	res := d.cls.Classify(classify.Request{
-		UserAgent:      r.UserAgent(),
-		IP:             cl.ip,
-		Header:         r.Header,
-		SentAt:         c.SentAt,
-		Now:            now,
-		PrefetchWindow: d.cfg.Tracking.PrefetchWindow.D(),
-	})
+	ua := r.UserAgent()
+	window := d.cfg.Tracking.PrefetchWindow.D()
+	res := d.cls.Classify(classify.Request{UserAgent: ua, IP: cl.ip, Header: r.Header, Now: now, PrefetchWindow: window})
+	if res == (classify.Result{}) {
+		c, found, err := s.opt.Store.Copy(id)
+		if err != nil {
+			s.recordError(err)
+			return
+		}
+		if !found {
+			return // a genuine token of a purged or unknown copy
+		}
+		if classify.InPrefetchWindow(c.SentAt, now, window) {
+			res = classify.Result{Bot: true, BotType: classify.Prefetch}
+		}
+	}
 	hit := store.Hit{
 		TrackingID: id,
 		At:         now,
 		IP:         cl.ip.String(),
-		UserAgent:  r.UserAgent(),
+		UserAgent:  ua,
 		Bot:        res.Bot,
 		BotType:    res.BotType,
 		Proxy:      res.Proxy,
 		Country:    cl.country,
 		City:       cl.city,
 	}
+	var err error
 	if s.enq != nil {
 		err = s.enq.Enqueue(hit) // commit errors are counted in Stats().Dropped
 	} else {
@@ -126,6 +130,9 @@ func (s *Server) record(r *http.Request, id string) {
 	}
 	if err != nil {
 		s.recordError(err)
+	}
+	if s.log.Enabled(r.Context(), slog.LevelDebug) {
+		s.log.Debug("open", "id", id, "ip", hit.IP, "bot_type", res.BotType, "proxy", res.Proxy, "err", err)
 	}
 }
 
