@@ -926,3 +926,64 @@ func BenchmarkQueueEndToEnd(b *testing.B) {
 		})
 	}
 }
+
+// TestSharedCopyPartialRetry: when one recipient of the shared copy is
+// refused temporarily, only that one is retried.
+func TestSharedCopyPartialRetry(t *testing.T) {
+	h := newHarness(t, testConfig())
+	h.up.script["y@untracked.test"] = []error{temporary("mailbox busy")}
+	h.open(true)
+	h.spool("s@x.test", []string{"x@untracked.test", "y@untracked.test"}, textMsg)
+	waitFor(t, "delivery", func() bool { return h.q.Len() == 0 })
+	got := h.up.deliveries()
+	if len(got) != 2 {
+		t.Fatalf("%d deliveries, want 2", len(got))
+	}
+	if strings.Join(got[0].to, ",") != "x@untracked.test,y@untracked.test" || strings.Join(got[1].to, ",") != "y@untracked.test" {
+		t.Errorf("deliveries to %v then %v", got[0].to, got[1].to)
+	}
+	if !strings.Contains(got[1].body, "Message-ID: <plain-1@example.com>") {
+		t.Errorf("retried copy lost the original Message-ID:\n%s", got[1].body)
+	}
+	if countDSN(got) != 0 {
+		t.Error("bounced")
+	}
+}
+
+// TestLaterFailureSecondBounce: the first round's permanent failure is
+// bounced at once (not held back by a deferred recipient), and a recipient
+// that expires later gets its own second report.
+func TestLaterFailureSecondBounce(t *testing.T) {
+	cfg := testConfig()
+	cfg.Queue.MinRetry = config.Duration(time.Minute)
+	cfg.Queue.MaxRetry = config.Duration(time.Hour)
+	cfg.Queue.MaxAge = config.Duration(24 * time.Hour)
+	h := newHarness(t, cfg)
+	clk := &clock{t: time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)}
+	h.now = clk.now
+	h.up.always["a@ex.test"] = permanent(550, smtp.EnhancedCode{5, 1, 1}, "no such user")
+	h.up.always["b@ex.test"] = temporary("greylisted")
+	h.open(true)
+	h.spool("s@x.test", []string{"a@ex.test", "b@ex.test"}, htmlMsg)
+	waitFor(t, "first bounce", func() bool { return countDSN(h.up.deliveries()) == 1 && h.q.Len() == 1 })
+	if es := h.q.Entries(); len(es) != 1 || es[0].Recipients[0] != "b@ex.test" || es[0].Status != record.StatusDeferred {
+		t.Fatalf("entries %+v, want b deferred", es)
+	}
+	clk.add(25 * time.Hour)
+	h.q.Kick()
+	waitFor(t, "second bounce", func() bool { return countDSN(h.up.deliveries()) == 2 && h.q.Len() == 0 })
+	var lists [][]string
+	for _, d := range h.up.deliveries() {
+		if d.from != "" {
+			continue
+		}
+		var rs []string
+		for r := range parseDSN(t, d).recipient {
+			rs = append(rs, r)
+		}
+		lists = append(lists, rs)
+	}
+	if len(lists) != 2 || strings.Join(lists[0], ",") != "a@ex.test" || strings.Join(lists[1], ",") != "b@ex.test" {
+		t.Errorf("bounces list %v, want [a] then [b]", lists)
+	}
+}
