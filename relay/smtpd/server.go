@@ -84,8 +84,9 @@ func New(cfg func() *config.Config, sp relay.Spooler, log *slog.Logger) *Server 
 	}
 }
 
-// Serve accepts connections on l until Shutdown; it then returns nil. Other
-// accept errors are returned as they are.
+// Serve accepts connections on l until Shutdown; it then returns nil. If l
+// is closed by someone else, Serve returns net.ErrClosed; other accept
+// errors (such as running out of file descriptors) are retried.
 func (s *Server) Serve(l net.Listener) error {
 	s.mu.Lock()
 	if s.closing {
@@ -103,14 +104,14 @@ func (s *Server) Serve(l net.Listener) error {
 			if s.isClosing() {
 				return nil
 			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				delay = backoff(delay)
-				s.log.Warn("accept failed; retrying", "err", err, "delay", delay)
-				time.Sleep(delay)
-				continue
+			if errors.Is(err, net.ErrClosed) {
+				return err
 			}
-			return err
+			// Out of file descriptors and the like: wait, do not die.
+			delay = backoff(delay)
+			s.log.Warn("accept failed; retrying", "err", err, "delay", delay)
+			time.Sleep(delay)
+			continue
 		}
 		delay = 0
 		s.accept(c)
