@@ -133,6 +133,10 @@ func readHeader(lr *lineReader, bs boundaries, h *header, t *term) (bool, error)
 			h.nl = lineEnding(chunk)
 		}
 		if !start {
+			if len(h.fields) == 0 { // rest of an overlong delimiter line
+				h.setDefect("overlong delimiter line")
+				h.fields = append(h.fields, field{start: len(h.buf), end: len(h.buf)})
+			}
 			if !h.add(chunk) {
 				return false, nil
 			}

@@ -419,3 +419,69 @@ func TestPixelTag(t *testing.T) {
 		t.Fatalf("PixelTag = %s", got)
 	}
 }
+
+// TestConcurrent: copies made in parallel (pooled buffers) equal copies
+// made one at a time.
+func TestConcurrent(t *testing.T) {
+	all := samples(t)
+	want := make([][]byte, len(all))
+	for i, s := range all {
+		want[i] = rewrite(t, s.data, Options{PixelURL: testPixelURL, MessageID: testMsgID})
+	}
+	errs := make(chan error, 4)
+	for g := 0; g < 4; g++ {
+		go func(g int) {
+			for i := len(all) - 1 - g; i >= 0; i -= 2 {
+				var out bytes.Buffer
+				if err := Rewrite(&out, bytes.NewReader(all[i].data), Options{PixelURL: testPixelURL, MessageID: testMsgID}); err != nil {
+					errs <- err
+					return
+				}
+				if !bytes.Equal(out.Bytes(), want[i]) {
+					errs <- errors.New(all[i].name + ": parallel copy differs")
+					return
+				}
+			}
+			errs <- nil
+		}(g)
+	}
+	for g := 0; g < 4; g++ {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestOverlongLines: lines longer than the read buffer, in headers, bodies
+// and after a delimiter, are carried through whole.
+func TestOverlongLines(t *testing.T) {
+	long := strings.Repeat("y", 200<<10)
+	tests := []struct {
+		name      string
+		msg       string
+		htmlParts int
+		malformed bool
+	}{
+		{"long header", "X-Long: " + long + "\nContent-Type: text/html\n\n<body>x</body>\n", 1, false},
+		{"long html line", "Content-Type: text/html\nContent-Transfer-Encoding: 8bit\n\n<body>" + long + "</body>\n", 1, false},
+		{"long delimiter padding", "Content-Type: multipart/mixed; boundary=b\n\n--b" + strings.Repeat(" ", 100<<10) +
+			"\nContent-Type: text/html\n\n<body>x</body>\n--b--\n", 1, true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			info := inspect(t, []byte(tc.msg))
+			if info.HTMLParts != tc.htmlParts || (info.Untouchable != "") != tc.malformed {
+				t.Fatalf("Inspect = %+v", info)
+			}
+			plain := rewrite(t, []byte(tc.msg), Options{})
+			if string(plain) != tc.msg {
+				t.Fatal("untracked copy changed")
+			}
+			if tc.malformed {
+				return
+			}
+			out := rewrite(t, []byte(tc.msg), Options{PixelURL: testPixelURL})
+			checkTracked(t, []byte(tc.msg), out, info)
+		})
+	}
+}
