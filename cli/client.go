@@ -45,7 +45,7 @@ func connect(cfgFlag string) (*client, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &client{addr: addr, base: "http://" + addr, hc: &http.Client{}}
+	c := &client{addr: addr, base: "http://" + addr, hc: newHTTPClient()}
 	key, err := adminKey(cfg)
 	if err != nil {
 		// Without a key nothing works; but "not running" is the more
@@ -57,6 +57,20 @@ func connect(cfgFlag string) (*client, error) {
 	}
 	c.key = key
 	return c, nil
+}
+
+// newHTTPClient talks to the admin API directly: never through an
+// $HTTP_PROXY (the admin key would go to the proxy), never following a
+// redirect.
+func newHTTPClient() *http.Client {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.Proxy = nil
+	return &http.Client{
+		Transport: tr,
+		CheckRedirect: func(*http.Request, []*http.Request) error {
+			return http.ErrUseLastResponse
+		},
+	}
 }
 
 // apiAddr is where to reach a server listening on listen: an unspecified

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"errors"
+	"net/http"
 	"reflect"
 	"strings"
 	"testing"
@@ -229,6 +230,17 @@ func TestUnknownCommandSuggests(t *testing.T) {
 	for _, tt := range tests {
 		if got := unknownCommand(tt.in).Error(); got != tt.want {
 			t.Errorf("unknownCommand(%q) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
+}
+
+func TestHTTPClientIgnoresProxies(t *testing.T) {
+	t.Setenv("HTTP_PROXY", "http://192.0.2.1:3128")
+	tr := newHTTPClient().Transport.(*http.Transport)
+	if tr.Proxy != nil {
+		req, _ := http.NewRequest("GET", "http://192.0.2.50:8025/api/status", nil)
+		if u, _ := tr.Proxy(req); u != nil {
+			t.Errorf("admin API requests would go through proxy %v", u)
 		}
 	}
 }
