@@ -321,3 +321,40 @@ func FuzzScan(f *testing.F) {
 		}
 	})
 }
+
+// TestPutWaitsForDirSync: Put does not return before a directory fsync that
+// ran after its rename.
+func TestPutWaitsForDirSync(t *testing.T) {
+	release := make(chan struct{})
+	var sawFile atomic.Bool
+	var s *Spool
+	s = open(t, Options{OnSync: func(kind string) {
+		if kind != "dir" {
+			return
+		}
+		ents, _ := os.ReadDir(s.Dir())
+		for _, e := range ents {
+			if strings.HasSuffix(e.Name(), ".msg") {
+				sawFile.Store(true)
+			}
+		}
+		<-release
+	}})
+	done := make(chan error, 1)
+	go func() {
+		_, err := s.Put(&Envelope{ID: NewID(time.Now())}, strings.NewReader("x"))
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		t.Fatalf("Put returned (%v) while the directory fsync was still running", err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	close(release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if !sawFile.Load() {
+		t.Error("the directory fsync ran before the message was renamed into place")
+	}
+}
