@@ -34,6 +34,7 @@ type Watcher struct {
 	cur      atomic.Pointer[Config]
 
 	ready     chan struct{} // closed once Run watches the file (for tests)
+	swapped   chan struct{} // wakes Run to re-sync its watches after a reload
 	readyOnce sync.Once
 
 	mu       sync.Mutex // serializes reloads and subscriber calls
@@ -64,7 +65,8 @@ func NewWatcher(path string, initial *Config, log *slog.Logger) (*Watcher, error
 		}
 		initial = c
 	}
-	w := &Watcher{path: path, log: log, debounce: DebounceDelay, ready: make(chan struct{})}
+	w := &Watcher{path: path, log: log, debounce: DebounceDelay,
+		ready: make(chan struct{}), swapped: make(chan struct{}, 1)}
 	w.cur.Store(initial)
 	return w, nil
 }
@@ -127,6 +129,10 @@ func (w *Watcher) apply(data []byte) error {
 		return nil
 	}
 	w.cur.Store(next)
+	select {
+	case w.swapped <- struct{}{}:
+	default:
+	}
 	w.log.Info("config reloaded", "path", w.path, "changed", changed)
 	w.subMu.Lock()
 	subs := append([]func(prev, next *Config){}, w.subs...)
@@ -143,8 +149,11 @@ func (w *Watcher) apply(data []byte) error {
 // re-create, and Kubernetes ConfigMap updates (a ..data symlink swapped to
 // a new directory). When the path is a symlink, the directory of its final
 // target is watched too, and a change of the target counts as a change.
-// With no file (built-in defaults) Run just waits for ctx. It returns nil
-// when ctx is done, or an error if the directory cannot be watched.
+// The secret files the config names (upstream.password_file and
+// smtp.users[].password_file) are watched the same way, so a rotated
+// password is picked up too. With no file (built-in defaults) Run just
+// waits for ctx. It returns nil when ctx is done, or an error if the
+// config file's directory cannot be watched.
 func (w *Watcher) Run(ctx context.Context) error {
 	if w.path == "" {
 		w.readyOnce.Do(func() { close(w.ready) })
@@ -156,18 +165,26 @@ func (w *Watcher) Run(ctx context.Context) error {
 		return fmt.Errorf("config watch: %w", err)
 	}
 	defer fw.Close()
-	dir := filepath.Dir(w.path)
-	if err := fw.Add(dir); err != nil {
-		return fmt.Errorf("config watch %s: %w", dir, err)
+	if err := fw.Add(filepath.Dir(w.path)); err != nil {
+		return fmt.Errorf("config watch %s: %w", filepath.Dir(w.path), err)
 	}
-	t := &target{fw: fw, dir: dir}
-	t.update(resolve(w.path))
+	ws := &watchSet{fw: fw, log: w.log, dirs: map[string]bool{filepath.Dir(w.path): true}}
+	synced := w.Current()
+	ws.sync(w.path, secretFiles(synced))
 	w.readyOnce.Do(func() { close(w.ready) })
 
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	defer timer.Stop()
+	force := false // a secret file changed: reload even if the config did not
 	for {
+		if cur := w.Current(); cur != synced { // reloaded (here or by Reload)
+			synced = cur
+			if ws.sync(w.path, secretFiles(cur)) {
+				force = true
+				timer.Reset(w.debounce)
+			}
+		}
 		select {
 		case <-ctx.Done():
 			return nil
@@ -175,7 +192,8 @@ func (w *Watcher) Run(ctx context.Context) error {
 			if !ok {
 				return nil
 			}
-			if w.relevant(ev, t) {
+			if hit, secret := ws.relevant(ev); hit {
+				force = force || secret
 				timer.Reset(w.debounce)
 			}
 		case err, ok := <-fw.Errors:
@@ -183,37 +201,124 @@ func (w *Watcher) Run(ctx context.Context) error {
 				return nil
 			}
 			w.log.Warn("config watch error", "path", w.path, "err", err)
+		case <-w.swapped:
 		case <-timer.C:
-			w.reloadFromWatch()
+			w.reloadFromWatch(force)
+			force = false
 		}
 	}
 }
 
-// target tracks where the config path finally points and keeps a watch on
-// that directory when it is not the config file's own directory.
-type target struct {
-	fw      *fsnotify.Watcher
-	dir     string // the config file's directory (always watched)
-	path    string // resolved target ("" when the file is missing)
-	watched string // extra watched directory, if any
+// secretFiles lists the secret files c was loaded from.
+func secretFiles(c *Config) []string {
+	var files []string
+	if c.Upstream.PasswordFile != "" && os.Getenv(EnvUpstreamPassword) == "" {
+		files = append(files, c.Upstream.PasswordFile)
+	}
+	for _, u := range c.SMTP.Users {
+		if u.PasswordFile != "" {
+			files = append(files, u.PasswordFile)
+		}
+	}
+	return files
 }
 
-func (t *target) update(resolved string) {
-	t.path = resolved
-	want := ""
-	if resolved != "" && filepath.Dir(resolved) != t.dir {
-		want = filepath.Dir(resolved)
+// watchSet follows a set of files (the config file first, then secret
+// files): it keeps a watch on each one's directory and on the directory of
+// its resolved symlink target, and remembers the targets to notice swaps.
+type watchSet struct {
+	fw    *fsnotify.Watcher
+	log   *slog.Logger
+	files []watchedFile
+	dirs  map[string]bool // watched directories
+}
+
+type watchedFile struct {
+	path   string // as configured (absolute)
+	target string // symlink-free path, "" when missing
+	secret bool
+}
+
+// sync sets the followed files and the watched directories; the config
+// file's own directory stays watched. Files already followed keep their
+// last known target, so a symlink swap that happened since is still
+// noticed: sync reports it (and the caller reloads).
+func (ws *watchSet) sync(config string, secrets []string) (moved bool) {
+	known := map[string]string{}
+	for _, f := range ws.files {
+		known[f.path] = f.target
 	}
-	if want == t.watched {
-		return
+	files := []watchedFile{{path: config}}
+	for _, s := range secrets {
+		files = append(files, watchedFile{path: s, secret: true})
 	}
-	if t.watched != "" {
-		_ = t.fw.Remove(t.watched) // may already be gone with its directory
+	for i := range files {
+		f := &files[i]
+		now := resolve(f.path)
+		if old, ok := known[f.path]; ok && old != now {
+			moved = true
+		}
+		f.target = now
 	}
-	t.watched = ""
-	if want != "" && t.fw.Add(want) == nil {
-		t.watched = want
+	ws.files = files
+	ws.updateDirs()
+	return moved
+}
+
+func (ws *watchSet) updateDirs() {
+	want := map[string]bool{}
+	for i, f := range ws.files {
+		if i == 0 {
+			want[filepath.Dir(f.path)] = true
+		} else if _, err := os.Stat(filepath.Dir(f.path)); err == nil {
+			want[filepath.Dir(f.path)] = true
+		}
+		if f.target != "" {
+			want[filepath.Dir(f.target)] = true
+		}
 	}
+	for d := range ws.dirs {
+		if !want[d] {
+			_ = ws.fw.Remove(d) // may already be gone with the directory
+			delete(ws.dirs, d)
+		}
+	}
+	for d := range want {
+		if ws.dirs[d] {
+			continue
+		}
+		if err := ws.fw.Add(d); err != nil {
+			ws.log.Warn("config watch: cannot watch directory", "dir", d, "err", err)
+			continue
+		}
+		ws.dirs[d] = true
+	}
+}
+
+// relevant reports whether ev may have changed a followed file (it names
+// the file or its resolved target, or a target changed: a symlink swap),
+// and whether that file is a secret file.
+func (ws *watchSet) relevant(ev fsnotify.Event) (hit, secret bool) {
+	if ev.Op == fsnotify.Chmod {
+		return false, false
+	}
+	name := filepath.Clean(ev.Name)
+	moved := false
+	for i := range ws.files {
+		f := &ws.files[i]
+		h := name == f.path || (f.target != "" && name == f.target)
+		if r := resolve(f.path); r != f.target {
+			f.target, h, moved = r, true, true
+		}
+		if h {
+			hit = true
+			secret = secret || f.secret
+		}
+	}
+	if moved {
+		ws.updateDirs()
+	}
+	return hit, secret
 }
 
 // resolve returns the symlink-free path of p, or "" if it does not exist.
@@ -225,26 +330,11 @@ func resolve(p string) string {
 	return r
 }
 
-// relevant reports whether ev may have changed the config file: it names
-// the file or its resolved target, or the target changed (a symlink swap).
-func (w *Watcher) relevant(ev fsnotify.Event, t *target) bool {
-	if ev.Op == fsnotify.Chmod {
-		return false
-	}
-	name := filepath.Clean(ev.Name)
-	hit := name == w.path || (t.path != "" && name == t.path)
-	if r := resolve(w.path); r != t.path {
-		t.update(r)
-		hit = true
-	}
-	return hit
-}
-
-// reloadFromWatch reloads after file events, skipping content that was
-// already tried. A missing file is logged and otherwise ignored (it may be
+// reloadFromWatch reloads after file events, skipping config content that
+// was already tried unless force is set (a secret file changed). A missing file is logged and otherwise ignored (it may be
 // re-created); an empty file is ignored too, as it is most likely an
 // editor's truncate-then-write in progress (SIGHUP applies an empty file).
-func (w *Watcher) reloadFromWatch() {
+func (w *Watcher) reloadFromWatch(force bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	data, err := os.ReadFile(w.path)
@@ -259,7 +349,7 @@ func (w *Watcher) reloadFromWatch() {
 	case len(data) == 0:
 		w.log.Warn("config file is empty; ignoring it (send SIGHUP to apply it)", "path", w.path)
 		return
-	case w.lastData != nil && bytes.Equal(data, w.lastData):
+	case !force && w.lastData != nil && bytes.Equal(data, w.lastData):
 		return
 	}
 	w.lastData = data

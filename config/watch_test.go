@@ -103,7 +103,12 @@ func (wd *watched) expectNoChange(t *testing.T, d time.Duration) {
 	}
 }
 
-func policy(p string) string { return "[tracking]\npolicy = \"" + p + "\"\n" }
+// policy is a config file setting tracking.policy. It names data_dir so
+// that it does not depend on $HOME: the watch tests run in parallel
+// without isolate.
+func policy(p string) string {
+	return "data_dir = \"state\"\n[tracking]\npolicy = \"" + p + "\"\n"
+}
 
 // renameOver writes content to a temporary file and renames it over path,
 // as most editors and config management tools do.
@@ -117,7 +122,7 @@ func renameOver(t *testing.T, path, content string) {
 }
 
 func TestWatchRenameOver(t *testing.T) {
-	isolate(t)
+	t.Parallel()
 	path := writeFile(t, filepath.Join(t.TempDir(), "pixelrelay.toml"), policy("all"))
 	wd := startWatcher(t, path)
 	renameOver(t, path, policy("opt-in"))
@@ -130,16 +135,21 @@ func TestWatchRenameOver(t *testing.T) {
 }
 
 func TestWatchInPlaceWrite(t *testing.T) {
-	isolate(t)
+	t.Parallel()
 	path := writeFile(t, filepath.Join(t.TempDir(), "pixelrelay.toml"), policy("opt-in"))
 	wd := startWatcher(t, path)
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_TRUNC, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Truncate, pause past the debounce delay, then write: the empty file
-	// in between must not be applied as "all defaults".
-	time.Sleep(3 * DebounceDelay)
+	// Truncate, wait until the watcher has seen the empty file, then write:
+	// the empty file in between must not be applied as "all defaults".
+	for deadline := time.Now().Add(2 * time.Second); !strings.Contains(wd.log.String(), "config file is empty"); {
+		if time.Now().After(deadline) {
+			t.Fatalf("the empty file was not noticed:\n%s", wd.log)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	if _, err := f.WriteString(policy("opt-in") + "[smtp]\nmax_recipients = 7\n"); err != nil {
 		t.Fatal(err)
 	}
@@ -152,13 +162,10 @@ func TestWatchInPlaceWrite(t *testing.T) {
 	case <-time.After(time.Second):
 		t.Fatalf("no reload within 1s; log:\n%s", wd.log)
 	}
-	if !strings.Contains(wd.log.String(), "config file is empty") {
-		t.Errorf("the empty file was not noticed:\n%s", wd.log)
-	}
 }
 
 func TestWatchDeleteAndRecreate(t *testing.T) {
-	isolate(t)
+	t.Parallel()
 	path := writeFile(t, filepath.Join(t.TempDir(), "pixelrelay.toml"), policy("all"))
 	wd := startWatcher(t, path)
 	if err := os.Remove(path); err != nil {
@@ -179,7 +186,7 @@ func TestWatchDeleteAndRecreate(t *testing.T) {
 // mounted ConfigMap: config.toml -> ..data/config.toml, and ..data is a
 // symlink atomically renamed to point at a new timestamped directory.
 func TestWatchSymlinkSwap(t *testing.T) {
-	isolate(t)
+	t.Parallel()
 	dir := t.TempDir()
 	writeFile(t, filepath.Join(dir, "..2026_01_01_a", "config.toml"), policy("all"))
 	mustSymlink(t, "..2026_01_01_a", filepath.Join(dir, "..data"))
@@ -206,7 +213,7 @@ func TestWatchSymlinkSwap(t *testing.T) {
 // TestWatchSymlinkElsewhere edits, in place, the target of a config path
 // that is a symlink into another directory.
 func TestWatchSymlinkElsewhere(t *testing.T) {
-	isolate(t)
+	t.Parallel()
 	real := writeFile(t, filepath.Join(t.TempDir(), "dotfiles", "pixelrelay.toml"), policy("all"))
 	path := filepath.Join(t.TempDir(), "pixelrelay.toml")
 	mustSymlink(t, real, path)
@@ -225,11 +232,11 @@ func mustSymlink(t *testing.T, target, link string) {
 // TestWatchInvalidInBetween: an invalid file is logged with every problem
 // and ignored; the next good file is picked up.
 func TestWatchInvalidInBetween(t *testing.T) {
-	isolate(t)
+	t.Parallel()
 	path := writeFile(t, filepath.Join(t.TempDir(), "pixelrelay.toml"), policy("all"))
 	wd := startWatcher(t, path)
 	before := wd.w.Current()
-	renameOver(t, path, "[tracking]\npolicy = \"some\"\n[smtp]\nlisen = \"x\"\n")
+	renameOver(t, path, "data_dir = \"state\"\n[tracking]\npolicy = \"some\"\n[smtp]\nlisen = \"x\"\n")
 	wd.expectNoChange(t, 400*time.Millisecond)
 	if wd.w.Current() != before {
 		t.Fatal("an invalid file replaced the config")
@@ -249,7 +256,7 @@ func TestWatchInvalidInBetween(t *testing.T) {
 // TestWatchIgnoresOtherFiles: events for other files in the directory do
 // not even cause a read of the config.
 func TestWatchIgnoresOtherFiles(t *testing.T) {
-	isolate(t)
+	t.Parallel()
 	dir := t.TempDir()
 	path := writeFile(t, filepath.Join(dir, "pixelrelay.toml"), policy("all"))
 	wd := startWatcher(t, path)
@@ -360,5 +367,81 @@ func TestWatchMissingDirectory(t *testing.T) {
 	}
 	if err := w.Run(context.Background()); err == nil {
 		t.Error("Run on a missing directory returned nil")
+	}
+}
+
+// TestWatchSecretFiles: a rotated upstream password file or SMTP user
+// hash file is picked up although the config file itself did not change,
+// also when the secret is a Kubernetes-style symlink swap.
+func TestWatchSecretFiles(t *testing.T) {
+	isolate(t)
+	dir := t.TempDir()
+	secrets := filepath.Join(t.TempDir(), "secrets")
+	writeFile(t, filepath.Join(secrets, "..v1", "password"), "one\n")
+	mustSymlink(t, "..v1", filepath.Join(secrets, "..data"))
+	mustSymlink(t, "..data/password", filepath.Join(secrets, "password"))
+	writeFile(t, filepath.Join(dir, "alice.hash"), hashAlice+"\n")
+	path := writeFile(t, filepath.Join(dir, "pixelrelay.toml"), `
+[upstream]
+url = "smtp://127.0.0.1:2526"
+tls = "none"
+username = "u"
+password_file = "`+filepath.Join(secrets, "password")+`"
+[[smtp.users]]
+username = "alice"
+password_file = "alice.hash"
+`)
+	wd := startWatcher(t, path)
+	if got := wd.w.Current().Upstream.Password; got != "one" {
+		t.Fatalf("password = %q", got)
+	}
+	expect := func(check func(c change) bool, what string) {
+		t.Helper()
+		select {
+		case c := <-wd.changes:
+			if !check(c) {
+				t.Fatalf("%s: got change %v", what, Diff(c.prev, c.next))
+			}
+		case <-time.After(time.Second):
+			t.Fatalf("%s: no reload within 1s; log:\n%s", what, wd.log)
+		}
+	}
+	// Kubernetes secret update.
+	writeFile(t, filepath.Join(secrets, "..v2", "password"), "two\n")
+	mustSymlink(t, "..v2", filepath.Join(secrets, "..tmp"))
+	if err := os.Rename(filepath.Join(secrets, "..tmp"), filepath.Join(secrets, "..data")); err != nil {
+		t.Fatal(err)
+	}
+	expect(func(c change) bool {
+		return c.prev.Upstream.Password == "one" && c.next.Upstream.Password == "two"
+	}, "password swap")
+	// In-place rewrite of a user's hash file.
+	const hashBob = "$2a$10$abcdefghijklmnopqrstuu5Q9H0GdGGpD1X8vJ2dMBFvUJxIvRqiy"
+	writeFile(t, filepath.Join(dir, "alice.hash"), hashBob+"\n")
+	expect(func(c change) bool {
+		return c.next.SMTP.Users[0].PasswordHash == hashBob && reflect.DeepEqual(Diff(c.prev, c.next), []string{"smtp.users"})
+	}, "hash rewrite")
+	if strings.Contains(wd.log.String(), "two") || strings.Contains(wd.log.String(), hashBob) {
+		t.Errorf("the log shows a secret:\n%s", wd.log)
+	}
+}
+
+// TestReloadSecret: SIGHUP re-reads secret files even when the config file
+// is unchanged.
+func TestReloadSecret(t *testing.T) {
+	isolate(t)
+	dir := t.TempDir()
+	pw := writeFile(t, filepath.Join(dir, "pw"), "one\n")
+	path := writeFile(t, filepath.Join(dir, "c.toml"), "[upstream]\nurl = \"smtp://127.0.0.1:25\"\ntls = \"none\"\nusername = \"u\"\npassword_file = \"pw\"\n")
+	w, err := NewWatcher(path, nil, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, pw, "two\n")
+	if err := w.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	if got := w.Current().Upstream.Password; got != "two" {
+		t.Errorf("password after Reload = %q, want %q", got, "two")
 	}
 }
