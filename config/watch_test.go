@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -182,31 +183,57 @@ func TestWatchDeleteAndRecreate(t *testing.T) {
 	wd.expectPolicy(t, "all", "opt-in")
 }
 
-// TestWatchSymlinkSwap updates a config the way Kubernetes updates a
-// mounted ConfigMap: config.toml -> ..data/config.toml, and ..data is a
-// symlink atomically renamed to point at a new timestamped directory.
-func TestWatchSymlinkSwap(t *testing.T) {
-	t.Parallel()
+// k8sDir lays out a config the way Kubernetes mounts a ConfigMap:
+// config.toml -> ..data/config.toml, ..data -> ..v0. It returns the config
+// path and a function that publishes new content by writing a new ..vN
+// directory, atomically renaming a new ..data symlink over the old one and
+// removing the previous directory.
+func k8sDir(t *testing.T, content string) (string, func(content string)) {
 	dir := t.TempDir()
-	writeFile(t, filepath.Join(dir, "..2026_01_01_a", "config.toml"), policy("all"))
-	mustSymlink(t, "..2026_01_01_a", filepath.Join(dir, "..data"))
+	writeFile(t, filepath.Join(dir, "..v0", "config.toml"), content)
+	mustSymlink(t, "..v0", filepath.Join(dir, "..data"))
 	mustSymlink(t, "..data/config.toml", filepath.Join(dir, "config.toml"))
-	path := filepath.Join(dir, "config.toml")
-	wd := startWatcher(t, path)
-
-	swap := func(name, content, old string) {
+	var mu sync.Mutex
+	n := 0
+	return filepath.Join(dir, "config.toml"), func(content string) {
+		mu.Lock()
+		defer mu.Unlock()
+		n++
+		name := fmt.Sprintf("..v%d", n)
 		writeFile(t, filepath.Join(dir, name, "config.toml"), content)
 		mustSymlink(t, name, filepath.Join(dir, "..data_tmp"))
 		if err := os.Rename(filepath.Join(dir, "..data_tmp"), filepath.Join(dir, "..data")); err != nil {
-			t.Fatal(err)
+			t.Error(err)
 		}
-		if err := os.RemoveAll(filepath.Join(dir, old)); err != nil {
-			t.Fatal(err)
+		if err := os.RemoveAll(filepath.Join(dir, fmt.Sprintf("..v%d", n-1))); err != nil {
+			t.Error(err)
 		}
 	}
-	swap("..2026_01_01_b", policy("opt-in"), "..2026_01_01_a")
+}
+
+// TestWatchSymlinkSwap updates a config the way Kubernetes updates a
+// mounted ConfigMap.
+func TestWatchSymlinkSwap(t *testing.T) {
+	t.Parallel()
+	path, publish := k8sDir(t, policy("all"))
+	wd := startWatcher(t, path)
+	publish(policy("opt-in"))
 	wd.expectPolicy(t, "all", "opt-in")
-	swap("..2026_01_01_c", policy("all"), "..2026_01_01_b")
+	publish(policy("all"))
+	wd.expectPolicy(t, "opt-in", "all")
+}
+
+// TestWatchSwapDuringReload publishes a new config from inside a
+// subscriber, that is while the previous reload is still being applied:
+// the second change must not be lost.
+func TestWatchSwapDuringReload(t *testing.T) {
+	t.Parallel()
+	path, publish := k8sDir(t, policy("all"))
+	wd := startWatcher(t, path)
+	var once sync.Once
+	wd.w.Subscribe(func(prev, next *Config) { once.Do(func() { publish(policy("all")) }) })
+	publish(policy("opt-in"))
+	wd.expectPolicy(t, "all", "opt-in")
 	wd.expectPolicy(t, "opt-in", "all")
 }
 
