@@ -550,7 +550,10 @@ func (s *SMTP) transaction(c *smtp.Client, from string, to []string, msg io.Read
 		return classify(err, "data")
 	}
 	src := &readErrReader{r: msg}
-	if _, err := io.Copy(w, src); err != nil {
+	buf := copyBufs.Get().(*[]byte)
+	_, err = io.CopyBuffer(w, src, *buf)
+	copyBufs.Put(buf)
+	if err != nil {
 		// Never end DATA after a short read: that would deliver a
 		// truncated message. Dropping the connection aborts it.
 		c.Close()
@@ -567,6 +570,8 @@ func (s *SMTP) transaction(c *smtp.Client, from string, to []string, msg io.Read
 	}
 	return nil
 }
+
+var copyBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
 
 // readErrReader remembers the error of its reader.
 type readErrReader struct {

@@ -524,6 +524,17 @@ func TestNewSwitchesUpstream(t *testing.T) {
 	c3.Upstream.URL = "http://example.com"
 	h.set(&c3)
 	wantClass(t, deliver(up, "b@example.com"), relay.Setup, 0)
+	// Back to the outbox: the SMTP pool is closed with QUIT.
+	h.set(c)
+	if err := deliver(up, "b@example.com"); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(srv.Transcript(), "QUIT") {
+		t.Error("pooled SMTP connection not closed after switching to the outbox")
+	}
+	if files, _ := os.ReadDir(filepath.Join(dir, "outbox", "new")); len(files) != 2 {
+		t.Fatalf("outbox has %d files, want 2", len(files))
+	}
 }
 
 func TestDeliverDrainsMessageOnError(t *testing.T) {
