@@ -42,7 +42,7 @@ func cmdFill(args []string) error {
 	start := time.Now()
 	quiet := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	st, err := store.OpenStore(filepath.Join(*dir, "pixelrelay.db"), store.Options{
-		MaxBatch: 20000, QueueSize: 65536, ExpireEvery: -1, Log: quiet,
+		MaxBatch: 20000, QueueSize: 65536, Log: quiet,
 	})
 	if err != nil {
 		return err
