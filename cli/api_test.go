@@ -419,7 +419,7 @@ func TestStatus(t *testing.T) {
 	}
 	for _, want := range []string{
 		"version         9.9.9",
-		"config file     /etc/pixelrelay.toml",
+		"config file     /etc/pixelrelay.toml (this command read " + cfg + ")",
 		"smtp listen     127.0.0.1:2525",
 		"upstream        smtps://smtp.gmail.com:465",
 		"tracking key    version 3",

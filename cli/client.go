@@ -28,10 +28,11 @@ const maxBody = 64 << 20
 
 // client talks to the running server's admin API.
 type client struct {
-	addr string // host:port as dialed, for messages
-	base string // http://host:port
-	key  string
-	hc   *http.Client
+	config string // the config file this command read ("" for defaults)
+	addr   string // host:port as dialed, for messages
+	base   string // http://host:port
+	key    string
+	hc     *http.Client
 }
 
 // connect loads the config named by --config and makes a client for the
@@ -45,7 +46,7 @@ func connect(cfgFlag string) (*client, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &client{addr: addr, base: "http://" + addr, hc: newHTTPClient()}
+	c := &client{config: cfg.Path, addr: addr, base: "http://" + addr, hc: newHTTPClient()}
 	key, err := adminKey(cfg)
 	if err != nil {
 		// Without a key nothing works; but "not running" is the more

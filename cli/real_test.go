@@ -34,15 +34,16 @@ func TestAgainstRealAdminAPI(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close()
+	cfgPath := filepath.Join(dir, "pixelrelay.toml")
 	cfg := config.Default()
 	cfg.DataDir = dir
+	cfg.Path = cfgPath
 	cfg.Tracking.PrefetchWindow = 0
 	srv := httpd.New(httpd.Options{Config: func() *config.Config { return cfg }, Store: st, Keys: keys,
 		Version: "7.7.7", Log: quiet, WaitForRecord: true})
 	ts := httptest.NewServer(srv.Handler())
 	defer ts.Close()
 
-	cfgPath := filepath.Join(dir, "pixelrelay.toml")
 	body := "data_dir = \"" + dir + "\"\n[http]\nlisten = \"" + ts.Listener.Addr().String() + "\"\n"
 	if err := os.WriteFile(cfgPath, []byte(body), 0o600); err != nil {
 		t.Fatal(err)
@@ -120,7 +121,8 @@ func TestAgainstRealAdminAPI(t *testing.T) {
 	}
 
 	code, out, _ = realRun("status")
-	if code != 0 || !strings.Contains(out, "version         7.7.7") || !strings.Contains(out, "tracking key    version 1") ||
+	if code != 0 || !strings.Contains(out, "version         7.7.7") ||
+		!strings.Contains(out, "config file     "+cfgPath+"\n") || !strings.Contains(out, "tracking key    version 1") ||
 		!strings.Contains(out, "tracked copies  2") {
 		t.Errorf("status: exit %d:\n%s", code, out)
 	}

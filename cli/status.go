@@ -54,7 +54,16 @@ func runStatus(e *env, args []string) error {
 	if *asJSON {
 		return writeJSON(e.stdout, body)
 	}
-	_, err = fmt.Fprint(e.stdout, renderPlain(statusRows(&st)))
+	rows := statusRows(&st)
+	if c.config != st.ConfigFile {
+		// Worth knowing when the two disagree (a refused key, say).
+		mine := c.config
+		if mine == "" {
+			mine = "none"
+		}
+		rows[1][1] += " (this command read " + clean(mine) + ")"
+	}
+	_, err = fmt.Fprint(e.stdout, renderPlain(rows))
 	return err
 }
 
