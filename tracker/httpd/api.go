@@ -207,9 +207,11 @@ func (s *Server) apiPurge(w http.ResponseWriter, r *http.Request) {
 		}
 		age = d
 	}
-	// A purge with compaction can outlast WriteTimeout: lift it for this
-	// response (the client waits for the result).
-	http.NewResponseController(w).SetWriteDeadline(time.Time{})
+	// A purge with compaction can outlast the server's timeouts: lift them
+	// for this request (the client waits for the result).
+	rc := http.NewResponseController(w)
+	rc.SetWriteDeadline(time.Time{})
+	rc.SetReadDeadline(time.Time{})
 	res, err := s.Purge(r.Context(), age)
 	if errors.Is(err, ErrPurgeRunning) {
 		writeError(w, http.StatusConflict, err.Error())

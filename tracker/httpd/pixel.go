@@ -97,6 +97,9 @@ func (s *Server) record(r *http.Request, id string) {
 	cl := clientOf(r, d.trusted)
 	ua := r.UserAgent()
 	window := d.cfg.Tracking.PrefetchWindow.D()
+	if window == 0 {
+		window = -1 // tracking.prefetch_window = 0 turns the rule off
+	}
 	res := d.cls.Classify(classify.Request{UserAgent: ua, IP: cl.ip, Header: r.Header, Now: now, PrefetchWindow: window})
 	if res == (classify.Result{}) {
 		c, found, err := s.opt.Store.Copy(id)

@@ -48,7 +48,7 @@ func TestServeAndShutdown(t *testing.T) {
 	s.mu.Lock()
 	srv := s.srv
 	s.mu.Unlock()
-	if srv.ReadHeaderTimeout != ReadHeaderTimeout || srv.ReadTimeout != ReadTimeout || srv.WriteTimeout != WriteTimeout ||
+	if srv.ReadHeaderTimeout != ReadHeaderTimeout || srv.ErrorLog == nil || srv.ReadTimeout != ReadTimeout || srv.WriteTimeout != WriteTimeout ||
 		srv.IdleTimeout != IdleTimeout || srv.MaxHeaderBytes != MaxHeaderBytes {
 		t.Errorf("server limits not set: %+v", srv)
 	}
@@ -210,4 +210,31 @@ func FuzzForwardedFor(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestLongPurgeOutlivesTimeouts: a purge that takes longer than the
+// server's read and write timeouts still answers.
+func TestLongPurgeOutlivesTimeouts(t *testing.T) {
+	st := newFakeStore()
+	st.purgeWait = make(chan struct{})
+	s := New(Options{Config: config.Default, Store: st, Keys: &fakeKeys{admin: "k"}, Log: quiet})
+	s.timeouts.ReadTimeout = 100 * time.Millisecond
+	s.timeouts.WriteTimeout = 100 * time.Millisecond
+	l, _ := net.Listen("tcp", "127.0.0.1:0")
+	go s.Serve(l)
+	defer s.Shutdown(context.Background())
+	time.AfterFunc(400*time.Millisecond, func() { close(st.purgeWait) })
+	req, _ := http.NewRequest("POST", "http://"+l.Addr().String()+"/api/purge", nil)
+	req.Header.Set("Authorization", "Bearer k")
+	// One attempt: the listener exists, so the connection is accepted even
+	// before Serve runs.
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(body), `"deleted":3`) {
+		t.Errorf("long purge: %d %s", resp.StatusCode, body)
+	}
 }

@@ -90,7 +90,7 @@ type Options struct {
 const (
 	ReadHeaderTimeout = 5 * time.Second
 	ReadTimeout       = 15 * time.Second
-	WriteTimeout      = 30 * time.Second // /api/purge lifts it for its own response
+	WriteTimeout      = 30 * time.Second // /api/purge lifts both for its own request
 	IdleTimeout       = 120 * time.Second
 	MaxHeaderBytes    = 32 << 10
 )
@@ -110,6 +110,9 @@ type Server struct {
 	errLogMu sync.Mutex
 	errLast  time.Time
 	errQuiet int64 // errors not logged since errLast
+
+	// timeouts is the http.Server template Serve copies (tests shorten it).
+	timeouts http.Server
 
 	// pixelDone, when set (tests), is called when a pixel request is fully
 	// handled: the client may have the pixel before its open is stored.
@@ -135,6 +138,13 @@ func New(opt Options) *Server {
 		panic("httpd.New: Config, Store and Keys are required")
 	}
 	s := &Server{opt: opt, log: opt.Log, now: opt.Now}
+	s.timeouts = http.Server{
+		ReadHeaderTimeout: ReadHeaderTimeout,
+		ReadTimeout:       ReadTimeout,
+		WriteTimeout:      WriteTimeout,
+		IdleTimeout:       IdleTimeout,
+		MaxHeaderBytes:    MaxHeaderBytes,
+	}
 	if s.log == nil {
 		s.log = slog.Default()
 	}
@@ -200,11 +210,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func (s *Server) Serve(l net.Listener) error {
 	srv := &http.Server{
 		Handler:           s,
-		ReadHeaderTimeout: ReadHeaderTimeout,
-		ReadTimeout:       ReadTimeout,
-		WriteTimeout:      WriteTimeout,
-		IdleTimeout:       IdleTimeout,
-		MaxHeaderBytes:    MaxHeaderBytes,
+		ReadHeaderTimeout: s.timeouts.ReadHeaderTimeout,
+		ReadTimeout:       s.timeouts.ReadTimeout,
+		WriteTimeout:      s.timeouts.WriteTimeout,
+		IdleTimeout:       s.timeouts.IdleTimeout,
+		MaxHeaderBytes:    s.timeouts.MaxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 	}
 	s.mu.Lock()
