@@ -192,7 +192,7 @@ func (se *session) Data(r io.Reader) error {
 		se.log.Error("message not accepted: spool failed", append(attrs, "err", err)...)
 		return errSpool
 	}
-	se.log.Info("message queued", append([]any{"id", id}, attrs...)...)
+	se.log.Info("message queued", append([]any{"queue_id", id}, attrs...)...)
 	return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0},
 		Message: fmt.Sprintf("OK: queued as %s", id)}
 }
