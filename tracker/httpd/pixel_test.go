@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -360,5 +361,28 @@ func TestTrustedProxiesFromConfig(t *testing.T) {
 	hits = f.st.hitList()
 	if h := hits[len(hits)-1]; h.IP != "127.0.0.1" || h.City != "" {
 		t.Errorf("after reload without trusted proxies: %+v", h)
+	}
+}
+
+func TestAppleRangesFileFromConfig(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "apple.txt")
+	if err := os.WriteFile(file, []byte("# test egress\n127.0.0.0/8\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f := newFixture(t, func(c *config.Config) { c.Tracking.AppleRangesFile = file })
+	_, tok := f.mint()
+	f.get("GET", "/o/"+tok+".gif")
+	hits := f.st.hitList()
+	if h := hits[len(hits)-1]; h.BotType != "apple_mpp" {
+		t.Errorf("fetch from a listed range: %+v", h)
+	}
+	// A reload to a file that cannot be read keeps serving with the built-in range.
+	next := *f.cfg.Load()
+	next.Tracking.AppleRangesFile = filepath.Join(t.TempDir(), "missing.txt")
+	f.cfg.Store(&next)
+	f.get("GET", "/o/"+tok+".gif")
+	hits = f.st.hitList()
+	if h := hits[len(hits)-1]; h.BotType != "" {
+		t.Errorf("after reload without the file: %+v", h)
 	}
 }

@@ -102,7 +102,8 @@ type Server struct {
 	now func() time.Time
 	enq Enqueuer // nil: use Store.Record
 
-	derived atomic.Pointer[derived] // parsed from the current config
+	derived    atomic.Pointer[derived] // parsed from the current config
+	defaultCfg *config.Config          // used while Options.Config returns nil
 
 	purgeMu sync.Mutex // one purge at a time
 
@@ -137,7 +138,7 @@ func New(opt Options) *Server {
 	if opt.Config == nil || opt.Store == nil || opt.Keys == nil {
 		panic("httpd.New: Config, Store and Keys are required")
 	}
-	s := &Server{opt: opt, log: opt.Log, now: opt.Now}
+	s := &Server{opt: opt, log: opt.Log, now: opt.Now, defaultCfg: config.Default()}
 	s.timeouts = http.Server{
 		ReadHeaderTimeout: ReadHeaderTimeout,
 		ReadTimeout:       ReadTimeout,
@@ -159,11 +160,12 @@ func New(opt Options) *Server {
 }
 
 // current returns the config in force and what is derived from it,
-// rebuilding the derived part when the config pointer changed.
+// rebuilding the derived part when the config pointer changed (a reload):
+// trusted proxies, the Apple ranges file, the store's dedup and IP limits.
 func (s *Server) current() *derived {
 	cfg := s.opt.Config()
 	if cfg == nil {
-		cfg = config.Default()
+		cfg = s.defaultCfg
 	}
 	if d := s.derived.Load(); d != nil && d.cfg == cfg {
 		return d
