@@ -43,9 +43,13 @@ const envPassword = "PIXELRELAY_UPSTREAM_PASSWORD"
 // set it authenticates with PLAIN, or LOGIN when only that is offered.
 //
 // Connections are pooled: up to upstream.connections are in use at once;
-// after a copy a connection is kept for reuse for IdleTimeout. When any
-// upstream setting changes (hot reload), pooled connections are closed and
-// new ones use the new settings. Set the exported fields before use.
+// after a copy a connection is kept for reuse for IdleTimeout, then closed
+// with QUIT. A transaction that ended in a refusal is followed by RSET; a
+// connection unused for more than a few seconds gets a NOOP before reuse;
+// a pooled connection found dead at MAIL is replaced once, transparently
+// (nothing of the message was sent yet). When any upstream setting changes
+// (hot reload), pooled connections are closed and new ones use the new
+// settings. Set the exported fields before use.
 type SMTP struct {
 	DialTimeout    time.Duration
 	CommandTimeout time.Duration
