@@ -1,5 +1,29 @@
 // Package config holds pixelrelay's configuration: the TOML file described in
 // CONTRACT.md, its defaults, validation and hot reload.
+//
+// Use Find to locate the file, LoadValid to load and validate it (every
+// problem is reported at once, as Problems naming each key), and a Watcher
+// to keep the current config up to date while serving: pass w.Current as a
+// func() *Config to long-running components.
+//
+// Decisions that the contract leaves open:
+//   - Sizes: KB, MB and GB are 1024-based ("35MB" = 36700160 bytes);
+//     fractions are allowed ("1.5MB"); a TOML integer is a number of bytes.
+//   - Durations: Go durations or days ("90d", "1.5d"); a TOML integer is an
+//     error (seconds or nanoseconds would be ambiguous).
+//   - Keys are case-sensitive; an unknown key is an error, with a
+//     "did you mean" hint. Array entries are named with a 0-based index:
+//     smtp.users[0].username.
+//   - Relative paths in the file are relative to the file's directory; a
+//     leading "~/" is the home directory. Loaded configs hold absolute paths.
+//   - Credentials written in upstream.url (smtp://user:pass@host:587) are
+//     moved to upstream.username/password; the URL never keeps them.
+//   - $PIXELRELAY_UPSTREAM_PASSWORD, when set and not empty, wins over
+//     upstream.password and upstream.password_file (which is then not read).
+//   - tracking.exclude entries are lowercased; tracking.base_url loses any
+//     trailing "/".
+//   - See Validate for the rules (tls = "none" only towards a loopback
+//     upstream; 0 disables ip_hourly_limit, dedup_window, prefetch_window).
 package config
 
 import "time"
@@ -40,11 +64,14 @@ type User struct {
 // Upstream is where copies are delivered.
 type Upstream struct {
 	// URL is "outbox", "smtp://host:port" (STARTTLS) or "smtps://host:port".
-	URL          string `toml:"url"`
-	Username     string `toml:"username"`
+	// It never holds credentials once loaded (see UpstreamRedacted).
+	URL      string `toml:"url"`
+	Username string `toml:"username"`
+	// Password is resolved at load: $PIXELRELAY_UPSTREAM_PASSWORD, else
+	// the content of PasswordFile, else the password key.
 	Password     string `toml:"password"`
 	PasswordFile string `toml:"password_file"`
-	TLS          string `toml:"tls"` // "required" | "none"
+	TLS          string `toml:"tls"` // "required" | "none" (loopback only)
 	CAFile       string `toml:"ca_file"`
 	Connections  int    `toml:"connections"`
 }
@@ -58,15 +85,21 @@ type Queue struct {
 
 // Tracking holds what is tracked and how opens are counted.
 type Tracking struct {
-	BaseURL       string   `toml:"base_url"`
-	Policy        string   `toml:"policy"` // "all" | "opt-in"
-	Exclude       []string `toml:"exclude"`
-	DedupWindow   Duration `toml:"dedup_window"`
+	BaseURL string   `toml:"base_url"`
+	Policy  string   `toml:"policy"` // "all" | "opt-in"
+	Exclude []string `toml:"exclude"`
+	// DedupWindow: repeated fetches (same id, IP, user agent) within it
+	// count once. 0 disables de-duplication.
+	DedupWindow Duration `toml:"dedup_window"`
+	// IPHourlyLimit is the most opens recorded per IP in the last hour.
+	// 0 means no limit.
 	IPHourlyLimit int      `toml:"ip_hourly_limit"`
 	Retention     Duration `toml:"retention"`
-	// PrefetchWindow: opens this soon after delivery are counted as prefetch.
+	// PrefetchWindow: opens this soon after delivery are counted as
+	// prefetch. 0 disables it.
 	PrefetchWindow Duration `toml:"prefetch_window"`
-	// AppleRangesFile lists extra CIDRs (one per line) of Apple's MPP egress.
+	// AppleRangesFile lists extra CIDRs (one per line) of Apple's MPP
+	// egress; see ParseRanges for the format.
 	AppleRangesFile string `toml:"apple_ranges_file"`
 }
 
@@ -82,5 +115,6 @@ type Duration time.Duration
 // D returns the value as a time.Duration.
 func (d Duration) D() time.Duration { return time.Duration(d) }
 
-// Size is a byte count that accepts "35MB", "512KB", "1GB" or a plain number.
+// Size is a byte count that accepts "35MB", "512KB", "1GB" (1024-based),
+// "1.5MB" or a plain number of bytes.
 type Size int64
