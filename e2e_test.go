@@ -88,6 +88,12 @@ func (s *syncBuffer) String() string {
 // returns an instance that is not started yet.
 func newInstance(t *testing.T, extra string) *instance {
 	t.Helper()
+	return newInstanceTracking(t, "", extra)
+}
+
+// newInstanceTracking also adds lines to the [tracking] table.
+func newInstanceTracking(t *testing.T, tracking, extra string) *instance {
+	t.Helper()
 	dir := t.TempDir()
 	in := &instance{
 		t:        t,
@@ -107,12 +113,13 @@ listen = %q
 
 [tracking]
 base_url = "http://%s"
+%s
 
 [queue]
 min_retry = "200ms"
 max_retry = "1s"
 %s
-`, in.dir, in.smtpAddr, in.httpAddr, in.httpAddr, extra)
+`, in.dir, in.smtpAddr, in.httpAddr, in.httpAddr, tracking, extra)
 	if err := os.WriteFile(in.cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
