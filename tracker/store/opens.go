@@ -20,11 +20,16 @@ func (s *Store) Opens(q OpenQuery) ([]Open, error) {
 		case q.ID != "":
 			err = r.byID(q.ID, q.To)
 		case q.To != "":
-			err = r.byIndex(tx.Bucket(bOpensByRcpt), prefixed(normAddr(q.To)), func(v []byte) string { return string(v) })
+			err = r.byIndex(tx.Bucket(bOpensByRcpt), prefixed(normAddr(q.To)), func(v []byte) []byte { return v })
 		default:
-			err = r.byIndex(tx.Bucket(bOpensByTime), nil, func(v []byte) string {
-				_, id, _, _ := parseTimeIndexValue(v)
-				return id
+			err = r.byIndex(tx.Bucket(bOpensByTime), nil, func(v []byte) []byte {
+				if len(v) < 2 {
+					return nil
+				}
+				if i := bytes.IndexByte(v[1:], 0); i >= 0 {
+					return v[1 : 1+i]
+				}
+				return nil
 			})
 		}
 		out = r.out
@@ -71,8 +76,9 @@ func (r *openReader) byID(id, to string) error {
 
 // byIndex walks an index whose keys end with opened(8) seq(8), newest
 // first; idOf extracts the tracking id from an index value.
-func (r *openReader) byIndex(idx *bolt.Bucket, prefix []byte, idOf func([]byte) string) error {
+func (r *openReader) byIndex(idx *bolt.Bucket, prefix []byte, idOf func([]byte) []byte) error {
 	cur := idx.Cursor()
+	var key []byte
 	for k, v := lastWithPrefix(cur, prefix); k != nil && bytes.HasPrefix(k, prefix) && len(r.out) < r.limit; k, v = cur.Prev() {
 		tsq := k[len(prefix):]
 		if len(tsq) != 16 {
@@ -82,11 +88,12 @@ func (r *openReader) byIndex(idx *bolt.Bucket, prefix []byte, idOf func([]byte) 
 			break
 		}
 		id := idOf(v)
-		c, err := r.copy(id)
+		c, err := r.copyBytes(id)
 		if err != nil {
 			return err
 		}
-		ov := r.opens.Get(prefixed(id, tsq))
+		key = append(append(append(key[:0], id...), 0), tsq...)
+		ov := r.opens.Get(key)
 		if c == nil || ov == nil {
 			continue // dangling index entry: skip it
 		}
@@ -99,9 +106,14 @@ func (r *openReader) byIndex(idx *bolt.Bucket, prefix []byte, idOf func([]byte) 
 
 // copy returns a copy by id through the per-query cache; nil if unknown.
 func (r *openReader) copy(id string) (*copyRec, error) {
-	if c, ok := r.cache[id]; ok {
+	return r.copyBytes([]byte(id))
+}
+
+func (r *openReader) copyBytes(idb []byte) (*copyRec, error) {
+	if c, ok := r.cache[string(idb)]; ok {
 		return c, nil
 	}
+	id := string(idb)
 	v := r.copies.Get([]byte(id))
 	if v == nil {
 		r.cache[id] = nil

@@ -224,3 +224,38 @@ func TestPurgeCancelled(t *testing.T) {
 		t.Errorf("cancelled purge deleted opens: %d left", st.Opens)
 	}
 }
+
+func TestCompactHoldsHitsInMemory(t *testing.T) {
+	clk := newClock()
+	s := openTest(t, Options{Now: clk.Now, BatchDelay: -1})
+	ids := fill(t, s, "c", 50, 40, clk.Now())
+	const extra = 3000
+	errs := make(chan error, 1)
+	go func() {
+		for i := 0; i < extra; i++ {
+			if err := s.Enqueue(Hit{TrackingID: ids[i%len(ids)], At: clk.Now().Add(time.Duration(i) * time.Millisecond), IP: "10.9.9.9"}); err != nil {
+				errs <- err
+				return
+			}
+		}
+		errs <- nil
+	}()
+	for i := 0; i < 3; i++ {
+		if err := s.compact(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := <-errs; err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	want := 50*40 + extra
+	if st := mustStats(t, s); st.Opens != want || st.Dropped != 0 {
+		t.Errorf("Stats = %+v, want %d opens, none dropped", st, want)
+	}
+	if n := bucketLen(t, s, bOpens); n != want {
+		t.Errorf("%d opens stored, want %d", n, want)
+	}
+}
