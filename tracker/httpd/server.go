@@ -1,6 +1,24 @@
 // Package httpd is the HTTP tracker and admin API: the pixel route that
 // records opens, /healthz, and the /api/* routes the CLI talks to
 // (CONTRACT.md "HTTP routes").
+//
+// Wiring, in `serve`:
+//
+//	s := httpd.New(httpd.Options{Config: watcher.Current, Store: st, Keys: keyring,
+//		Queue: queue, Version: cli.Version, Log: log})
+//	go s.Serve(listener)   // http.listen
+//	go s.RunPurge(ctx)     // daily purge at tracking.retention
+//	...
+//	s.Shutdown(ctx)        // in-flight pixel requests finish and enqueue their opens
+//	st.Close()             // then the store commits what is enqueued
+//
+// The pixel answer never depends on the store: the GIF is written and
+// flushed first, then a genuine token's open is classified and handed to the
+// store (Enqueue when the store has it, else Record). Config changes (hot
+// reload) are picked up per request: trusted proxies, the Apple ranges file,
+// the prefetch window, and the store's dedup window and per-IP limit (through
+// SetLimits when the store has it). A changed http.listen is not handled
+// here: that needs a new listener and Serve.
 package httpd
 
 import (
