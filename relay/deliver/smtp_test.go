@@ -568,3 +568,33 @@ func BenchmarkDeliverSMTP(b *testing.B) {
 }
 
 var _ io.Reader = (*failingReader)(nil)
+
+func TestPooledConnectionChecks(t *testing.T) {
+	srv := smtptest.Start(t, smtptest.Script{})
+	s := newTestSMTP(t, newHolder(cfgFor(srv, "smtp", "none")))
+	age := func(d time.Duration) {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if len(s.idle) != 1 {
+			t.Fatalf("%d idle connections", len(s.idle))
+		}
+		s.idle[0].lastUsed = time.Now().Add(-d)
+	}
+	if err := deliver(s, "b@example.com"); err != nil {
+		t.Fatal(err)
+	}
+	age(checkAfter + time.Second) // a while unused: NOOP, then reuse
+	if err := deliver(s, "b@example.com"); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(srv.Transcript(), "NOOP") || srv.Connections() != 1 {
+		t.Fatalf("no NOOP check before reuse, or not reused (%d connections)", srv.Connections())
+	}
+	age(s.IdleTimeout + time.Second) // too old: replaced
+	if err := deliver(s, "b@example.com"); err != nil {
+		t.Fatal(err)
+	}
+	if srv.Connections() != 2 {
+		t.Fatalf("%d connections, want a new one for an expired pooled connection", srv.Connections())
+	}
+}

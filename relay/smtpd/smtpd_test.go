@@ -815,3 +815,39 @@ func TestClientDisconnectMidData(t *testing.T) {
 		t.Fatalf("%d messages spooled from a cut connection", n)
 	}
 }
+
+func TestConcurrentSubmissions(t *testing.T) {
+	e := start(t, baseConfig(), nil)
+	const clients, each = 12, 4
+	var wg sync.WaitGroup
+	for i := range clients {
+		wg.Go(func() {
+			c, err := smtp.Dial(e.addr)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			defer c.Close()
+			for j := range each {
+				to := fmt.Sprintf("r%d-%d@example.com", i, j)
+				if _, err := send(c, "a@example.com", []string{to}, msg); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+			c.Quit()
+		})
+	}
+	wg.Wait()
+	msgs := e.sp.messages()
+	if len(msgs) != clients*each {
+		t.Fatalf("%d spooled, want %d", len(msgs), clients*each)
+	}
+	seen := map[string]bool{}
+	for _, m := range msgs {
+		seen[m.to[0]] = true
+	}
+	if len(seen) != clients*each {
+		t.Fatalf("%d distinct recipients", len(seen))
+	}
+}
