@@ -239,6 +239,17 @@ trusted_proxies = ["10.0.0.0/8", "::1"]
 	}
 }
 
+func TestParseBOMAndCRLF(t *testing.T) {
+	isolate(t)
+	c, err := Parse([]byte("\xef\xbb\xbf[smtp]\r\nlisten = \"127.0.0.1:2600\"\r\n"), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.SMTP.Listen != "127.0.0.1:2600" {
+		t.Errorf("listen = %q", c.SMTP.Listen)
+	}
+}
+
 func TestSizeAsInteger(t *testing.T) {
 	isolate(t)
 	c, err := Parse([]byte("[smtp]\nmax_message_size = 1048576\n"), "")
@@ -282,6 +293,8 @@ func TestDecodeProblems(t *testing.T) {
 			Problems{{"tracking.exclude[1]", "must be a string, not an integer"}}},
 		{"users as string", "[smtp]\nusers = \"alice\"\n",
 			Problems{{"smtp.users", "must be an array of tables ([[smtp.users]]), not a string"}}},
+		{"users as one table", "[smtp.users]\nusername = \"a\"\n",
+			Problems{{"smtp.users", "must be an array of tables ([[smtp.users]]), not a table"}}},
 		{"user item type", "[smtp]\nusers = [1]\n", Problems{{"smtp.users[0]", "must be a table, not an integer"}}},
 		{"user field type", "[[smtp.users]]\nusername = 5\n",
 			Problems{{"smtp.users[0].username", "must be a string, not an integer"}}},
