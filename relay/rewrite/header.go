@@ -67,7 +67,14 @@ func fieldValue(raw []byte) string {
 		return string(bytes.TrimSpace(v))
 	}
 	var b strings.Builder
-	for _, line := range bytes.Split(v, []byte("\n")) {
+	b.Grow(len(v))
+	for len(v) > 0 {
+		line := v
+		if i := bytes.IndexByte(v, '\n'); i >= 0 {
+			line, v = v[:i], v[i+1:]
+		} else {
+			v = nil
+		}
 		line = bytes.Trim(line, " \t\r")
 		if len(line) == 0 {
 			continue
@@ -217,5 +224,24 @@ func fieldKey(line []byte) (string, bool) {
 			return "", false
 		}
 	}
+	if c, ok := commonKeys[string(k)]; ok { // no allocation
+		return c, true
+	}
 	return textproto.CanonicalMIMEHeaderKey(string(k)), true
+}
+
+// commonKeys maps the usual spellings of frequent fields to their
+// canonical form.
+var commonKeys = map[string]string{}
+
+func init() {
+	for _, k := range []string{
+		"From", "To", "Cc", "Bcc", "Subject", "Date", "Message-ID", "Message-Id", "MIME-Version",
+		"Mime-Version", "Content-Type", "Content-Transfer-Encoding", "Content-Disposition",
+		"Content-ID", "Content-Id", "Content-Description", "Reply-To", "Received", "Return-Path",
+		"DKIM-Signature", "References", "In-Reply-To", "X-Mailer", "Sender", "List-Unsubscribe",
+		"content-type", "content-transfer-encoding", "content-disposition", "X-Pixelrelay-Track",
+	} {
+		commonKeys[k] = textproto.CanonicalMIMEHeaderKey(k)
+	}
 }

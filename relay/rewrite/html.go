@@ -1,6 +1,7 @@
 package rewrite
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/base64"
 	"fmt"
@@ -20,20 +21,21 @@ const MaxHTMLPart = 4 << 20
 
 // buffers are the scratch space of one walk, pooled.
 type buffers struct {
-	raw, dec, conv, ins, enc bytes.Buffer
+	raw, dec, conv, ins bytes.Buffer
+
+	src bytes.Reader  // what a decoder reads
+	br  *bufio.Reader // buffered src, for the QP decoder
 }
 
-var bufPool = sync.Pool{New: func() any { return new(buffers) }}
-
-// release returns b to the pool unless a buffer grew large.
-func (b *buffers) release() {
-	for _, x := range []*bytes.Buffer{&b.raw, &b.dec, &b.conv, &b.ins, &b.enc} {
+// reset empties b and reports whether it is small enough to keep.
+func (b *buffers) reset() bool {
+	for _, x := range []*bytes.Buffer{&b.raw, &b.dec, &b.conv, &b.ins} {
 		if x.Cap() > 1<<20 {
-			return
+			return false
 		}
 		x.Reset()
 	}
-	bufPool.Put(b)
+	return true
 }
 
 // html handles a text/html body part: buffered (up to MaxHTMLPart),
@@ -73,48 +75,78 @@ func (w *walker) html(h *header, params map[string]string, s scope) error {
 		}
 		raw.Write(chunk)
 	}
-	ct, cte, body, reason := w.transform(h, params, raw.Bytes(), s.bs)
+	return w.change(h, params, raw.Bytes(), s)
+}
+
+// edit is how one HTML part changes.
+type edit struct {
+	ct, cte []byte // replacement header fields, nil: unchanged
+	text    []byte // the new HTML, UTF-8 (or as it was when no charset)
+	enc     string // transfer encoding to write text in
+	nl      string // the part's line ending
+	tail    string // final line break, kept after the body
+	softEnd bool   // write a soft line break before tail
+}
+
+// change writes the HTML part whose raw body is raw, with the pixel when
+// that can be done safely, else unchanged.
+func (w *walker) change(h *header, params map[string]string, raw []byte, s scope) error {
+	top := s.depth == 0
+	e, reason := w.transform(h, params, raw, s.bs)
 	if reason != "" {
 		w.setDefect(reason)
-		ct, cte, body = nil, nil, raw.Bytes()
-	} else {
-		w.htmlParts++
-	}
-	if err := w.writeHeader(h, top, ct, cte); err != nil {
+		if err := w.writeHeader(h, top, nil, nil); err != nil {
+			return err
+		}
+		_, err := w.out.Write(raw)
 		return err
 	}
-	_, err := w.out.Write(body)
+	w.htmlParts++
+	if w.dry {
+		return nil
+	}
+	if err := w.writeHeader(h, top, e.ct, e.cte); err != nil {
+		return err
+	}
+	w.encode(e)
+	if e.softEnd {
+		w.out.WriteByte('=')
+	}
+	_, err := w.out.WriteString(e.tail)
 	return err
 }
 
-// transform puts the pixel into one HTML part. It returns the replacement
-// Content-Type and Content-Transfer-Encoding fields (nil: unchanged), the
-// new body, or the reason the part cannot be changed.
-func (w *walker) transform(h *header, params map[string]string, raw []byte, bs boundaries) (ct, cte, body []byte, reason string) {
-	nl := lineEnding(firstLine(raw))
-	if nl == "" {
-		nl = h.nl
+// transform decodes one HTML part and puts the pixel in. It returns the
+// edit to write, or the reason the part cannot be changed.
+func (w *walker) transform(h *header, params map[string]string, raw []byte, bs boundaries) (e edit, reason string) {
+	e.nl = lineEnding(firstLine(raw))
+	if e.nl == "" {
+		e.nl = h.nl
 	}
-	if nl == "" {
-		nl = "\r\n"
+	if e.nl == "" {
+		e.nl = "\r\n"
 	}
 	content, tail := splitTail(raw)
 	if tail == "" && !w.t.eof {
-		tail = nl // the delimiter needs its line break
+		tail = e.nl // the delimiter needs its line break
 	}
-	enc := strings.ToLower(h.get("Content-Transfer-Encoding"))
+	e.tail = tail
+	e.enc = strings.ToLower(h.get("Content-Transfer-Encoding"))
 	w.softEnd = false
-	text, reason := w.decode(enc, content)
+	text, reason := w.decode(e.enc, content)
 	if reason != "" {
-		return nil, nil, nil, reason
+		return e, reason
 	}
+	// A part that ended in a soft line break eating the message's final
+	// line break keeps it eaten.
+	e.softEnd = w.softEnd && w.t.eof && tail != ""
 	cs := strings.ToLower(strings.TrimSpace(params["charset"]))
 	if cs != "" && !isUTF8(cs) {
 		if text, reason = w.toUTF8(cs, text); reason != "" {
-			return nil, nil, nil, reason
+			return e, reason
 		}
-		if ct = charsetField(h, nl); ct == nil {
-			return nil, nil, nil, "cannot rewrite the charset of an HTML part"
+		if e.ct = charsetField(h, e.nl); e.ct == nil {
+			return e, "cannot rewrite the charset of an HTML part"
 		}
 	}
 	if bytes.Contains(text, []byte("-----BEGIN PGP ")) {
@@ -122,8 +154,11 @@ func (w *walker) transform(h *header, params map[string]string, raw []byte, bs b
 			w.crypto = "inline-pgp"
 		}
 		if !w.dry {
-			return nil, nil, nil, "inline PGP in an HTML part" // leave it alone
+			return e, "inline PGP in an HTML part" // leave it alone
 		}
+	}
+	if w.dry {
+		return e, "" // Inspect: the rest cannot fail
 	}
 	ins := &w.buf.ins
 	ins.Reset()
@@ -131,46 +166,37 @@ func (w *walker) transform(h *header, params map[string]string, raw []byte, bs b
 	ins.Write(text[:at])
 	ins.WriteString(w.pixel)
 	ins.Write(text[at:])
-	if w.dry {
-		return ct, cte, nil, "" // Inspect: encoding cannot fail
+	e.text = ins.Bytes()
+	if needQP(e.enc, e.text, bs) {
+		e.enc = "quoted-printable"
+		e.cte = cteField(h, e.nl)
 	}
-	out := &w.buf.enc
-	out.Reset()
-	if w.encode(out, enc, ins.Bytes(), nl, bs) {
-		cte = cteField(h, nl)
-	}
-	if enc == "quoted-printable" && w.softEnd && w.t.eof && tail != "" {
-		// The part ended in a soft line break that ate the final line
-		// break: keep it eaten.
-		out.WriteString("=")
-	}
-	out.WriteString(tail)
-	return ct, cte, out.Bytes(), ""
+	return e, ""
 }
 
-// encode writes text in transfer encoding enc; 7bit, 8bit and binary
-// switch to quoted-printable (reported true) when a line would be over
-// 998 octets, 7bit text is not ASCII, or a line would look like a
-// delimiter of bs.
-func (w *walker) encode(out *bytes.Buffer, enc string, text []byte, nl string, bs boundaries) (toQP bool) {
+// needQP reports whether text cannot be written in enc: 7bit, 8bit and
+// binary switch to quoted-printable when a line would be over 998 octets,
+// 7bit text is not ASCII, or a line would look like a delimiter of bs.
+func needQP(enc string, text []byte, bs boundaries) bool {
 	switch enc {
-	case "base64":
-		base64Lines(out, text, nl)
-		return false
-	case "quoted-printable":
-		qpEncode(out, text, nl)
+	case "base64", "quoted-printable":
 		return false
 	case "binary":
-		toQP = hasDelimiter(text, bs)
-	default: // 7bit, 8bit or none
-		toQP = longLine(text) || (enc != "8bit" && !ascii(text)) || hasDelimiter(text, bs)
+		return hasDelimiter(text, bs)
 	}
-	if toQP {
-		qpEncode(out, text, nl)
-	} else {
-		out.Write(text)
+	return longLine(text) || (enc != "8bit" && !ascii(text)) || hasDelimiter(text, bs)
+}
+
+// encode writes the edit's text in its transfer encoding.
+func (w *walker) encode(e edit) {
+	switch e.enc {
+	case "base64":
+		base64Lines(w.out, e.text, e.nl)
+	case "quoted-printable":
+		qpEncode(w.out, e.text, e.nl)
+	default:
+		w.out.Write(e.text)
 	}
-	return toQP
 }
 
 // decode undoes the transfer encoding.
@@ -187,7 +213,12 @@ func (w *walker) decode(enc string, content []byte) ([]byte, string) {
 			content = c[:len(c)-1]
 			w.softEnd = true
 		}
-		r = quotedprintable.NewReader(bytes.NewReader(content))
+		w.buf.src.Reset(content)
+		if w.buf.br == nil {
+			w.buf.br = bufio.NewReaderSize(&w.buf.src, 4096)
+		}
+		w.buf.br.Reset(&w.buf.src)
+		r = quotedprintable.NewReader(w.buf.br) // reuses br: no new buffer
 	case "base64":
 		r = base64.NewDecoder(base64.StdEncoding, spaceDropper{bytes.NewReader(content)})
 	default:
@@ -304,7 +335,7 @@ func ascii(b []byte) bool {
 
 // base64Lines writes b in base64, lines of 76 characters ending in nl (the
 // last one without: the part's own final line break follows).
-func base64Lines(out *bytes.Buffer, b []byte, nl string) {
+func base64Lines(out *bufio.Writer, b []byte, nl string) {
 	var line [76]byte
 	for len(b) > 0 {
 		n := min(57, len(b))
@@ -320,14 +351,17 @@ func base64Lines(out *bytes.Buffer, b []byte, nl string) {
 
 const hexDigits = "0123456789ABCDEF"
 
+var qpScratch = sync.Pool{New: func() any { return new([4096]byte) }}
+
 // qpEncode writes b quoted-printable (RFC 2045 6.7) with lines of at most
 // 76 characters ending in nl. Only nl itself is a hard line break; any
 // other CR or LF is escaped, so decoding gives back exactly b. A '-' or
 // '.' starting a line is escaped too: no line can look like a boundary
 // delimiter or an SMTP end of data.
-func qpEncode(out *bytes.Buffer, b []byte, nl string) {
-	out.Grow(len(b) + len(b)/8 + 16)
-	dst := out.AvailableBuffer()
+func qpEncode(out *bufio.Writer, b []byte, nl string) {
+	scratch := qpScratch.Get().(*[4096]byte)
+	defer qpScratch.Put(scratch)
+	dst := scratch[:0]
 	col := 0
 	for len(b) > 0 {
 		seg, hard := b, false
@@ -338,6 +372,10 @@ func qpEncode(out *bytes.Buffer, b []byte, nl string) {
 		}
 		last := len(seg) - 1
 		for i, c := range seg {
+			if len(dst) > len(scratch)-16 {
+				out.Write(dst)
+				dst = dst[:0]
+			}
 			n := 1
 			if qpEscape(c, i == last, col) {
 				n = 3

@@ -4,16 +4,11 @@ import (
 	"bufio"
 	"bytes"
 	"io"
-	"sync"
 )
 
 // readBufSize bounds one chunk of a line. Longer lines come in pieces; a
 // boundary delimiter (at most 70 characters of boundary) always fits.
 const readBufSize = 64 << 10
-
-var readerPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, readBufSize) }}
-
-var writerPool = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 32<<10) }}
 
 // lineReader hands out a message line by line, keeping every byte,
 // line endings included.
@@ -104,8 +99,3 @@ func (bs boundaries) match(line []byte) (level int, closing, ok bool) {
 	}
 	return 0, false, false
 }
-
-type (
-	bufioReader = bufio.Reader
-	bufioWriter = bufio.Writer
-)

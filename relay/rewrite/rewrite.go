@@ -31,10 +31,12 @@
 package rewrite
 
 import (
+	"bufio"
 	"errors"
 	"html"
 	"io"
 	"strings"
+	"sync"
 
 	"github.com/emersion/go-message"
 	_ "github.com/emersion/go-message/charset" // every charset for Subject and HTML parts
@@ -167,20 +169,36 @@ func PixelTag(url string) string {
 		`style="display:block;width:1px;height:1px;border:0;margin:0;padding:0">`
 }
 
-func newWalker(r io.Reader, w io.Writer) *walker {
-	br := readerPool.Get().(*bufioReader)
-	br.Reset(r)
-	bw := writerPool.Get().(*bufioWriter)
-	bw.Reset(w)
-	return &walker{lr: lineReader{br: br, atStart: true}, out: bw, buf: bufPool.Get().(*buffers)}
+// walkerPool keeps walkers with their read and write buffers and scratch
+// space; a walker holding a large buffer is dropped instead.
+var walkerPool = sync.Pool{New: func() any {
+	return &walker{
+		lr:  lineReader{br: bufio.NewReaderSize(nil, readBufSize)},
+		out: bufio.NewWriterSize(nil, 32<<10),
+		buf: new(buffers),
+	}
+}}
+
+func newWalker(r io.Reader, out io.Writer) *walker {
+	old := walkerPool.Get().(*walker)
+	old.lr.br.Reset(r)
+	old.out.Reset(out)
+	return &walker{
+		lr:  lineReader{br: old.lr.br, atStart: true, pending: old.lr.pending[:0]},
+		out: old.out,
+		t:   term{line: old.t.line[:0]},
+		hdr: header{buf: old.hdr.buf[:0], fields: old.hdr.fields[:0]},
+		buf: old.buf,
+	}
 }
 
 func (w *walker) release() {
 	w.lr.br.Reset(nil)
-	readerPool.Put(w.lr.br)
 	w.out.Reset(nil)
-	writerPool.Put(w.out)
-	w.buf.release()
+	if !w.buf.reset() || cap(w.hdr.buf) > 64<<10 || cap(w.lr.pending) > 64<<10 {
+		return
+	}
+	walkerPool.Put(w)
 }
 
 // decodeText decodes RFC 2047 encoded words with go-message, any charset;
