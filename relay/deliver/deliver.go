@@ -10,7 +10,6 @@ import (
 	"context"
 	"io"
 	"log/slog"
-	"path/filepath"
 	"sync"
 
 	"pixelrelay/config"
@@ -46,7 +45,7 @@ func (sw *switcher) pick() relay.Upstream {
 	cfg := sw.cfg()
 	key, dir := "smtp", ""
 	if isOutbox(cfg.Upstream.URL) {
-		dir = outboxDir(cfg)
+		dir = cfg.OutboxDir()
 		key = "outbox:" + dir
 	}
 	sw.mu.Lock()
@@ -79,6 +78,3 @@ func (sw *switcher) Close() error {
 }
 
 func isOutbox(url string) bool { return url == "" || url == "outbox" }
-
-// outboxDir is data_dir/outbox.
-func outboxDir(cfg *config.Config) string { return filepath.Join(cfg.DataDir, "outbox") }
