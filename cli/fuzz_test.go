@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -91,4 +92,39 @@ func BenchmarkTableRender(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		tb.render(120)
 	}
+}
+
+// FuzzParseArgs checks that any argument list either parses or fails as
+// bad usage / help, and that positional arguments keep their order.
+func FuzzParseArgs(f *testing.F) {
+	for _, s := range []string{"ID --json", "--json ID", "--to a@b ID --limit 5", "-- --json", "--limit", "--since=7d x y", "--help"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		args := strings.Fields(s)
+		fs, _ := newFlags("x")
+		fs.Bool("json", false, "")
+		fs.String("to", "", "")
+		fs.Var(&limitFlag{n: defaultLimit}, "limit", "")
+		fs.Var(&whenFlag{name: "since", now: func() time.Time { return testNow }}, "since", "")
+		pos, err := parseArgs(fs, args)
+		if err != nil {
+			var ue *usageError
+			if !errors.Is(err, errHelp) && !errors.As(err, &ue) {
+				t.Fatalf("parseArgs(%q) = %v: neither help nor usage", args, err)
+			}
+			return
+		}
+		// Every positional is one of the arguments, in order.
+		i := 0
+		for _, p := range pos {
+			for i < len(args) && args[i] != p {
+				i++
+			}
+			if i == len(args) {
+				t.Fatalf("parseArgs(%q) = %q: %q out of order or invented", args, pos, p)
+			}
+			i++
+		}
+	})
 }
