@@ -26,6 +26,7 @@ type fakeStore struct {
 	purges    []time.Time
 	purgeWait chan struct{} // when set, Purge blocks until it is closed
 	purgeIn   chan struct{} // when set, Purge signals it started
+	block     chan struct{} // when set, Record blocks until it is closed
 }
 
 func newFakeStore() *fakeStore { return &fakeStore{copies: map[string]record.Copy{}} }
@@ -37,6 +38,12 @@ func (f *fakeStore) add(c record.Copy) {
 }
 
 func (f *fakeStore) Record(h store.Hit) (bool, error) {
+	f.mu.Lock()
+	block := f.block
+	f.mu.Unlock()
+	if block != nil {
+		<-block
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.recordErr != nil {

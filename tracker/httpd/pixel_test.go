@@ -386,3 +386,30 @@ func TestAppleRangesFileFromConfig(t *testing.T) {
 		t.Errorf("after reload without the file: %+v", h)
 	}
 }
+
+// TestPixelDoesNotWaitForTheStore: the pixel reaches the client while the
+// store is still busy with the open.
+func TestPixelDoesNotWaitForTheStore(t *testing.T) {
+	st := newFakeStore()
+	st.block = make(chan struct{})
+	st.add(recordCopy("id1"))
+	keys := &fakeKeys{tokens: map[string]string{"tok": "id1"}}
+	s := New(Options{Config: config.Default, Store: st, Keys: keys, Log: quiet, WaitForRecord: true})
+	ts := httptest.NewServer(s)
+	defer ts.Close()
+	defer close(st.block) // before ts.Close, which waits for the handler
+
+	client := &http.Client{Timeout: 5 * time.Second}
+	resp, err := client.Get(ts.URL + "/o/tok.gif")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil || !bytes.Equal(body, gif) {
+		t.Fatalf("pixel while the store blocks: %v %x", err, body)
+	}
+	if n := len(st.hitList()); n != 0 {
+		t.Fatalf("store finished early? %d hits", n)
+	}
+}
