@@ -851,3 +851,21 @@ func TestConcurrentSubmissions(t *testing.T) {
 		t.Fatalf("%d distinct recipients", len(seen))
 	}
 }
+
+// BenchmarkSubmitNewConnection is one message per connection, the way
+// msmtp, git send-email and most mail clients submit.
+func BenchmarkSubmitNewConnection(b *testing.B) {
+	e := start(b, baseConfig(), nil)
+	e.sp.discard = true
+	b.ReportAllocs()
+	for b.Loop() {
+		c, err := smtp.Dial(e.addr)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := send(c, "a@example.com", []string{"b@example.com"}, msg); err != nil {
+			b.Fatal(err)
+		}
+		c.Quit()
+	}
+}
