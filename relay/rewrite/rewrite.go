@@ -9,9 +9,12 @@
 // being changed is held in memory (at most MaxHTMLPart).
 //
 // Untouchable messages (Info.Untouchable):
-//   - "multipart/signed", "multipart/encrypted", "application/pkcs7-mime":
+//   - "multipart/signed", "multipart/encrypted", "application/pkcs7-mime"
+//     (also x-pkcs7-mime), "application/pgp-encrypted",
+//     "application/pgp-signature" (PGP/MIME mangled into multipart/mixed):
 //     such an entity anywhere in the tree, except inside an attached
 //     message/rfc822 (attached messages are never changed anyway);
+//   - "inline-pgp": an HTML body part holding "-----BEGIN PGP ";
 //   - "dkim": the top-level header has a DKIM-Signature field;
 //   - "malformed: REASON": the structure cannot be walked safely (no
 //     boundary, missing delimiter or closing boundary, header starting with
@@ -19,6 +22,17 @@
 //     a transfer encoding, unparsable Content-Type of a multipart or HTML
 //     part, an HTML part whose transfer encoding or charset cannot be
 //     decoded, nesting deeper than 50).
+//
+// An mbox "From " line opening the message is kept and not a defect.
+//
+// A changed part is decoded (quoted-printable, base64; 7bit, 8bit, binary
+// as they are) and, unless its charset is utf-8/us-ascii or not given,
+// converted to UTF-8 (go-message/charset) with the charset parameter of
+// its Content-Type rewritten in place. It is written back in its own
+// transfer encoding and line ending; 7bit, 8bit and binary text switches
+// to quoted-printable (the Content-Transfer-Encoding value is rewritten,
+// or the field added) when a line would exceed 998 octets, 7bit text is
+// no longer ASCII, or a line would read as a boundary delimiter.
 //
 // A text/html part is a body part unless it has Content-Disposition
 // attachment or a file name (Content-Disposition filename, Content-Type

@@ -109,14 +109,9 @@ func (w *walker) entity(h *header, s scope) error {
 		def = "message/rfc822"
 	}
 	typ, params, bad := h.mediaType(def)
-	switch typ {
-	case "multipart/signed", "multipart/encrypted", "application/pkcs7-mime", "application/x-pkcs7-mime",
-		"application/pgp-encrypted", "application/pgp-signature":
+	if name, ok := cryptoTypes[typ]; ok {
 		if w.crypto == "" {
-			w.crypto = strings.TrimPrefix(typ, "application/x-")
-			if typ == "application/x-pkcs7-mime" {
-				w.crypto = "application/pkcs7-mime"
-			}
+			w.crypto = name
 		}
 		s.frozen = true
 		if s.depth == 0 && !w.dry {
@@ -141,6 +136,17 @@ func (w *walker) entity(h *header, s scope) error {
 		return w.html(h, params, s)
 	}
 	return w.opaque(h, s)
+}
+
+// cryptoTypes are the signed or encrypted entities, with the name
+// Info.Untouchable gives them.
+var cryptoTypes = map[string]string{
+	"multipart/signed":          "multipart/signed",
+	"multipart/encrypted":       "multipart/encrypted",
+	"application/pkcs7-mime":    "application/pkcs7-mime",
+	"application/x-pkcs7-mime":  "application/pkcs7-mime",
+	"application/pgp-encrypted": "application/pgp-encrypted",
+	"application/pgp-signature": "application/pgp-signature",
 }
 
 // opaque writes the header and copies the body as it is.
