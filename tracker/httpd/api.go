@@ -279,7 +279,9 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	h.Set("Content-Type", "application/json")
 	h.Set("Cache-Control", "no-store")
 	w.WriteHeader(code)
-	json.NewEncoder(w).Encode(v)
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false) // Message-IDs and addresses keep their <>
+	enc.Encode(v)
 }
 
 func writeError(w http.ResponseWriter, code int, msg string) {

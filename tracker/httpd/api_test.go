@@ -157,6 +157,9 @@ func TestAPIOpens(t *testing.T) {
 	for _, o := range raw.Opens {
 		checkFields(t, "OPEN", keysOf(t, o), contractOpen, "country", "city")
 	}
+	if !strings.Contains(string(body), `"message_id":"<m@x>"`) {
+		t.Errorf("message_id escaped: %s", body)
+	}
 	if !strings.Contains(string(body), `"opened_at":"2026-11-22T12:00:00Z"`) {
 		t.Errorf("opened_at not RFC 3339 UTC: %s", body)
 	}
