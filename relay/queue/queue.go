@@ -51,7 +51,7 @@ import (
 
 // Options configures a Queue.
 type Options struct {
-	Dir      string                // the spool directory (data_dir/spool)
+	Dir      string                // the spool directory; "" means Config().SpoolDir()
 	Config   func() *config.Config // the current config (hot reload swaps it)
 	Upstream func() relay.Upstream // the current upstream; may change on reload
 	Recorder record.Recorder       // nil: nothing recorded
@@ -127,6 +127,12 @@ var ErrClosed = errors.New("queue: closed")
 func New(opt Options) (*Queue, error) {
 	if opt.Config == nil {
 		return nil, errors.New("queue: Options.Config is required")
+	}
+	if opt.Dir == "" {
+		if opt.Config() == nil || opt.Config().DataDir == "" {
+			return nil, errors.New("queue: no spool directory (Options.Dir or data_dir)")
+		}
+		opt.Dir = opt.Config().SpoolDir()
 	}
 	if opt.Upstream == nil {
 		opt.Upstream = func() relay.Upstream { return nil }

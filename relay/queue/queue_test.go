@@ -987,3 +987,26 @@ func TestLaterFailureSecondBounce(t *testing.T) {
 		t.Errorf("bounces list %v, want [a] then [b]", lists)
 	}
 }
+
+func TestDirFromConfig(t *testing.T) {
+	cfg := testConfig()
+	if _, err := New(Options{Config: func() *config.Config { return cfg }, Log: quiet}); err == nil {
+		t.Fatal("New without a directory succeeded")
+	}
+	cfg.DataDir = t.TempDir()
+	q, err := New(Options{Config: func() *config.Config { return cfg }, Log: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	id, err := q.Spool("s@x.test", []string{"a@ex.test"}, strings.NewReader(textMsg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(cfg.DataDir, "spool", id+".msg")); err != nil {
+		t.Errorf("message not under data_dir/spool: %v", err)
+	}
+	if fi, err := os.Stat(filepath.Join(cfg.DataDir, "spool")); err != nil || fi.Mode().Perm() != 0o700 {
+		t.Errorf("spool dir mode %v (%v), want 0700", fi.Mode(), err)
+	}
+}
