@@ -129,7 +129,7 @@ func TestDeliverFailures(t *testing.T) {
 			if de.Stage != tt.stage {
 				t.Errorf("stage %q, want %q (err %v)", de.Stage, tt.stage, err)
 			}
-			if d := time.Since(start); d > 2500*time.Millisecond {
+			if d := time.Since(start); d > 2900*time.Millisecond {
 				t.Errorf("took %v: timeouts not applied", d)
 			}
 			if n := len(srv.Messages()); n != 0 {
