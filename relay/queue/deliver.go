@@ -95,12 +95,23 @@ func (q *Queue) send(m *message, a attempt) error {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		pw.CloseWithError(rewriteTo(pw, body, opt))
+		pw.CloseWithError(safeRewrite(pw, body, opt))
 	}()
 	err = up.Deliver(q.ctx, m.env.From, a.rcpts, pr)
 	pr.CloseWithError(errAborted)
 	<-done
 	return err
+}
+
+// safeRewrite runs the rewrite; a panic on some unforeseen input fails
+// this attempt instead of the whole relay.
+func safeRewrite(w io.Writer, r io.Reader, opt rewrite.Options) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("queue: rewrite panicked: %v", p)
+		}
+	}()
+	return rewriteTo(w, r, opt)
 }
 
 // result applies the outcome of one attempt to its copy.

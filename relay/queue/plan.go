@@ -2,6 +2,8 @@ package queue
 
 import (
 	"container/heap"
+	"fmt"
+	"io"
 	"strings"
 	"time"
 
@@ -122,6 +124,17 @@ func (q *Queue) publish(p planned) {
 	q.wakeUp()
 }
 
+// safeInspect runs rewrite.Inspect; a panic makes the message untouchable
+// (forwarded untracked) instead of crashing the relay.
+func safeInspect(r io.Reader) (info rewrite.Info, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			info, err = rewrite.Info{Untouchable: fmt.Sprintf("inspect panicked: %v", p)}, nil
+		}
+	}()
+	return inspect(r)
+}
+
 // makePlan reads the message once (rewrite.Inspect) and splits its
 // recipients: each tracked one gets its own copy and token, the others
 // share one copy.
@@ -135,7 +148,7 @@ func (q *Queue) makePlan(m *message) (*spool.State, []record.Copy, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	info, err := inspect(body)
+	info, err := safeInspect(body)
 	body.Close()
 	if err != nil {
 		return nil, nil, err

@@ -22,6 +22,7 @@ import (
 
 	"pixelrelay/config"
 	"pixelrelay/relay"
+	"pixelrelay/relay/rewrite"
 	"pixelrelay/tracker/record"
 )
 
@@ -1008,5 +1009,36 @@ func TestDirFromConfig(t *testing.T) {
 	}
 	if fi, err := os.Stat(filepath.Join(cfg.DataDir, "spool")); err != nil || fi.Mode().Perm() != 0o700 {
 		t.Errorf("spool dir mode %v (%v), want 0700", fi.Mode(), err)
+	}
+}
+
+// TestRewritePanicContained: a rewrite that panics fails the attempt (and an
+// inspect that panics leaves the message untracked); the relay survives.
+func TestRewritePanicContained(t *testing.T) {
+	oldI, oldR := inspect, rewriteTo
+	defer func() { inspect, rewriteTo = oldI, oldR }()
+	inspect = func(io.Reader) (rewrite.Info, error) { panic("inspect bug") }
+	calls := 0
+	var mu sync.Mutex
+	rewriteTo = func(w io.Writer, r io.Reader, opt rewrite.Options) error {
+		mu.Lock()
+		calls++
+		first := calls == 1
+		mu.Unlock()
+		if first {
+			panic("rewrite bug")
+		}
+		return oldR(w, r, opt)
+	}
+	h := newHarness(t, testConfig())
+	h.open(true)
+	h.spool("s@x.test", []string{"a@ex.test"}, htmlMsg)
+	waitFor(t, "delivery", func() bool { return h.q.Len() == 0 })
+	got := h.up.deliveries()
+	if len(got) != 1 || strings.Contains(got[0].body, "/o/tok") || h.mint.count() != 0 {
+		t.Errorf("deliveries %d, minted %d: want one untracked delivery after the failed attempt", len(got), h.mint.count())
+	}
+	if calls != 2 {
+		t.Errorf("rewrite called %d times, want 2", calls)
 	}
 }
