@@ -598,3 +598,26 @@ func TestPooledConnectionChecks(t *testing.T) {
 		t.Fatalf("%d connections, want a new one for an expired pooled connection", srv.Connections())
 	}
 }
+
+// BenchmarkDeliverSMTPParallel: copies from several queue workers sharing
+// a pool of upstream.connections = 4.
+func BenchmarkDeliverSMTPParallel(b *testing.B) {
+	srv := smtptest.Start(b, smtptest.Script{DiscardData: true})
+	c := &config.Config{}
+	c.Upstream = config.Upstream{URL: srv.URL("smtp"), TLS: "none", Connections: 4}
+	s := NewSMTP(newHolder(c).get, nil)
+	defer s.Close()
+	msg := []byte("Subject: bench\r\n\r\n" + strings.Repeat("0123456789abcdefghijklmnopqrstuvwxyz\r\n", 100))
+	b.SetParallelism(2)
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if err := s.Deliver(context.Background(), "a@example.com", []string{"b@example.com"}, bytes.NewReader(msg)); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	if n := srv.Connections(); n > 4 {
+		b.Fatalf("%d connections, limit 4", n)
+	}
+}
