@@ -2,7 +2,9 @@ package store
 
 import (
 	"fmt"
+	"os"
 	"sort"
+	"strconv"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -63,14 +65,18 @@ func BenchmarkEnqueue(b *testing.B) {
 	}
 }
 
-// queryStore holds about 200k opens: 100k of copy "big", the rest spread
-// over 1000 copies and 50 recipients.
+// queryStore holds $PIXELRELAY_BENCH_OPENS opens (default 200k): 100k of
+// copy "big", the rest spread over 1000 copies and 50 recipients.
 func queryStore(b *testing.B) *Store {
 	b.Helper()
+	total := 200000
+	if v, err := strconv.Atoi(os.Getenv("PIXELRELAY_BENCH_OPENS")); err == nil && v >= 200000 {
+		total = v
+	}
 	s := openTest(b, Options{})
 	t0 := time.Now().Add(-24 * time.Hour)
 	fill(b, s, "big", 1, 100000, t0)
-	fill(b, s, "c", 1000, 100, t0)
+	fill(b, s, "c", 1000, (total-100000)/1000, t0)
 	return s
 }
 

@@ -199,13 +199,16 @@ type hitTx struct {
 	copies, unopened, opens, byTime, byRcpt, meta *bolt.Bucket
 	lim                                           *limiter
 	dOpens, dHuman                                int64
+	// touched holds the copies changed in this batch; they are written
+	// once, by finish, however many hits they got.
+	touched map[string]*copyRec
 }
 
 func newHitTx(tx *bolt.Tx, lim *limiter) *hitTx {
 	return &hitTx{
 		copies: tx.Bucket(bCopies), unopened: tx.Bucket(bUnopened),
 		opens: tx.Bucket(bOpens), byTime: tx.Bucket(bOpensByTime), byRcpt: tx.Bucket(bOpensByRcpt),
-		meta: tx.Bucket(bMeta), lim: lim,
+		meta: tx.Bucket(bMeta), lim: lim, touched: map[string]*copyRec{},
 	}
 }
 
@@ -214,13 +217,9 @@ func (w *hitTx) apply(h *Hit, now func() time.Time, dedup time.Duration, limit i
 	if h.At.IsZero() {
 		h.At = now()
 	}
-	cv := w.copies.Get([]byte(h.TrackingID))
-	if cv == nil {
+	c := w.copy(h.TrackingID)
+	if c == nil {
 		return false, nil
-	}
-	c, err := decodeCopy(cv)
-	if err != nil {
-		return false, nil // a damaged copy record cannot take opens
 	}
 	dk := keyOf(h.TrackingID, h.IP, h.UserAgent)
 	if dedup > 0 && w.lim.duplicate(dk, h.At, dedup) {
@@ -231,14 +230,32 @@ func (w *hitTx) apply(h *Hit, now func() time.Time, dedup time.Duration, limit i
 		return false, nil
 	}
 	at := ts(h.At)
-	if err := w.store(h, &c, at); err != nil {
+	if err := w.store(h, c, at); err != nil {
 		return false, err
 	}
+	w.touched[h.TrackingID] = c
 	w.lim.note(dk, h.IP, at, slot)
 	return true, nil
 }
 
-// store writes the open, its index entries and the copy's counters.
+// copy returns the copy a hit is for, as changed by earlier hits of the
+// batch; nil if unknown or unreadable (a damaged record takes no opens).
+func (w *hitTx) copy(id string) *copyRec {
+	if c, ok := w.touched[id]; ok {
+		return c
+	}
+	v := w.copies.Get([]byte(id))
+	if v == nil {
+		return nil
+	}
+	c, err := decodeCopy(v)
+	if err != nil {
+		return nil
+	}
+	return &c
+}
+
+// store writes the open and its index entries and counts it in c.
 func (w *hitTx) store(h *Hit, c *copyRec, at uint64) error {
 	seq, err := w.opens.NextSequence()
 	if err != nil {
@@ -279,11 +296,16 @@ func (w *hitTx) store(h *Hit, c *copyRec, at uint64) error {
 			return err
 		}
 	}
-	return w.copies.Put([]byte(h.TrackingID), encodeCopy(c))
+	return nil
 }
 
-// finish writes the batch's counter changes.
+// finish writes the changed copies and the batch's counter changes.
 func (w *hitTx) finish() error {
+	for id, c := range w.touched {
+		if err := w.copies.Put([]byte(id), encodeCopy(c)); err != nil {
+			return err
+		}
+	}
 	if err := addCounter(w.meta, mOpens, w.dOpens); err != nil {
 		return err
 	}
