@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/emersion/go-sasl"
@@ -161,8 +162,18 @@ func (se *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 		return &smtp.SMTPError{Code: 501, EnhancedCode: smtp.EnhancedCode{5, 1, 3},
 			Message: "Bad recipient address syntax: " + err.Error()}
 	}
-	se.rcpts = append(se.rcpts, to)
+	if !slices.ContainsFunc(se.rcpts, func(r string) bool { return sameAddress(r, to) }) {
+		// A repeated recipient is accepted but gets one copy.
+		se.rcpts = append(se.rcpts, to)
+	}
 	return nil
+}
+
+// sameAddress compares two mailboxes: the local part exactly, the domain
+// case-insensitively.
+func sameAddress(a, b string) bool {
+	ia, ib := strings.LastIndexByte(a, '@'), strings.LastIndexByte(b, '@')
+	return ia >= 0 && ib >= 0 && a[:ia] == b[:ib] && strings.EqualFold(a[ia:], b[ib:])
 }
 
 // Data streams the message, with a Received header in front, into the

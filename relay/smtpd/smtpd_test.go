@@ -207,11 +207,18 @@ func TestSubmit(t *testing.T) {
 	if got := m.body[loc[1]:]; got != msg {
 		t.Errorf("body changed:\n%q\nwant\n%q", got, msg)
 	}
-	// A second transaction on the same connection.
+	// A repeated recipient gets one copy.
+	if _, err := send(c, "a@example.com", []string{"b@example.com", "b@EXAMPLE.com", "B@example.com"}, msg); err != nil {
+		t.Fatal(err)
+	}
+	if m := e.sp.messages(); len(m) != 2 || strings.Join(m[1].to, ",") != "b@example.com,B@example.com" {
+		t.Fatalf("duplicate recipients: %q", m[1].to)
+	}
+	// A null sender.
 	if _, err := send(c, "", []string{"b@example.com"}, msg); err != nil {
 		t.Fatalf("null sender: %v", err)
 	}
-	if m := e.sp.messages(); len(m) != 2 || m[1].from != "" {
+	if m := e.sp.messages(); len(m) != 3 || m[2].from != "" {
 		t.Fatalf("second message %+v", m)
 	}
 }
