@@ -20,6 +20,11 @@ var (
 	rewriteTo = rewrite.Rewrite
 )
 
+// maxPlanFails is how many failed plans (minter or recorder errors) a
+// message waits through before it is delivered untracked: delivering the
+// mail matters more than counting its opens.
+const maxPlanFails = 3
+
 // planRetry is how long a message whose planning failed (disk, minter or
 // recorder error) waits before the next try.
 var planRetry = 5 * time.Second
@@ -60,6 +65,7 @@ func (q *Queue) plan(m *message) {
 }
 
 func (q *Queue) replanLater(m *message) {
+	m.planFails++
 	time.AfterFunc(planRetry, func() { q.enqueuePlan(m) })
 }
 
@@ -163,10 +169,13 @@ func (q *Queue) makePlan(m *message) (*spool.State, []record.Copy, error) {
 		msgID = m.env.MessageID
 	}
 	st := &spool.State{Subject: info.Subject, MessageID: msgID}
+	if m.planFails >= maxPlanFails {
+		q.log.Error("tracking unavailable; delivering untracked", "queue_id", m.env.ID, "failed_plans", m.planFails)
+	}
 	var recs []record.Copy
 	var untracked []string
 	for _, rcpt := range m.env.To {
-		if ok, _ := track(info, rcpt, pol); !ok || q.opt.Minter == nil {
+		if ok, _ := track(info, rcpt, pol); !ok || q.opt.Minter == nil || m.planFails >= maxPlanFails {
 			untracked = append(untracked, rcpt)
 			continue
 		}

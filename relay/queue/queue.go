@@ -102,6 +102,9 @@ type message struct {
 	off  int64        // where the body starts in the spool file
 	st   *spool.State // nil until planned; guarded by Queue.mu
 	busy int          // copies being delivered; guarded by Queue.mu
+	// planFails counts failed plans; only the planning path (one step at
+	// a time, handed on through channels) touches it.
+	planFails int
 
 	wmu   sync.Mutex // serialises state writes, bounces and the deletion
 	done  bool       // deleted; guarded by wmu

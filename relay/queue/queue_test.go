@@ -1042,3 +1042,36 @@ func TestRewritePanicContained(t *testing.T) {
 		t.Errorf("rewrite called %d times, want 2", calls)
 	}
 }
+
+type brokenRecorder struct{ *fakeRecorder }
+
+func (brokenRecorder) Add([]record.Copy) error { return errors.New("database is closed") }
+
+// TestRecorderDownDeliversUntracked: when tracked copies cannot be recorded,
+// the message is delivered untracked after a few tries rather than held.
+func TestRecorderDownDeliversUntracked(t *testing.T) {
+	old := planRetry
+	planRetry = 5 * time.Millisecond
+	defer func() { planRetry = old }()
+	h := newHarness(t, testConfig())
+	q, err := New(Options{
+		Dir: h.dir, Config: func() *config.Config { return h.cfg },
+		Upstream: func() relay.Upstream { return h.up }, Recorder: brokenRecorder{h.rec}, Minter: h.mint, Log: quiet,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	q.Start()
+	if _, err := q.Spool("s@x.test", []string{"a@ex.test", "b@ex.test"}, strings.NewReader(htmlMsg)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "delivery", func() bool { return q.Len() == 0 })
+	got := h.up.deliveries()
+	if len(got) != 1 || strings.Join(got[0].to, ",") != "a@ex.test,b@ex.test" || strings.Contains(got[0].body, "/o/tok") {
+		t.Errorf("deliveries %+v, want one untracked copy to both", got)
+	}
+	if n := h.mint.count(); n != 2*maxPlanFails {
+		t.Errorf("minted %d tokens, want %d (2 per failed plan)", n, 2*maxPlanFails)
+	}
+}
