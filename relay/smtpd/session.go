@@ -133,8 +133,10 @@ func (se *session) Mail(from string, opts *smtp.MailOptions) error {
 	if se.user == "" {
 		switch {
 		case len(cfg.SMTP.Users) > 0:
+			se.log.Info("MAIL refused: not authenticated", "from", from)
 			return errAuthRequired
 		case !se.local:
+			se.log.Warn("MAIL refused: remote client and no SMTP users configured", "from", from)
 			return errRelayDenied
 		}
 	}
