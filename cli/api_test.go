@@ -547,8 +547,8 @@ func TestFailures(t *testing.T) {
 			if out != "" {
 				t.Errorf("stdout %q, want nothing", out)
 			}
-			if strings.Count(errOut, "\n") != 1 || !strings.HasPrefix(errOut, "pixelrelay: ") {
-				t.Errorf("stderr %q is not one line starting with \"pixelrelay: \"", errOut)
+			if strings.Count(errOut, "\n") != 1 || !strings.HasPrefix(errOut, "pixelrelay") {
+				t.Errorf("stderr %q is not one line starting with \"pixelrelay\"", errOut)
 			}
 			if !strings.Contains(errOut, tt.want) {
 				t.Errorf("stderr %q lacks %q", errOut, tt.want)

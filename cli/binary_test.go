@@ -76,7 +76,7 @@ func TestBinary(t *testing.T) {
 	if err := os.WriteFile(down, []byte("data_dir = \""+filepath.Join(dir, "data")+"\"\n[http]\nlisten = \""+downAddr+"\"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	notRunning := "pixelrelay: pixelrelay is not running at " + downAddr + " — start it with `pixelrelay serve`\n"
+	notRunning := "pixelrelay is not running at " + downAddr + " — start it with `pixelrelay serve`\n"
 
 	tests := []struct {
 		name       string

@@ -199,12 +199,22 @@ func (e *env) report(cmd string, err error) int {
 	var ec *exitCode
 	if errors.As(err, &ec) {
 		if ec.msg != "" {
-			fmt.Fprintf(e.stderr, "pixelrelay: %s\n", oneLine(ec.msg))
+			fmt.Fprintln(e.stderr, prefixed(ec.msg))
 		}
 		return ec.code
 	}
-	fmt.Fprintf(e.stderr, "pixelrelay: %s\n", oneLine(err.Error()))
+	fmt.Fprintln(e.stderr, prefixed(err.Error()))
 	return exitFailure
+}
+
+// prefixed is msg on one line, starting with "pixelrelay" so the user
+// knows who speaks ("pixelrelay is not running…" needs no second prefix).
+func prefixed(msg string) string {
+	msg = oneLine(msg)
+	if strings.HasPrefix(msg, "pixelrelay ") {
+		return msg
+	}
+	return "pixelrelay: " + msg
 }
 
 // usageError is bad usage: exit 2 with a pointer to --help.
