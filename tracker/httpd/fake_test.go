@@ -27,6 +27,7 @@ type fakeStore struct {
 	purgeWait chan struct{} // when set, Purge blocks until it is closed
 	purgeIn   chan struct{} // when set, Purge signals it started
 	block     chan struct{} // when set, Record blocks until it is closed
+	copyCalls int
 }
 
 func newFakeStore() *fakeStore { return &fakeStore{copies: map[string]record.Copy{}} }
@@ -56,6 +57,7 @@ func (f *fakeStore) Record(h store.Hit) (bool, error) {
 func (f *fakeStore) Copy(id string) (record.Copy, bool, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.copyCalls++
 	if f.copyErr != nil {
 		return record.Copy{}, false, f.copyErr
 	}

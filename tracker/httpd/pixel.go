@@ -5,6 +5,8 @@ import (
 	"net/http"
 	"net/netip"
 	"strings"
+	"sync"
+	"time"
 
 	"pixelrelay/tracker/classify"
 	"pixelrelay/tracker/store"
@@ -101,7 +103,7 @@ func (s *Server) record(r *http.Request, id string) {
 		window = -1 // tracking.prefetch_window = 0 turns the rule off
 	}
 	res := d.cls.Classify(classify.Request{UserAgent: ua, IP: cl.ip, Header: r.Header, Now: now, PrefetchWindow: window})
-	if res == (classify.Result{}) {
+	if res == (classify.Result{}) && !s.settled.has(id) {
 		c, found, err := s.opt.Store.Copy(id)
 		if err != nil {
 			s.recordError(err)
@@ -112,6 +114,8 @@ func (s *Server) record(r *http.Request, id string) {
 		}
 		if classify.InPrefetchWindow(c.SentAt, now, window) {
 			res = classify.Result{Bot: true, BotType: classify.Prefetch}
+		} else if !c.SentAt.IsZero() && now.Sub(c.SentAt) > max(window, maxPrefetchWindow) {
+			s.settled.add(id)
 		}
 	}
 	hit := store.Hit{
@@ -242,4 +246,34 @@ func clip(s string) string {
 		s = strings.ToValidUTF8(s[:maxGeoLen], "")
 	}
 	return s
+}
+
+// maxPrefetchWindow: a copy delivered longer ago than this is past any
+// sensible tracking.prefetch_window, so its later opens need no lookup.
+const maxPrefetchWindow = time.Hour
+
+// settledSet remembers tracking ids whose copy was delivered long ago
+// (SentAt never changes once set), so repeated opens of the same copy skip
+// the read transaction. It is bounded: when full it starts over.
+type settledSet struct {
+	mu sync.Mutex
+	m  map[string]struct{}
+}
+
+const maxSettled = 1 << 16
+
+func (c *settledSet) has(id string) bool {
+	c.mu.Lock()
+	_, ok := c.m[id]
+	c.mu.Unlock()
+	return ok
+}
+
+func (c *settledSet) add(id string) {
+	c.mu.Lock()
+	if c.m == nil || len(c.m) >= maxSettled {
+		c.m = make(map[string]struct{}, 1024)
+	}
+	c.m[id] = struct{}{}
+	c.mu.Unlock()
 }

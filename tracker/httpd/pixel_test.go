@@ -3,6 +3,7 @@ package httpd
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	gifpkg "image/gif"
 	"io"
 	"log/slog"
@@ -260,10 +261,11 @@ func TestPixelStoreTrouble(t *testing.T) {
 		resp, body := f.get("GET", "/o/"+tok+".gif")
 		checkPixel(t, resp, body, false)
 	}
+	_, tok2 := f.mint()
 	f.st.mu.Lock()
 	f.st.recordErr, f.st.copyErr = nil, errors.New("read tx failed")
 	f.st.mu.Unlock()
-	resp, body = f.get("GET", "/o/"+tok+".gif")
+	resp, body = f.get("GET", "/o/"+tok2+".gif")
 	checkPixel(t, resp, body, false)
 	if got := f.srv.RecordErrors(); got != 4 {
 		t.Errorf("RecordErrors = %d, want 4", got)
@@ -411,5 +413,41 @@ func TestPixelDoesNotWaitForTheStore(t *testing.T) {
 	}
 	if n := len(st.hitList()); n != 0 {
 		t.Fatalf("store finished early? %d hits", n)
+	}
+}
+
+// TestSettledCopiesSkipTheLookup: once a copy is known to have been
+// delivered long ago, its further opens do not read it again; recent copies
+// are read every time (the prefetch window depends on them).
+func TestSettledCopiesSkipTheLookup(t *testing.T) {
+	f := newFixture(t, nil)
+	old, oldTok, _ := f.keys.Mint()
+	f.st.add(record.Copy{TrackingID: old, SentAt: t0.Add(-3 * time.Hour), Status: record.StatusSent})
+	recent, recentTok, _ := f.keys.Mint()
+	f.st.add(record.Copy{TrackingID: recent, SentAt: t0.Add(-5 * time.Minute), Status: record.StatusSent})
+	calls := func() int {
+		f.st.mu.Lock()
+		defer f.st.mu.Unlock()
+		return f.st.copyCalls
+	}
+	for i := 0; i < 3; i++ {
+		f.get("GET", "/o/"+oldTok+".gif", "User-Agent", fmt.Sprintf("Thunderbird/%d", i))
+	}
+	if n := calls(); n != 1 {
+		t.Errorf("old copy read %d times for 3 opens, want 1", n)
+	}
+	for i := 0; i < 3; i++ {
+		f.get("GET", "/o/"+recentTok+".gif", "User-Agent", fmt.Sprintf("Thunderbird/%d", i))
+	}
+	if n := calls(); n != 4 {
+		t.Errorf("recent copy: %d reads in all, want 4", n)
+	}
+	// Bots are classified without the copy.
+	f.get("GET", "/o/"+recentTok+".gif", "User-Agent", "curl/8.5.0")
+	if n := calls(); n != 4 {
+		t.Errorf("a scanner fetch read the copy")
+	}
+	if n := len(f.st.hitList()); n != 7 {
+		t.Errorf("%d opens recorded, want 7", n)
 	}
 }

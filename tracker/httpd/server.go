@@ -124,6 +124,7 @@ type Server struct {
 	defaultCfg *config.Config          // used while Options.Config returns nil
 
 	purgeMu sync.Mutex // one purge at a time
+	settled settledSet // ids whose copy was delivered long ago
 
 	errs     atomic.Int64 // recording errors since start
 	errLogMu sync.Mutex
