@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"io"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -389,11 +390,31 @@ func (c *Config) resolveSecrets(ps *Problems) {
 	}
 }
 
-// readSecret reads a secret file, dropping one trailing newline (LF or CRLF).
+// maxSecretSize bounds what is read from a secret file.
+const maxSecretSize = 64 << 10
+
+// readSecret reads a secret file, dropping one trailing newline (LF or
+// CRLF). It must be a regular file (not a FIFO or device, which could
+// block or never end) of at most 64KB.
 func readSecret(path string) (string, error) {
-	b, err := os.ReadFile(path)
+	f, err := os.Open(path)
 	if err != nil {
 		return "", fmt.Errorf("cannot read: %v", unwrapPath(err))
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return "", fmt.Errorf("cannot read: %v", unwrapPath(err))
+	}
+	if !st.Mode().IsRegular() {
+		return "", fmt.Errorf("%s is not a regular file", path)
+	}
+	b, err := io.ReadAll(io.LimitReader(f, maxSecretSize+1))
+	if err != nil {
+		return "", fmt.Errorf("cannot read: %v", unwrapPath(err))
+	}
+	if len(b) > maxSecretSize {
+		return "", fmt.Errorf("%s is larger than 64KB; is it the right file?", path)
 	}
 	s := strings.TrimSuffix(string(b), "\n")
 	s = strings.TrimSuffix(s, "\r")

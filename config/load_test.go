@@ -380,6 +380,11 @@ func TestSecrets(t *testing.T) {
 			Problems{{"upstream.password_file", "cannot read: {dir}/missing: no such file or directory"}}},
 		{"empty file", map[string]string{"pw": "\n"}, "", `password_file = "pw"`, "",
 			Problems{{"upstream.password_file", "{dir}/pw is empty"}}},
+		{"directory", map[string]string{"d/x": "x"}, "", `password_file = "d"`, "",
+			Problems{{"upstream.password_file", "{dir}/d is not a regular file"}}},
+		{"too large", map[string]string{"pw": strings.Repeat("x", 64<<10+1)}, "", `password_file = "pw"`, "",
+			Problems{{"upstream.password_file", "{dir}/pw is larger than 64KB; is it the right file?"}}},
+		{"64KB is fine", map[string]string{"pw": strings.Repeat("x", 64<<10)}, "", `password_file = "pw"`, strings.Repeat("x", 64<<10), nil},
 		{"both", map[string]string{"pw": "x"}, "", "password = \"a\"\npassword_file = \"pw\"", "",
 			Problems{{"upstream.password_file", "set either upstream.password or upstream.password_file, not both"}}},
 	}

@@ -372,17 +372,23 @@ func validHostPort(addr string) bool {
 }
 
 // checkReadable reports a problem unless path is a readable regular file.
+// It checks the type before opening, as opening a FIFO could block.
 func checkReadable(v *validator, key, path string) bool {
+	st, err := os.Stat(path)
+	if err != nil {
+		v.add(key, "cannot read: %v", unwrapPath(err))
+		return false
+	}
+	if !st.Mode().IsRegular() {
+		v.add(key, "%s is not a file", path)
+		return false
+	}
 	f, err := os.Open(path)
 	if err != nil {
 		v.add(key, "cannot read: %v", unwrapPath(err))
 		return false
 	}
-	defer f.Close()
-	if st, err := f.Stat(); err != nil || st.IsDir() {
-		v.add(key, "%s is not a file", path)
-		return false
-	}
+	f.Close()
 	return true
 }
 
