@@ -8,6 +8,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"math/big"
+	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -220,5 +221,58 @@ func TestProblemsError(t *testing.T) {
 	want := "upstream.url: scheme must be smtp, smtps or outbox\nTOML syntax error at line 1, column 2: bad\nsmtp.lisen: unknown key"
 	if got := ps.Error(); got != want {
 		t.Errorf("Error() =\n%s\nwant\n%s", got, want)
+	}
+}
+
+func TestWarnings(t *testing.T) {
+	tests := []struct {
+		name  string
+		toml  string
+		files map[string]os.FileMode // created with this mode
+		env   string
+		want  []Problem
+	}{
+		{"defaults", "", nil, "", nil},
+		{"loopback base_url with real upstream", "[upstream]\nurl = \"smtps://smtp.gmail.com:465\"", nil, "", []Problem{
+			{"tracking.base_url", "http://127.0.0.1:8025 is a loopback address: recipients' mail clients cannot reach it, so no open will be recorded"}}},
+		{"public base_url", "[upstream]\nurl = \"smtps://smtp.gmail.com:465\"\n[tracking]\nbase_url = \"https://px.example.com\"", nil, "", nil},
+		{"shared password file", "[upstream]\npassword_file = \"pw\"", map[string]os.FileMode{"pw": 0o644}, "", []Problem{
+			{"upstream.password_file", "{dir}/pw is readable by other users (mode 0644); chmod 600 it"}}},
+		{"private password file", "[upstream]\npassword_file = \"pw\"", map[string]os.FileMode{"pw": 0o600}, "", nil},
+		{"env wins, file ignored", "[upstream]\npassword_file = \"pw\"", map[string]os.FileMode{"pw": 0o644}, "x", nil},
+		{"inline password in shared config", "[upstream]\npassword = \"pw\"", map[string]os.FileMode{"c.toml": 0o640}, "", []Problem{
+			{"upstream.password", "{dir}/c.toml is readable by other users (mode 0640); chmod 600 it"}}},
+		{"shared user hash file", "[[smtp.users]]\nusername = \"a\"\npassword_file = \"h\"", map[string]os.FileMode{"h": 0o604}, "", []Problem{
+			{"smtp.users[0].password_file", "{dir}/h is readable by other users (mode 0604); chmod 600 it"}}},
+		{"public auth without TLS", "[smtp]\nlisten = \"0.0.0.0:587\"\n[[smtp.users]]\nusername = \"a\"\npassword_hash = \"x\"", nil, "", []Problem{
+			{"smtp.tls_cert", "not set while smtp.listen (0.0.0.0:587) is not loopback: SMTP AUTH passwords would travel in clear text"}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			isolate(t)
+			t.Setenv(EnvUpstreamPassword, tt.env)
+			dir := t.TempDir()
+			path := filepath.Join(dir, "c.toml")
+			writeFile(t, path, tt.toml+"\n")
+			for name, mode := range tt.files {
+				if name != "c.toml" {
+					writeFile(t, filepath.Join(dir, name), hashAlice+"\n")
+				}
+				if err := os.Chmod(filepath.Join(dir, name), mode); err != nil {
+					t.Fatal(err)
+				}
+			}
+			c, err := Load(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var want Problems
+			for _, p := range tt.want {
+				want = append(want, Problem{p.Key, strings.ReplaceAll(p.Reason, "{dir}", dir)})
+			}
+			if got := c.Warnings(); !reflect.DeepEqual(got, want) {
+				t.Errorf("Warnings() =\n%v\nwant\n%v", got, want)
+			}
+		})
 	}
 }
