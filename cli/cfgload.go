@@ -33,21 +33,28 @@ func loadConfig(flagPath string) (*config.Config, error) {
 
 // checkConfig validates the config file for `config check`: the path used
 // ("" for the built-in defaults) and every problem as "key: reason".
-func checkConfig(flagPath string) (string, []string, error) {
-	path, err := config.Find(flagPath)
+func checkConfig(flagPath string) (path string, problems, warnings []string, err error) {
+	path, err = config.Find(flagPath)
 	if err != nil {
-		return "", nil, err
+		return "", nil, nil, err
 	}
-	_, err = config.LoadValid(path)
+	cfg, err := config.LoadValid(path)
 	var ps config.Problems
 	if errors.As(err, &ps) {
-		lines := make([]string, len(ps))
-		for i, p := range ps {
-			lines[i] = clean(p.String())
-		}
-		return path, lines, nil
+		return path, problemLines(ps), nil, nil
 	}
-	return path, nil, err
+	if err != nil {
+		return path, nil, nil, err
+	}
+	return path, nil, problemLines(cfg.Warnings()), nil
+}
+
+func problemLines(ps config.Problems) []string {
+	lines := make([]string, len(ps))
+	for i, p := range ps {
+		lines[i] = clean(p.String())
+	}
+	return lines
 }
 
 // adminKey is the admin API key: $PIXELRELAY_ADMIN_KEY, else the one in

@@ -22,6 +22,14 @@ func TestConfigCheck(t *testing.T) {
 		t.Errorf("good: exit %d, out %q, stderr %q", code, out, errOut)
 	}
 
+	// Allowed but probably wrong: a loopback pixel URL with a real upstream.
+	warn := filepath.Join(dir, "warn.toml")
+	os.WriteFile(warn, []byte("data_dir = \""+dir+"\"\n[upstream]\nurl = \"smtp://127.0.0.1:2526\"\ntls = \"none\"\n"), 0o600)
+	code, out, errOut = run(0, "config", "check", "--config", warn)
+	if code != 0 || out != "config OK: "+warn+"\n" || !strings.HasPrefix(errOut, "warning: tracking.base_url: ") {
+		t.Errorf("warn: exit %d, out %q, stderr %q", code, out, errOut)
+	}
+
 	code, out, errOut = run(0, "config", "--config", bad, "check")
 	if code != 1 {
 		t.Errorf("bad: exit %d, want 1", code)

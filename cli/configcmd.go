@@ -40,9 +40,12 @@ func runConfig(e *env, args []string) error {
 	if err := noArgs(pos[1:]); err != nil {
 		return err
 	}
-	path, problems, err := checkConfig(*cfgPath)
+	path, problems, warnings, err := checkConfig(*cfgPath)
 	if err != nil {
 		return err
+	}
+	for _, w := range warnings {
+		fmt.Fprintln(e.stderr, "warning:", w)
 	}
 	if len(problems) > 0 {
 		for _, p := range problems {

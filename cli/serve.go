@@ -108,6 +108,9 @@ func serve(flagPath string, log *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("config %s: %w", displayPath(path), err)
 	}
+	for _, w := range cfg.Warnings() {
+		log.Warn("config: "+w.Reason, "key", w.Key)
+	}
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("data_dir: %w", err)
 	}
