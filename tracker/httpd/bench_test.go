@@ -40,6 +40,7 @@ func benchHTTP(b *testing.B, h http.Handler, path string) {
 	defer tr.CloseIdleConnections()
 	client := &http.Client{Transport: tr}
 	var seq atomic.Int64
+	b.SetParallelism(16) // many connections, like a real load, not GOMAXPROCS
 	b.ReportAllocs()
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {

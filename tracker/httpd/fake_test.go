@@ -3,9 +3,12 @@ package httpd
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"net/url"
+	"os"
 	"strings"
 	"sync"
+	"testing"
 	"time"
 
 	"pixelrelay/tracker/record"
@@ -159,4 +162,9 @@ func recordCopy(id string) record.Copy {
 
 func mustURL(p string) *url.URL {
 	return &url.URL{Path: p}
+}
+
+func TestMain(m *testing.M) {
+	slog.SetDefault(quiet) // the keyring logs through the default logger
+	os.Exit(m.Run())
 }
