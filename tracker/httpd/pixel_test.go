@@ -451,3 +451,16 @@ func TestSettledCopiesSkipTheLookup(t *testing.T) {
 		t.Errorf("%d opens recorded, want 7", n)
 	}
 }
+
+// TestPrefetchWindowZeroTurnsTheRuleOff: tracking.prefetch_window = "0"
+// means no fetch is a prefetch because of its timing.
+func TestPrefetchWindowZeroTurnsTheRuleOff(t *testing.T) {
+	f := newFixture(t, func(c *config.Config) { c.Tracking.PrefetchWindow = 0 })
+	id, tok, _ := f.keys.Mint()
+	f.st.add(record.Copy{TrackingID: id, SentAt: t0.Add(-3 * time.Second), Status: record.StatusSent})
+	f.get("GET", "/o/"+tok+".gif")
+	hits := f.st.hitList()
+	if len(hits) != 1 || hits[0].Bot {
+		t.Errorf("prefetch_window 0: %+v, want a human open", hits)
+	}
+}
