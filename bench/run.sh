@@ -161,6 +161,20 @@ rss_sampler() {
   BG_PIDS+=("$SAMPLER_PID")
 }
 
+# cpu_ticks PID: CPU time (clock ticks) used by PID and its children, live
+# (utime+stime) and reaped (cutime+cstime). Samples taken the same way
+# before and after a load give the CPU the load cost, whatever else runs on
+# the machine.
+cpu_ticks() {
+  local p line f sum=0
+  for p in "$1" $(pgrep -P "$1" 2>/dev/null); do
+    line=$(cat "/proc/$p/stat" 2>/dev/null) || continue
+    read -r -a f <<<"${line##*) }"
+    sum=$((sum + f[11] + f[12] + f[13] + f[14]))
+  done
+  echo "$sum"
+}
+
 # hwm_kb PID...: summed VmHWM (peak RSS) in kB.
 hwm_kb() {
   local p sum=0 v
@@ -186,6 +200,8 @@ run_loads() {
   local side=$1 port=$2 sink=$3 copies=$4 root=$5 t0 t1 base
   rss_sampler "$T/rss-$side" "$root"
   say "$side: smtp-source -s $S -m $M -r $R (50 KB multipart/alternative)"
+  local c0 c1
+  c0=$(cpu_ticks "$root")
   base=$(sink_count "$sink")
   t0=$(now)
   smtp-source -s "$S" -m "$M" -r "$R" -F "$T/msg.eml" -M bench.example \
@@ -195,6 +211,8 @@ run_loads() {
   "$T/pxbench" sinkwait -out "$T/$sink.out" -want $((base + M * copies)) -since "$t0" -timeout 300s >"$T/e2e-$side" ||
     die "$side: not every copy reached the sink"
   stop_pid "$SAMPLER_PID"
+  c1=$(cpu_ticks "$root")
+  V[cpu_$side]=$(calc "($c1 - $c0) * 1000 / $(getconf CLK_TCK) / $M" 2)
   V[acc_$side]=$(calc "$M / ($t1 - $t0)")
   V[e2e_$side]=$(calc "$M / $(get secs "$T/e2e-$side")")
   V[copies_$side]=$(($(get count "$T/e2e-$side") - base))
@@ -430,6 +448,7 @@ table() {
   row "end of DATA -> 250, p99 ms" "${V[p99_postfix]:-}" "${V[p99_pixelrelay]:-}"
   row "passthrough accepted msgs/s (smtp-source)" "${V[pacc_postfix]:-}" "${V[pacc_pixelrelay]:-}"
   row "passthrough end-to-end msgs/s" "${V[pe2e_postfix]:-}" "${V[pe2e_pixelrelay]:-}"
+  row "CPU ms per message (accept + deliver, smtp-source)" "${V[cpu_postfix]:-}" "${V[cpu_pixelrelay]:-}"
   row "RSS under the load, MB (postfix: all processes)" "${V[rss_postfix]:-}" "${V[rss_pixelrelay]:-}"
   row "peak RSS, one $((BIG / 1000000)) MB msg to $BIG_RCPTS rcpts, MB" "${V[big_postfix]:-}" "${V[big_pixelrelay]:-}"
   echo

@@ -8,7 +8,7 @@ import (
 	"time"
 )
 
-// cmdAPIQ sends -n sequential GETs of -url with the admin key and prints the
+// cmdAPIQ sends -warmup and then -n sequential GETs of -url with the admin key and prints the
 // latency percentiles and the number of items in the first JSON array of
 // the last answer (e.g. the length of "opens").
 func cmdAPIQ(args []string) error {
@@ -17,13 +17,14 @@ func cmdAPIQ(args []string) error {
 	key := fs.String("key", "", "admin key (Authorization: Bearer)")
 	n := fs.Int("n", 200, "requests")
 	prefix := fs.String("prefix", "q_", "prefix of the printed keys")
+	warmup := fs.Int("warmup", 5, "requests sent first and not counted (cold page cache)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	client := &http.Client{Timeout: 30 * time.Second}
 	lat := make([]time.Duration, 0, *n)
 	items := -1
-	for i := 0; i < *n; i++ {
+	for i := -*warmup; i < *n; i++ {
 		req, err := http.NewRequest("GET", *url, nil)
 		if err != nil {
 			return err
@@ -43,7 +44,9 @@ func cmdAPIQ(args []string) error {
 		if resp.StatusCode != 200 {
 			return fmt.Errorf("%s: %s: %.200s", *url, resp.Status, body)
 		}
-		lat = append(lat, d)
+		if i >= 0 {
+			lat = append(lat, d)
+		}
 		if i == *n-1 {
 			items = countItems(body)
 		}
