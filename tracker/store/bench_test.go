@@ -138,3 +138,22 @@ func BenchmarkMessages(b *testing.B) {
 		return len(m), err
 	}, 500)
 }
+
+// BenchmarkEnqueueOneCopy: as BenchmarkEnqueue, every hit for the same
+// copy (one token fetched from many IPs).
+func BenchmarkEnqueueOneCopy(b *testing.B) {
+	s, ids := benchStore(b)
+	b.SetParallelism(25)
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if err := s.Enqueue(benchHit(ids[:1])); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	if err := s.Flush(); err != nil {
+		b.Fatal(err)
+	}
+}
