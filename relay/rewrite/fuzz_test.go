@@ -45,6 +45,9 @@ func FuzzRewrite(f *testing.F) {
 		if info.Untouchable != "" || info.HTMLParts == 0 {
 			return
 		}
+		if want := expectedUntracked(data, testMsgID); bytes.HasSuffix(data, []byte("\n")) && !bytes.Equal(plain.Bytes(), want) {
+			t.Fatalf("untracked copy differs:\n%s", firstDiff(want, plain.Bytes()))
+		}
 		again, err := Inspect(bytes.NewReader(out.Bytes()))
 		if err != nil || again.Untouchable != "" || again.HTMLParts != info.HTMLParts {
 			t.Fatalf("tracked copy: %+v (%v); input %+v\n%q", again, err, info, out.Bytes())
@@ -53,6 +56,9 @@ func FuzzRewrite(f *testing.F) {
 		lo, errOut := goLeaves(out.Bytes())
 		if errIn == nil && (errOut != nil || len(li) != len(lo)) {
 			t.Fatalf("input parses (%d leaves), output: %v (%d leaves)", len(li), errOut, len(lo))
+		}
+		if errIn == nil {
+			checkTracked(t, data, out.Bytes(), info)
 		}
 	})
 }

@@ -155,7 +155,7 @@ func readHeader(lr *lineReader, bs boundaries, h *header, t *term) (bool, error)
 		}
 		if level, closing, ok := bs.match(chunk); ok {
 			h.setDefect("part header not ended by a blank line")
-			t.set(level, closing, chunk)
+			t.set(level, closing, chunk, lr.before)
 			return true, nil
 		}
 		if chunk[0] == ' ' || chunk[0] == '\t' {

@@ -60,7 +60,7 @@ func (w *walker) html(h *header, params map[string]string, s scope) error {
 		}
 		if start && len(s.bs) > 0 {
 			if level, closing, ok := s.bs.match(chunk); ok {
-				w.t.set(level, closing, chunk)
+				w.t.set(level, closing, chunk, w.lr.before)
 				break
 			}
 		}
@@ -121,6 +121,9 @@ func (w *walker) change(h *header, params map[string]string, raw []byte, s scope
 func (w *walker) transform(h *header, params map[string]string, raw []byte, bs boundaries) (e edit, reason string) {
 	e.nl = lineEnding(firstLine(raw))
 	if e.nl == "" {
+		e.nl = h.end // the line before the body
+	}
+	if e.nl == "" {
 		e.nl = h.nl
 	}
 	if e.nl == "" {
@@ -140,7 +143,11 @@ func (w *walker) transform(h *header, params map[string]string, raw []byte, bs b
 	// A part that ended in a soft line break eating the message's final
 	// line break keeps it eaten.
 	e.softEnd = w.softEnd && w.t.eof && tail != ""
-	cs := strings.ToLower(strings.TrimSpace(params["charset"]))
+	cs, given := params["charset"]
+	cs = strings.ToLower(strings.TrimSpace(cs))
+	if given && cs == "" {
+		return e, "empty charset of an HTML part"
+	}
 	if cs != "" && !isUTF8(cs) {
 		if text, reason = w.toUTF8(cs, text); reason != "" {
 			return e, reason

@@ -19,6 +19,10 @@ type lineReader struct {
 	pending      []byte // one pushed-back chunk
 	pendingStart bool
 	hasPending   bool
+
+	last          string // line ending of the chunk last returned
+	before        string // line ending of the chunk before that
+	pendingBefore string
 }
 
 // next returns the next chunk: a whole line with its ending, or a piece of
@@ -28,10 +32,12 @@ type lineReader struct {
 func (lr *lineReader) next() (chunk []byte, start bool, err error) {
 	if lr.hasPending {
 		lr.hasPending = false
+		lr.before, lr.last = lr.pendingBefore, lineEnding(lr.pending)
 		return lr.pending, lr.pendingStart, nil
 	}
 	start = lr.atStart
 	chunk, err = lr.br.ReadSlice('\n')
+	lr.before, lr.last = lr.last, lineEnding(chunk)
 	switch {
 	case err == bufio.ErrBufferFull:
 		lr.atStart = false
@@ -49,6 +55,7 @@ func (lr *lineReader) unread(chunk []byte, start bool) {
 	lr.pending = append(lr.pending[:0], chunk...)
 	lr.pendingStart = start
 	lr.hasPending = true
+	lr.pendingBefore = lr.before
 }
 
 // lineEnding returns the line ending that chunk ends with: "\r\n", "\n"

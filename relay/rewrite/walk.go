@@ -18,13 +18,15 @@ type term struct {
 	level   int
 	closing bool
 	line    []byte
+	before  string // line ending of the line before the delimiter
 }
 
-func (t *term) set(level int, closing bool, line []byte) {
+func (t *term) set(level int, closing bool, line []byte, before string) {
 	t.eof = false
 	t.level = level
 	t.closing = closing
 	t.line = append(t.line[:0], line...)
+	t.before = before
 }
 
 // scope is what an entity knows about where it sits.
@@ -170,7 +172,7 @@ func (w *walker) passthrough(bs boundaries) error {
 		}
 		if start && len(bs) > 0 {
 			if level, closing, ok := bs.match(chunk); ok {
-				w.t.set(level, closing, chunk)
+				w.t.set(level, closing, chunk, w.lr.before)
 				return nil
 			}
 		}
@@ -212,6 +214,7 @@ func (w *walker) multipart(h *header, typ, boundary string, s scope) error {
 		w.setDefect("multipart body without its boundary")
 		return nil
 	}
+	nl := lineEnding(t.line) // go-message, too, takes it from here
 	parts := 0
 	for !t.closing {
 		if _, err := w.out.Write(t.line); err != nil {
@@ -235,6 +238,11 @@ func (w *walker) multipart(h *header, typ, boundary string, s scope) error {
 		if t.eof || t.level != own {
 			w.setDefect("missing closing boundary")
 			return nil
+		}
+		if t.before != nl || (lineEnding(t.line) != nl && !(t.closing && len(lineEnding(t.line)) == 0)) {
+			// Parsers that want the same line ending throughout (like
+			// go-message) would see other parts here.
+			w.setDefect("line endings differ around a boundary")
 		}
 	}
 	if parts == 0 {
