@@ -3,6 +3,7 @@ package store
 import (
 	"encoding/binary"
 	"time"
+	"unicode/utf8"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -217,6 +218,7 @@ func (w *hitTx) apply(h *Hit, now func() time.Time, dedup time.Duration, limit i
 	if h.At.IsZero() {
 		h.At = now()
 	}
+	clip(h)
 	c := w.copy(h.TrackingID)
 	if c == nil {
 		return false, nil
@@ -236,6 +238,31 @@ func (w *hitTx) apply(h *Hit, now func() time.Time, dedup time.Duration, limit i
 	w.touched[h.TrackingID] = c
 	w.lim.note(dk, h.IP, at, slot)
 	return true, nil
+}
+
+// Longest stored user agent and other hit fields, in bytes: a client
+// cannot grow the database by sending a huge header.
+const (
+	maxUserAgent = 1024
+	maxField     = 128
+)
+
+// clip shortens oversized fields of a hit (on a UTF-8 boundary).
+func clip(h *Hit) {
+	h.UserAgent = clipString(h.UserAgent, maxUserAgent)
+	for _, p := range []*string{&h.IP, &h.BotType, &h.Proxy, &h.Country, &h.City} {
+		*p = clipString(*p, maxField)
+	}
+}
+
+func clipString(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
 }
 
 // copy returns the copy a hit is for, as changed by earlier hits of the

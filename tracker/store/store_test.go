@@ -8,6 +8,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"pixelrelay/tracker/record"
 )
@@ -261,6 +262,26 @@ func TestFirstHumanOpenAndCounters(t *testing.T) {
 	}
 	if st := mustStats(t, s); st.Opens != 3 || st.OpensHuman != 2 || st.Copies != 1 {
 		t.Errorf("Stats = %+v", st)
+	}
+}
+
+func TestHugeUserAgentIsClipped(t *testing.T) {
+	clk := newClock()
+	s := openTest(t, Options{Now: clk.Now, DedupWindow: time.Hour})
+	addCopy(t, s, "a", "bob@example.com", clk.Now())
+	ua := strings.Repeat("é", 5000) // 10000 bytes, 2-byte runes
+	if !mustRecord(t, s, Hit{TrackingID: "a", IP: "10.0.0.1", UserAgent: ua}) {
+		t.Fatal("not stored")
+	}
+	if mustRecord(t, s, Hit{TrackingID: "a", IP: "10.0.0.1", UserAgent: ua}) {
+		t.Error("duplicate of a clipped hit stored")
+	}
+	opens, err := s.Opens(OpenQuery{ID: "a"})
+	if err != nil || len(opens) != 1 {
+		t.Fatalf("Opens = %v, %v", opens, err)
+	}
+	if got := opens[0].UserAgent; len(got) > maxUserAgent || !strings.HasPrefix(ua, got) || !utf8.ValidString(got) {
+		t.Errorf("stored user agent of %d bytes, valid UTF-8 %v", len(got), utf8.ValidString(got))
 	}
 }
 
