@@ -125,6 +125,16 @@ func (d *decoder) str() string {
 	return s
 }
 
+func (d *decoder) skip() {
+	n := d.uvarint()
+	if d.err == nil && n > uint64(len(d.b)) {
+		d.err = errCorrupt
+	}
+	if d.err == nil {
+		d.b = d.b[n:]
+	}
+}
+
 func (d *decoder) byte() byte {
 	if d.err != nil || len(d.b) == 0 {
 		d.err = errCorrupt
@@ -164,6 +174,28 @@ func decodeCopy(v []byte) (copyRec, error) {
 	c.FirstHumanOpen = d.time()
 	c.OpensTotal = int(d.uvarint())
 	c.OpensHuman = int(d.uvarint())
+	return c, d.err
+}
+
+// decodeCopyForOpen decodes only what an OPEN shows of its copy (tracking
+// id, recipient, subject, message id, sent time): queries over many copies
+// allocate less.
+func decodeCopyForOpen(v []byte) (copyRec, error) {
+	var c copyRec
+	d := decoder{b: v}
+	if d.byte() != recVersion {
+		return c, errCorrupt
+	}
+	c.TrackingID = d.str()
+	d.skip() // queue id
+	c.Recipient = d.str()
+	d.skip() // from
+	c.Subject = d.str()
+	c.MessageID = d.str()
+	d.skip() // status
+	d.skip() // last error
+	d.uvarint()
+	c.SentAt = d.time()
 	return c, d.err
 }
 

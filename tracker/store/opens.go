@@ -119,7 +119,7 @@ func (r *openReader) copyBytes(idb []byte) (*copyRec, error) {
 		r.cache[id] = nil
 		return nil, nil
 	}
-	c, err := decodeCopy(v)
+	c, err := decodeCopyForOpen(v)
 	if err != nil {
 		return nil, fmt.Errorf("store: copy %s: %w", id, err)
 	}

@@ -494,6 +494,13 @@ func FuzzDecodeRecords(f *testing.F) {
 				t.Fatalf("copy round trip: %+v vs %+v (%v)", got, c, err)
 			}
 		}
+		if c, err := decodeCopy(b); err == nil {
+			p, err := decodeCopyForOpen(b)
+			if err != nil || p.TrackingID != c.TrackingID || p.Recipient != c.Recipient || p.Subject != c.Subject ||
+				p.MessageID != c.MessageID || !p.SentAt.Equal(c.SentAt) {
+				t.Fatalf("decodeCopyForOpen = %+v, %v; decodeCopy = %+v", p, err, c)
+			}
+		}
 		if o, err := decodeOpen(b); err == nil {
 			if got, err := decodeOpen(encodeOpen(&o)); err != nil || got != o {
 				t.Fatalf("open round trip: %+v vs %+v (%v)", got, o, err)
