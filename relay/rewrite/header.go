@@ -56,16 +56,14 @@ func (h *header) get(key string) string {
 }
 
 // fieldValue unfolds a raw field and returns its value with surrounding
-// whitespace removed.
+// spaces and tabs removed, as go-message's textproto does (a stray CR
+// stays: such a value is not valid).
 func fieldValue(raw []byte) string {
 	i := bytes.IndexByte(raw, ':')
 	if i < 0 {
 		return ""
 	}
 	v := raw[i+1:]
-	if !bytes.ContainsAny(v, "\r\n") {
-		return string(bytes.TrimSpace(v))
-	}
 	var b strings.Builder
 	b.Grow(len(v))
 	for len(v) > 0 {
@@ -75,7 +73,7 @@ func fieldValue(raw []byte) string {
 		} else {
 			v = nil
 		}
-		line = bytes.Trim(line, " \t\r")
+		line = bytes.Trim(bytes.TrimSuffix(line, []byte("\r")), " \t")
 		if len(line) == 0 {
 			continue
 		}

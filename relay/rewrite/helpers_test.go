@@ -215,7 +215,7 @@ func expectedUntracked(in []byte, msgID string) []byte {
 	return out.Bytes()
 }
 
-var idRE = regexp.MustCompile(`(?i)^message-id[ \t]*:[ \t\r\n]*\S`)
+var idRE = regexp.MustCompile(`(?i)^message-id[ \t]*:[ \t\r\n]*[^ \t\r\n]`)
 
 func sortedKeys(m map[string]string) []string {
 	var k []string

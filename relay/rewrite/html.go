@@ -110,7 +110,7 @@ func (w *walker) change(h *header, params map[string]string, raw []byte, s scope
 	}
 	w.encode(e)
 	if e.softEnd {
-		w.out.WriteByte('=')
+		w.out.WriteString("=" + e.nl) // keep a final line break, decoding to nothing
 	}
 	_, err := w.out.WriteString(e.tail)
 	return err
@@ -129,20 +129,24 @@ func (w *walker) transform(h *header, params map[string]string, raw []byte, bs b
 	if e.nl == "" {
 		e.nl = "\r\n"
 	}
+	e.enc = strings.ToLower(h.get("Content-Transfer-Encoding"))
 	content, tail := splitTail(raw)
-	if tail == "" && !w.t.eof {
+	switch {
+	case tail == "" && !w.t.eof:
 		tail = e.nl // the delimiter needs its line break
+	case w.t.eof && e.enc == "quoted-printable":
+		// The body runs to the end of the message: its final line break
+		// is content, and may be the end of a soft line break.
+		content, tail = raw, ""
 	}
 	e.tail = tail
-	e.enc = strings.ToLower(h.get("Content-Transfer-Encoding"))
-	w.softEnd = false
 	text, reason := w.decode(e.enc, content)
 	if reason != "" {
 		return e, reason
 	}
-	// A part that ended in a soft line break eating the message's final
-	// line break keeps it eaten.
-	e.softEnd = w.softEnd && w.t.eof && tail != ""
+	if e.enc == "quoted-printable" && len(lineEnding(raw)) > 0 && w.t.eof {
+		e.softEnd = len(lineEnding(text)) == 0 // pixel goes before a final line break
+	}
 	cs, given := params["charset"]
 	cs = strings.ToLower(strings.TrimSpace(cs))
 	if given && cs == "" {
@@ -213,13 +217,6 @@ func (w *walker) decode(enc string, content []byte) ([]byte, string) {
 	case "", "7bit", "8bit", "binary":
 		return content, ""
 	case "quoted-printable":
-		// A soft line break ending the part means nothing; the decoder
-		// only accepts it when a line break follows.
-		c := bytes.TrimRight(content, " \t")
-		if len(c) > 0 && c[len(c)-1] == '=' {
-			content = c[:len(c)-1]
-			w.softEnd = true
-		}
 		w.buf.src.Reset(content)
 		if w.buf.br == nil {
 			w.buf.br = bufio.NewReaderSize(&w.buf.src, 4096)

@@ -49,10 +49,9 @@ type walker struct {
 	msgID  string // Message-ID to add when the message has none
 	frozen bool   // top-level says: do not modify bodies (DKIM, crypto)
 
-	t       term
-	hdr     header
-	softEnd bool // the QP part being decoded ended in a soft line break
-	buf     *buffers
+	t   term
+	hdr header
+	buf *buffers
 
 	// findings
 	htmlParts int
