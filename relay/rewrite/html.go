@@ -132,20 +132,20 @@ func (w *walker) transform(h *header, params map[string]string, raw []byte, bs b
 	e.enc = strings.ToLower(h.get("Content-Transfer-Encoding"))
 	content, tail := splitTail(raw)
 	switch {
-	case tail == "" && !w.t.eof:
-		tail = e.nl // the delimiter needs its line break
-	case w.t.eof && e.enc == "quoted-printable":
+	case !w.t.eof:
+		// The line break before the delimiter belongs to the delimiter.
+		if tail == "" {
+			tail = e.nl
+		}
+	case e.enc != "base64":
 		// The body runs to the end of the message: its final line break
-		// is content, and may be the end of a soft line break.
+		// is content (and may end a soft line break or a charset state).
 		content, tail = raw, ""
 	}
 	e.tail = tail
 	text, reason := w.decode(e.enc, content)
 	if reason != "" {
 		return e, reason
-	}
-	if e.enc == "quoted-printable" && len(lineEnding(raw)) > 0 && w.t.eof {
-		e.softEnd = len(lineEnding(text)) == 0 // pixel goes before a final line break
 	}
 	cs, given := params["charset"]
 	cs = strings.ToLower(strings.TrimSpace(cs))
@@ -181,6 +181,10 @@ func (w *walker) transform(h *header, params map[string]string, raw []byte, bs b
 	if needQP(e.enc, e.text, bs) {
 		e.enc = "quoted-printable"
 		e.cte = cteField(h, e.nl)
+	}
+	if e.enc == "quoted-printable" && w.t.eof && len(lineEnding(raw)) > 0 {
+		// The message ended with a line break: keep one.
+		e.softEnd = len(lineEnding(e.text)) == 0
 	}
 	return e, ""
 }
