@@ -103,7 +103,7 @@ func (s *Server) apiOpens(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) apiMessages(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
-	mq := store.MessageQuery{To: strings.TrimSpace(q.Get("to"))}
+	mq := store.MessageQuery{ID: strings.TrimSpace(q.Get("id")), To: strings.TrimSpace(q.Get("to"))}
 	var err error
 	if mq.Since, err = s.since(q); err != nil {
 		writeError(w, http.StatusBadRequest, err.Error())

@@ -181,6 +181,10 @@ func TestAPIMessages(t *testing.T) {
 	f := newFixture(t, nil)
 	first := t0
 	f.st.messages = []store.Message{{TrackingID: "aaaaaaaaaaaaaaaa", Recipient: "bob@example.com", From: "me@example.com", QueuedAt: t0, Status: "sent", OpensTotal: 2, OpensHuman: 1, FirstHumanOpen: &first}}
+	f.api("GET", "/api/messages?id=aaaaaaaaaaaaaaaa")
+	if q := f.st.msgQ[len(f.st.msgQ)-1]; q.ID != "aaaaaaaaaaaaaaaa" {
+		t.Errorf("id not passed to the store: %+v", q)
+	}
 	resp, body := f.api("GET", "/api/messages?to=bob@example.com&unopened=true&limit=7&since=24h")
 	if resp.StatusCode != 200 {
 		t.Fatalf("%d %s", resp.StatusCode, body)

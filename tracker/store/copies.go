@@ -105,11 +105,15 @@ func (s *Store) Copy(id string) (record.Copy, bool, error) {
 // (To, case-insensitive) or all; Since filters on queued_at; Unopened keeps
 // copies without a human open.
 func (s *Store) Messages(q MessageQuery) ([]Message, error) {
+	q.ID = strings.ToLower(strings.TrimSpace(q.ID))
 	limit := clampLimit(q.Limit)
 	since := ts(q.Since)
 	out := []Message{}
 	err := s.view(func(tx *bolt.Tx) error {
 		copies := tx.Bucket(bCopies)
+		if q.ID != "" {
+			return messageByID(copies, q.ID, &out)
+		}
 		var idx *bolt.Bucket
 		var prefix []byte
 		switch {
@@ -181,4 +185,18 @@ func beU64(b []byte) uint64 {
 	_ = b[7]
 	return uint64(b[0])<<56 | uint64(b[1])<<48 | uint64(b[2])<<40 | uint64(b[3])<<32 |
 		uint64(b[4])<<24 | uint64(b[5])<<16 | uint64(b[6])<<8 | uint64(b[7])
+}
+
+// messageByID appends the copy with tracking id id, if there is one.
+func messageByID(copies *bolt.Bucket, id string, out *[]Message) error {
+	v := copies.Get([]byte(id))
+	if v == nil {
+		return nil
+	}
+	rec, err := decodeCopy(v)
+	if err != nil {
+		return fmt.Errorf("store: copy %s: %w", id, err)
+	}
+	*out = append(*out, rec.message())
+	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -236,6 +237,13 @@ func TestFirstHumanOpenAndCounters(t *testing.T) {
 		}
 		if (m.FirstHumanOpen != nil) != (st.human > 0) {
 			t.Errorf("step %d: first_human_open %v", i, m.FirstHumanOpen)
+		}
+		byID, err := s.Messages(MessageQuery{ID: "A"})
+		if err != nil || len(byID) != 1 || !reflect.DeepEqual(byID[0], m) {
+			t.Errorf("step %d: Messages by id = %v, %v; want %v", i, byID, err, m)
+		}
+		if none, _ := s.Messages(MessageQuery{ID: "zz"}); len(none) != 0 {
+			t.Errorf("step %d: unknown id gave %v", i, none)
 		}
 		unopened, _ := s.Messages(MessageQuery{Unopened: true})
 		if (len(unopened) == 1) != (st.human == 0) {

@@ -63,6 +63,7 @@ type OpenQuery struct {
 // MessageQuery selects copies, newest queued first. Unopened keeps copies
 // with no human open.
 type MessageQuery struct {
+	ID       string // one copy by tracking id (the other fields are ignored)
 	To       string
 	Since    time.Time
 	Unopened bool
