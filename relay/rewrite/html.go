@@ -44,7 +44,8 @@ func (b *buffers) reset() bool {
 func (w *walker) html(h *header, params map[string]string, s scope) error {
 	top := s.depth == 0
 	if h.end == "" || (!w.dry && (w.pixel == "" || s.frozen || w.frozen)) {
-		// No blank line after the header: no body to put a pixel in.
+		// No pixel wanted or allowed, or no blank line after the header
+		// (no body to put a pixel in).
 		return w.opaque(h, s)
 	}
 	raw := &w.buf.raw
