@@ -503,3 +503,29 @@ func TestOverlongLines(t *testing.T) {
 		})
 	}
 }
+
+// TestHeaderChanges: only the top-level header changes, and only as it
+// must.
+func TestHeaderChanges(t *testing.T) {
+	body := "Content-Type: multipart/mixed; boundary=b\n\n--b\nBcc: part@example.com\nContent-Type: text/plain\n\nhi\n--b\n" +
+		"Content-Type: message/rfc822\n\nBcc: inner@example.com\nX-Pixelrelay-Track: yes\n\ninner\n--b--\n"
+	tests := []struct {
+		name, in, want string
+	}{
+		{"nested Bcc kept", "Bcc: top@example.com\nMessage-ID: <x@y>\n" + body, "Message-ID: <x@y>\n" + body},
+		{"empty Message-ID replaced", "Subject: s\nMessage-ID:   \nTo: a@b\n\nhi\n", "Subject: s\nTo: a@b\nMessage-ID: " + testMsgID + "\n\nhi\n"},
+		{"lowercase fields", "bcc: a@b\nmessage-id: <m@n>\nx-pixelrelay-track: no\n\nhi\n", "message-id: <m@n>\n\nhi\n"},
+		{"no body at all", "Subject: s", "Subject: s\r\nMessage-ID: " + testMsgID + "\r\n"},
+		{"mbox From line kept", "From alice Mon Jan 1\r\nSubject: s\r\n\r\nhi\r\n", "From alice Mon Jan 1\r\nSubject: s\r\nMessage-ID: " + testMsgID + "\r\n\r\nhi\r\n"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			for _, px := range []string{"", testPixelURL} {
+				got := rewrite(t, []byte(tc.in), Options{MessageID: testMsgID, PixelURL: px})
+				if string(got) != tc.want {
+					t.Fatalf("PixelURL %q:\n got %q\nwant %q", px, got, tc.want)
+				}
+			}
+		})
+	}
+}
