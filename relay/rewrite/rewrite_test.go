@@ -1,6 +1,7 @@
 package rewrite
 
 import (
+	"bufio"
 	"bytes"
 	"errors"
 	"io"
@@ -527,5 +528,28 @@ func TestHeaderChanges(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestCharsetField: only the charset value changes, quoting and folding
+// kept; a charset the raw scan cannot place is formatted anew.
+func TestCharsetField(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"Content-Type: text/html; charset=\"ISO-8859-1\"\r\n", "Content-Type: text/html; charset=\"utf-8\"\r\n"},
+		{"Content-type: TEXT/HTML;\n\tcharset=windows-1252;\n\tformat=flowed\n", "Content-type: TEXT/HTML;\n\tcharset=utf-8;\n\tformat=flowed\n"},
+		{"Content-Type: text/html; x=\"charset=a\"; Charset=latin1\n", "Content-Type: text/html; x=\"charset=a\"; Charset=utf-8\n"},
+		{"Content-Type: text/html; charset*=iso-8859-1'en'latin1\n", "Content-Type: text/html; charset=utf-8\n"},
+	}
+	for _, tc := range tests {
+		var lr lineReader
+		lr.br = bufio.NewReader(strings.NewReader(tc.in + "\n"))
+		lr.atStart = true
+		var h header
+		if _, err := readHeader(&lr, nil, &h, &term{}); err != nil {
+			t.Fatal(err)
+		}
+		if got := string(charsetField(&h, "\n")); got != tc.want {
+			t.Errorf("charsetField(%q) = %q, want %q", tc.in, got, tc.want)
+		}
 	}
 }
