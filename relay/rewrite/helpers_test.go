@@ -173,21 +173,7 @@ var dropRE = regexp.MustCompile(`(?i)^(bcc|resent-bcc|x-pixelrelay-track)[ \t]*:
 // Message-ID added if missing. It is written independently of the package
 // code: header lines up to the first empty line.
 func expectedUntracked(in []byte, msgID string) []byte {
-	var out bytes.Buffer
-	var fieldBuf []byte
-	hasID := false
-	flush := func() {
-		if len(fieldBuf) == 0 {
-			return
-		}
-		if idRE.Match(fieldBuf) {
-			hasID = true
-		}
-		if !dropRE.Match(fieldBuf) {
-			out.Write(fieldBuf)
-		}
-		fieldBuf = nil
-	}
+	var fields [][]byte
 	rest := in
 	nl := lineEnding(firstLine(in))
 	if nl == "" {
@@ -202,18 +188,32 @@ func expectedUntracked(in []byte, msgID string) []byte {
 			break
 		}
 		rest = rest[len(line):]
-		if line[0] != ' ' && line[0] != '\t' {
-			flush()
+		if len(fields) > 0 && (line[0] == ' ' || line[0] == '\t') {
+			fields[len(fields)-1] = append(fields[len(fields)-1], line...)
+			continue
 		}
-		fieldBuf = append(fieldBuf, line...)
+		fields = append(fields, append([]byte(nil), line...))
 	}
-	flush()
+	hasID := false
+	for _, f := range fields {
+		hasID = hasID || idRE.Match(f)
+	}
+	var out bytes.Buffer
+	for _, f := range fields {
+		if dropRE.Match(f) || (!hasID && emptyIDRE.Match(f)) {
+			continue
+		}
+		out.Write(f)
+	}
 	if !hasID {
 		out.WriteString("Message-ID: " + msgID + nl)
 	}
 	out.Write(rest)
 	return out.Bytes()
 }
+
+// emptyIDRE is a Message-ID field without a value: replaced when adding.
+var emptyIDRE = regexp.MustCompile(`(?i)^message-id[ \t]*:[ \t\r\n]*$`)
 
 var idRE = regexp.MustCompile(`(?i)^message-id[ \t]*:[ \t\r\n]*[^ \t\r\n]`)
 
