@@ -105,9 +105,15 @@ stop_pid() {
   forget "$p"
 }
 
+# wait_port PORT SECS [PID]: until something listens on PORT; gives up early
+# when PID (the server being started) has exited.
 wait_port() {
-  local port=$1 secs=$2 i
+  local port=$1 secs=$2 pid=${3:-} i
   for i in $(seq $((secs * 20))); do
+    if [ -n "$pid" ] && ! kill -0 "$pid" 2>/dev/null; then
+      echo "bench: the server for 127.0.0.1:$port exited" >&2
+      return 1
+    fi
     (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && return 0
     sleep 0.05
   done
@@ -302,7 +308,7 @@ CONF
     >>"$PX_DIR/serve.log" 2>&1 &
   PX_PID=$!
   BG_PIDS+=("$PX_PID")
-  wait_port "$PX_SMTP" 20 && wait_port "$PX_HTTP" 10 ||
+  wait_port "$PX_SMTP" 20 "$PX_PID" && wait_port "$PX_HTTP" 10 "$PX_PID" ||
     die "pixelrelay serve did not start: $(tail -5 "$PX_DIR/serve.log")"
 }
 
