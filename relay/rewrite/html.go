@@ -362,6 +362,16 @@ const hexDigits = "0123456789ABCDEF"
 
 var qpScratch = sync.Pool{New: func() any { return new([4096]byte) }}
 
+// qpSafe marks the bytes written as they are anywhere but at the start or
+// end of a line.
+var qpSafe = func() (t [256]bool) {
+	for c := ' '; c <= '~'; c++ {
+		t[c] = c != '='
+	}
+	t['\t'] = true
+	return t
+}()
+
 // qpEncode writes b quoted-printable (RFC 2045 6.7) with lines of at most
 // 76 characters ending in nl. Only nl itself is a hard line break; any
 // other CR or LF is escaped, so decoding gives back exactly b. A '-' or
@@ -380,10 +390,23 @@ func qpEncode(out *bufio.Writer, b []byte, nl string) {
 			b = nil
 		}
 		last := len(seg) - 1
-		for i, c := range seg {
-			if len(dst) > len(scratch)-16 {
+		for i := 0; i < len(seg); i++ {
+			if len(dst) > len(scratch)-128 {
 				out.Write(dst)
 				dst = dst[:0]
+			}
+			c := seg[i]
+			if col > 0 && col < 75 && i < last && qpSafe[c] {
+				// A run of plain characters, short of the last one and
+				// of the soft line break.
+				j, end := i+1, min(last, i+75-col)
+				for j < end && qpSafe[seg[j]] {
+					j++
+				}
+				dst = append(dst, seg[i:j]...)
+				col += j - i
+				i = j - 1
+				continue
 			}
 			n := 1
 			if qpEscape(c, i == last, col) {

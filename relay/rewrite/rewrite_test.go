@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"mime"
+	"mime/quotedprintable"
 	"strconv"
 	"strings"
 	"testing"
@@ -550,6 +551,35 @@ func TestCharsetField(t *testing.T) {
 		}
 		if got := string(charsetField(&h, "\n")); got != tc.want {
 			t.Errorf("charsetField(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}
+
+// TestQPEncode: quoted-printable output decodes back exactly, keeps lines
+// within 76 characters and never starts a line with '-' or '.'.
+func TestQPEncode(t *testing.T) {
+	inputs := []string{
+		"", "a", "=", " ", "a \n", "-- \n.\n", strings.Repeat("x", 200), strings.Repeat("é", 100) + "\r\nend \t",
+		strings.Repeat("ab cd=ef-", 40) + "\n" + strings.Repeat("-", 90), "bare\rcr\nlf\r\n",
+	}
+	for _, nl := range []string{"\n", "\r\n"} {
+		for _, in := range inputs {
+			var b bytes.Buffer
+			bw := bufio.NewWriter(&b)
+			qpEncode(bw, []byte(in), nl)
+			bw.Flush()
+			dec, err := io.ReadAll(quotedprintable.NewReader(&b))
+			if err != nil || string(dec) != in {
+				t.Fatalf("nl %q: %q decodes to %q (%v)", nl, in, dec, err)
+			}
+			b.Reset()
+			qpEncode(bw, []byte(in), nl)
+			bw.Flush()
+			for _, l := range strings.Split(b.String(), nl) {
+				if len(l) > 76 || strings.HasPrefix(l, "-") || strings.HasPrefix(l, ".") {
+					t.Fatalf("nl %q: bad line %q", nl, l)
+				}
+			}
 		}
 	}
 }

@@ -91,7 +91,14 @@ func (w *walker) run() error {
 // learnTop records what the top-level header says.
 func (w *walker) learnTop(h *header) {
 	w.subject = decodeText(h.get("Subject"))
-	w.messageID = h.get("Message-Id")
+	w.messageID = ""
+	for _, f := range h.fields { // the first that says something
+		if f.key == "Message-Id" {
+			if w.messageID = fieldValue(h.raw(f)); w.messageID != "" {
+				break
+			}
+		}
+	}
 	w.track = trackValue(h.get("X-Pixelrelay-Track"))
 	w.dkim = h.has("Dkim-Signature")
 	if w.dkim && !w.dry {
