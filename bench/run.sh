@@ -442,6 +442,7 @@ table() {
   echo "machine: ${cpu:-unknown CPU}, $(nproc) cores, $(awk '/MemTotal/ { printf "%.0f GB", $2/1048576 }' /proc/meminfo) RAM"
   echo "go:      $(go version | awk '{ print $3 }'), postfix $(postconf -h mail_version 2>/dev/null || postconf -d -h mail_version)"
   echo "load:    smtp-source -s $S -m $M -r $R -F <$(($(wc -c <"$T/msg.eml") / 1000)) KB multipart/alternative HTML>; sink: smtp-sink"
+  echo "loadavg: $LOAD_START at the start, $(cut -d" " -f1-3 /proc/loadavg) at the end (other work on the machine skews every rate)"
   echo "relay:   durability on (both fsync before 250), pixelrelay tracking on, upstream connections $PX_CONN"
   echo
   row "figure" "postfix" "pixelrelay" "ratio"
@@ -514,6 +515,7 @@ goals() {
 
 # ---------------------------------------------------------------- main
 main() {
+  LOAD_START=$(cut -d" " -f1-3 /proc/loadavg)
   install_deps
   T=$(mktemp -d /tmp/pxbench.XXXXXX)
   chmod 755 "$T" # the postfix user must reach its queue under it
