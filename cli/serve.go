@@ -139,6 +139,7 @@ func serve(flagPath string, log *slog.Logger) error {
 		Recorder: st,
 		Minter:   keys,
 		Log:      log,
+		NoFsync:  benchNoFsync(log),
 	})
 	if err != nil {
 		return fmt.Errorf("spool %s: %w", cfg.SpoolDir(), err)
@@ -277,4 +278,15 @@ func logStartup(log *slog.Logger, cfg *config.Config, path string, smtpAddr, htt
 		log.Info("upstream is the outbox: every outgoing copy is written as an .eml file under " + cfg.OutboxDir() + "/new (configure [upstream] url to send for real)")
 	}
 	log.Info("read opens with: pixelrelay opens   (and pixelrelay messages --unopened)")
+}
+
+// benchNoFsync reports whether PIXELRELAY_BENCH_NO_FSYNC=1 asks for a spool
+// without fsync. It exists only so `make bench` can show what durability
+// costs (the "passthrough" row); with it a crash can lose acknowledged mail.
+func benchNoFsync(log *slog.Logger) bool {
+	if os.Getenv("PIXELRELAY_BENCH_NO_FSYNC") != "1" {
+		return false
+	}
+	log.Warn("PIXELRELAY_BENCH_NO_FSYNC=1: the spool is NOT fsynced; a crash can lose acknowledged mail (benchmark only)")
+	return true
 }
