@@ -53,32 +53,22 @@ func (s *Store) Add(copies []record.Copy) error {
 }
 
 // Update records a copy's delivery state (record.Recorder). Status sent sets
-// SentAt to at. It returns ErrNotFound for an unknown tracking id.
+// SentAt to at. It returns ErrNotFound for an unknown tracking id. Updates
+// go through the hit writer: the updates and hits that arrive together share
+// one write transaction and one fsync; Update returns once its batch is
+// committed.
 func (s *Store) Update(trackingID, status, lastError string, at time.Time) error {
 	switch status {
 	case record.StatusQueued, record.StatusDeferred, record.StatusSent, record.StatusFailed:
 	default:
 		return fmt.Errorf("store: update %s: unknown status %q", trackingID, status)
 	}
-	return s.update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bCopies)
-		v := b.Get([]byte(trackingID))
-		if v == nil {
-			return fmt.Errorf("%w: %s", ErrNotFound, trackingID)
-		}
-		c, err := decodeCopy(v)
-		if err != nil {
-			return fmt.Errorf("store: copy %s: %w", trackingID, err)
-		}
-		c.Status, c.LastError = status, lastError
-		if status == record.StatusSent {
-			if at.IsZero() {
-				at = s.now()
-			}
-			c.SentAt = at.UTC()
-		}
-		return b.Put([]byte(trackingID), encodeCopy(&c))
-	})
+	done := make(chan result, 1)
+	u := &statusUpdate{id: trackingID, status: status, lastError: lastError, at: at}
+	if err := s.send(request{upd: u, done: done}); err != nil {
+		return err
+	}
+	return (<-done).err
 }
 
 // Copy returns the stored copy with this tracking id.

@@ -2,17 +2,28 @@ package store
 
 import (
 	"encoding/binary"
+	"fmt"
 	"time"
 	"unicode/utf8"
 
 	bolt "go.etcd.io/bbolt"
+
+	"pixelrelay/tracker/record"
 )
 
-// request is one hit (or a flush marker) for the writer.
+// request is one hit, one copy's delivery state (upd) or a flush marker
+// for the writer.
 type request struct {
 	hit   Hit
+	upd   *statusUpdate
 	flush bool
 	done  chan result // nil for Enqueue
+}
+
+// statusUpdate is a copy's new delivery state (Update).
+type statusUpdate struct {
+	id, status, lastError string
+	at                    time.Time
 }
 
 type result struct {
@@ -53,7 +64,7 @@ func (s *Store) send(r request) error {
 	s.sendMu.RLock()
 	defer s.sendMu.RUnlock()
 	if s.closed {
-		if !r.flush {
+		if !r.flush && r.upd == nil {
 			s.dropped.Add(1)
 		}
 		return ErrClosed
@@ -156,6 +167,7 @@ func (s *Store) commitAll(batch []request) {
 // commit stores one batch in one write transaction and answers waiters.
 func (s *Store) commit(batch []request) {
 	stored := make([]bool, len(batch))
+	errs := make([]error, len(batch)) // per request: an Update's unknown id
 	dedup := time.Duration(s.dedup.Load())
 	limit := int(s.ipHourly.Load())
 	if now := s.now(); now.Sub(s.lim.lastSweep) >= time.Minute || now.Before(s.lim.lastSweep) {
@@ -165,6 +177,10 @@ func (s *Store) commit(batch []request) {
 		w := newHitTx(tx, s.lim)
 		for i := range batch {
 			if batch[i].flush {
+				continue
+			}
+			if u := batch[i].upd; u != nil {
+				errs[i] = w.update(u, s.now)
 				continue
 			}
 			ok, err := w.apply(&batch[i].hit, s.now, dedup, limit)
@@ -179,7 +195,7 @@ func (s *Store) commit(batch []request) {
 		s.lim.rollback()
 		hits := 0
 		for _, r := range batch {
-			if !r.flush {
+			if !r.flush && r.upd == nil {
 				hits++
 			}
 		}
@@ -190,7 +206,11 @@ func (s *Store) commit(batch []request) {
 	}
 	for i, r := range batch {
 		if r.done != nil {
-			r.done <- result{stored: stored[i] && err == nil, err: err}
+			e := err
+			if e == nil {
+				e = errs[i]
+			}
+			r.done <- result{stored: stored[i] && err == nil, err: e}
 		}
 	}
 }
@@ -238,6 +258,28 @@ func (w *hitTx) apply(h *Hit, now func() time.Time, dedup time.Duration, limit i
 	w.touched[h.TrackingID] = c
 	w.lim.note(dk, h.IP, at, slot)
 	return true, nil
+}
+
+// update sets a copy's delivery state; the copy is written once, by
+// finish, with whatever hits it also got in this batch.
+func (w *hitTx) update(u *statusUpdate, now func() time.Time) error {
+	c := w.copy(u.id)
+	if c == nil {
+		if w.copies.Get([]byte(u.id)) != nil {
+			return fmt.Errorf("store: copy %s: unreadable record", u.id)
+		}
+		return fmt.Errorf("%w: %s", ErrNotFound, u.id)
+	}
+	c.Status, c.LastError = u.status, u.lastError
+	if u.status == record.StatusSent {
+		at := u.at
+		if at.IsZero() {
+			at = now()
+		}
+		c.SentAt = at.UTC()
+	}
+	w.touched[u.id] = c
+	return nil
 }
 
 // Longest stored user agent and other hit fields, in bytes: a client

@@ -329,6 +329,52 @@ func TestDuplicatesInOneBatch(t *testing.T) {
 	}
 }
 
+// Updates and hits that share a batch: each update lands, an unknown id
+// fails only its own Update, and a hit on an updated copy keeps both the
+// new status and the open count.
+func TestUpdatesInOneBatch(t *testing.T) {
+	clk := newClock()
+	s := openTest(t, Options{Now: clk.Now, BatchDelay: 50 * time.Millisecond})
+	const n = 20
+	for i := range n {
+		addCopy(t, s, fmt.Sprint("c", i), fmt.Sprintf("r%d@example.com", i), clk.Now())
+	}
+	var wg sync.WaitGroup
+	errs := make([]error, n+1)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = s.Update(fmt.Sprint("c", i), record.StatusSent, "", clk.Now().Add(time.Duration(i)*time.Second))
+		}()
+	}
+	wg.Add(1)
+	go func() { defer wg.Done(); errs[n] = s.Update("nope", record.StatusSent, "", clk.Now()) }()
+	if err := s.Enqueue(Hit{TrackingID: "c0", IP: "10.0.0.1", UserAgent: "UA"}); err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+	if err := s.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if !errors.Is(errs[n], ErrNotFound) {
+		t.Errorf("Update(unknown) = %v, want ErrNotFound", errs[n])
+	}
+	for i := range n {
+		if errs[i] != nil {
+			t.Fatalf("Update(c%d) = %v", i, errs[i])
+		}
+		c, _, err := s.Copy(fmt.Sprint("c", i))
+		if err != nil || c.Status != record.StatusSent || !c.SentAt.Equal(clk.Now().Add(time.Duration(i)*time.Second)) {
+			t.Errorf("c%d after Update: %+v, %v", i, c, err)
+		}
+	}
+	ms, err := s.Messages(MessageQuery{To: "r0@example.com"})
+	if err != nil || len(ms) != 1 || ms[0].Status != record.StatusSent || ms[0].OpensTotal != 1 {
+		t.Errorf("c0 = %+v, %v; want sent with 1 open", ms, err)
+	}
+}
+
 func TestOpensQueries(t *testing.T) {
 	clk := newClock()
 	s := openTest(t, Options{Now: clk.Now})
