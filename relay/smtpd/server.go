@@ -175,7 +175,10 @@ func (s *Server) serveConn(c *clientConn) {
 		return s.newSession(sc, c), nil
 	}))
 	srv.Domain = hostname(cfg)
-	srv.MaxMessageBytes = int64(cfg.SMTP.MaxMessageSize)
+	// One byte of headroom: go-smtp refuses to read the end-of-data marker
+	// once its budget is spent, so a message of exactly the limit would get
+	// 552. sizeLimiter in session.Data enforces the exact limit.
+	srv.MaxMessageBytes = int64(cfg.SMTP.MaxMessageSize) + 1
 	srv.MaxRecipients = cfg.SMTP.MaxRecipients
 	srv.MaxLineLength = MaxLineLength
 	srv.EnableSMTPUTF8 = true

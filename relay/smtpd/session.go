@@ -198,7 +198,7 @@ func (se *session) Data(r io.Reader) error {
 	case body.tooBig:
 		se.log.Warn("message refused: too big", append(attrs, "max", body.max)...)
 		return errTooBig
-	case err != nil && body.err != nil:
+	case body.err != nil:
 		se.log.Warn("message not accepted: DATA aborted", append(attrs, "err", body.err)...)
 		return errSpool
 	case err != nil:
@@ -246,7 +246,12 @@ func (l *sizeLimiter) Read(p []byte) (int, error) {
 		return 0, smtp.ErrDataTooLarge
 	}
 	if err != nil && err != io.EOF {
+		// The client went away before the final dot (go-smtp reports
+		// io.ErrUnexpectedEOF). Wrap it so no reader downstream can take
+		// it for the normal end of a message: a truncated message must
+		// never be spooled.
 		l.err = err
+		return n, fmt.Errorf("smtpd: DATA aborted: %w", err)
 	}
 	return n, err
 }

@@ -233,11 +233,11 @@ func TestEHLO(t *testing.T) {
 		want    []string
 		notWant []string
 	}{
-		{"default", func(*config.Config) {}, []string{"PIPELINING", "8BITMIME", "SMTPUTF8", "ENHANCEDSTATUSCODES", "SIZE 1048576"}, []string{"STARTTLS", "AUTH"}},
+		{"default", func(*config.Config) {}, []string{"PIPELINING", "8BITMIME", "SMTPUTF8", "ENHANCEDSTATUSCODES", "SIZE 1048577"}, []string{"STARTTLS", "AUTH"}},
 		{"tls and users", func(c *config.Config) {
 			c.SMTP.TLSCert, c.SMTP.TLSKey = cert, key
 			c.SMTP.Users = []config.User{{Username: "alice", PasswordHash: string(hash)}}
-		}, []string{"STARTTLS", "AUTH PLAIN LOGIN", "SIZE 1048576"}, nil},
+		}, []string{"STARTTLS", "AUTH PLAIN LOGIN", "SIZE 1048577"}, nil},
 		{"bad cert", func(c *config.Config) { c.SMTP.TLSCert, c.SMTP.TLSKey = key, cert }, []string{"PIPELINING"}, []string{"STARTTLS"}},
 	}
 	for _, tt := range tests {
@@ -293,6 +293,16 @@ func TestLimits(t *testing.T) {
 			t.Fatal(err)
 		}
 	})
+	t.Run("exactly the limit", func(t *testing.T) {
+		c := e.dial(t)
+		head := "Subject: x\r\n\r\n"
+		exact := head + strings.Repeat("y", 1000-len(head)-2) + "\r\n"
+		if _, err := send(c, "a@example.com", []string{"b@example.com"}, exact); err != nil {
+			t.Fatalf("a message of exactly max_message_size: %v", err)
+		}
+		_, err := send(c, "a@example.com", []string{"b@example.com"}, "z"+exact)
+		wantCode(t, err, 552, smtp.EnhancedCode{5, 3, 4})
+	})
 	t.Run("declared size", func(t *testing.T) {
 		c := e.dial(t)
 		err := c.Mail("a@example.com", &smtp.MailOptions{Size: 5000})
@@ -336,7 +346,7 @@ func TestLimits(t *testing.T) {
 		if _, err := send(c, "a@example.com", []string{"b@example.com"}, strings.Repeat("z", 2000)); err != nil {
 			t.Fatal(err)
 		}
-		if _, size := c.Extension("SIZE"); size != "5000" {
+		if _, size := c.Extension("SIZE"); size != "5001" { // max_message_size + 1: see serveConn
 			t.Errorf("SIZE %q after reload", size)
 		}
 	})
