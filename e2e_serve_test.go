@@ -1,6 +1,9 @@
 package main
 
 import (
+	"bufio"
+	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -202,5 +205,49 @@ func TestEndToEndTrackedCopies(t *testing.T) {
 	}
 	if err := in.stop(syscall.SIGTERM); err != nil {
 		t.Fatalf("SIGTERM: %v", err)
+	}
+}
+
+// TestClientGoneMidDataQueuesNothing: a client that closes the connection
+// before the final dot has not sent a message; nothing may be delivered.
+func TestClientGoneMidDataQueuesNothing(t *testing.T) {
+	in := newInstance(t, "")
+	in.start()
+	c, err := net.Dial("tcp", in.smtpAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := bufio.NewReader(c)
+	expect := func(code string) {
+		t.Helper()
+		for {
+			line, err := r.ReadString('\n')
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !strings.HasPrefix(line, code) {
+				t.Fatalf("got %q, want %s", line, code)
+			}
+			if len(line) > 3 && line[3] == ' ' {
+				return
+			}
+		}
+	}
+	expect("220")
+	for _, step := range []struct{ cmd, code string }{
+		{"EHLO cut.test", "250"}, {"MAIL FROM:<me@example.com>", "250"},
+		{"RCPT TO:<alice@example.org>", "250"}, {"DATA", "354"},
+	} {
+		fmt.Fprintf(c, "%s\r\n", step.cmd)
+		expect(step.code)
+	}
+	fmt.Fprintf(c, "Subject: half\r\nContent-Type: text/html\r\n\r\n<p>half a mess")
+	c.Close()
+	time.Sleep(time.Second)
+	if n := len(in.outbox()); n != 0 {
+		t.Fatalf("%d copies of a message the client never finished", n)
+	}
+	if out, _, _ := in.cli("queue"); !strings.Contains(out, "empty") {
+		t.Fatalf("queue after an abandoned DATA:\n%s", out)
 	}
 }
