@@ -157,6 +157,7 @@ func (w *walker) transform(h *header, params map[string]string, raw []byte, bs b
 		if text, reason = w.toUTF8(cs, text); reason != "" {
 			return e, reason
 		}
+		text = MetaCharsetUTF8(text)
 		if e.ct = charsetField(h, e.nl); e.ct == nil {
 			return e, "cannot rewrite the charset of an HTML part"
 		}

@@ -131,7 +131,7 @@ func checkTracked(t *testing.T, in, out []byte, info Info) {
 		if n := bytes.Count(db, tag); n != 1 {
 			t.Fatalf("%s: %d pixels in HTML part", a.path, n)
 		}
-		if got := bytes.Replace(db, tag, nil, 1); !bytes.Equal(got, da) {
+		if got := bytes.Replace(db, tag, nil, 1); !bytes.Equal(maskMeta(got), maskMeta(da)) {
 			t.Fatalf("%s: decoded HTML changed beyond the pixel\n%s", a.path, firstDiff(da, got))
 		}
 		checkPixelPlace(t, a.path, db, tag)
