@@ -251,3 +251,42 @@ func TestClientGoneMidDataQueuesNothing(t *testing.T) {
 		t.Fatalf("queue after an abandoned DATA:\n%s", out)
 	}
 }
+
+// TestSecondServeOnSameDataDir: the second instance says why it cannot
+// start instead of a bare timeout.
+func TestSecondServeOnSameDataDir(t *testing.T) {
+	in := newInstance(t, "")
+	in.start()
+	other := newInstance(t, "")
+	cfg, _ := os.ReadFile(other.cfgPath)
+	os.WriteFile(other.cfgPath, []byte(strings.Replace(string(cfg), other.dir, in.dir, 1)), 0o600)
+	cmd := exec.Command(binPath, "serve", "--config", other.cfgPath)
+	cmd.Env = other.env
+	out, err := cmd.CombinedOutput()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 {
+		t.Fatalf("want exit 1, got %v: %s", err, out)
+	}
+	if !strings.Contains(string(out), "another pixelrelay serve") {
+		t.Fatalf("no hint about the other instance: %s", out)
+	}
+}
+
+// TestStatusShowsBoundAddress: after smtp.listen changes in the file, status
+// still shows the address in use (the change needs a restart).
+func TestStatusShowsBoundAddress(t *testing.T) {
+	in := newInstance(t, "")
+	in.start()
+	cfg, _ := os.ReadFile(in.cfgPath)
+	moved := strings.Replace(string(cfg), in.smtpAddr, freePort(t), 1)
+	tmp := in.cfgPath + ".tmp"
+	os.WriteFile(tmp, []byte(moved), 0o600)
+	os.Rename(tmp, in.cfgPath)
+	waitFor(t, func() bool { return strings.Contains(in.logs.String(), "takes effect after a restart") })
+	var st struct {
+		SMTPListen string `json:"smtp_listen"`
+	}
+	in.api("/api/status", &st)
+	if st.SMTPListen != in.smtpAddr {
+		t.Fatalf("status says smtp_listen %q, but the server listens on %s", st.SMTPListen, in.smtpAddr)
+	}
+}

@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	bolt "go.etcd.io/bbolt"
 	"golang.org/x/term"
 
 	"pixelrelay/config"
@@ -126,6 +127,9 @@ func serve(flagPath string, log *slog.Logger) error {
 
 	st, err := store.OpenStore(cfg.DBPath(), storeOptions(cfg, log))
 	if err != nil {
+		if errors.Is(err, bolt.ErrTimeout) {
+			return fmt.Errorf("database %s is locked: is another pixelrelay serve running with data_dir %s?", cfg.DBPath(), cfg.DataDir)
+		}
 		return fmt.Errorf("database %s: %w", cfg.DBPath(), err)
 	}
 	defer st.Close()
@@ -140,6 +144,9 @@ func serve(flagPath string, log *slog.Logger) error {
 		Minter:   keys,
 		Log:      log,
 		NoFsync:  benchNoFsync(log),
+		// In-flight deliveries get this long after the SMTP side stopped;
+		// what is not done stays spooled for the next start.
+		ShutdownTimeout: 10 * time.Second,
 	})
 	if err != nil {
 		return fmt.Errorf("spool %s: %w", cfg.SpoolDir(), err)
@@ -157,18 +164,20 @@ func serve(flagPath string, log *slog.Logger) error {
 
 	smtpSrv := smtpd.New(current, q, log)
 	web := httpd.New(httpd.Options{
-		Config:  current,
-		Store:   st,
-		Keys:    keys,
-		Queue:   q,
-		Version: Version,
-		Log:     log,
+		Config:   current,
+		Store:    st,
+		Keys:     keys,
+		Queue:    q,
+		Version:  Version,
+		SMTPAddr: smtpLn.Addr().String(),
+		Log:      log,
 	})
 
 	ctx, stop := context.WithCancel(context.Background())
 	defer stop()
+	bound := *cfg // listen addresses and data_dir in use until a restart
 	watcher.Subscribe(func(old, new *config.Config) {
-		applyReload(old, new, st, q, log)
+		applyReload(old, new, &bound, st, q, log)
 	})
 
 	errc := make(chan error, 4)
@@ -231,19 +240,21 @@ func waitForStop(errc <-chan error, w *config.Watcher, log *slog.Logger) error {
 	}
 }
 
-// applyReload pushes a new config into the parts that keep state.
-func applyReload(old, new *config.Config, st *store.Store, q *queue.Queue, log *slog.Logger) {
+// applyReload pushes a new config into the parts that keep state. bound
+// holds the listen addresses and data_dir actually in use.
+func applyReload(old, new, bound *config.Config, st *store.Store, q *queue.Queue, log *slog.Logger) {
 	st.SetLimits(new.Tracking.DedupWindow.D(), new.Tracking.IPHourlyLimit)
 	if old.Upstream != new.Upstream {
 		log.Info("upstream settings changed: retrying deferred copies now")
 		q.Kick()
 	}
-	if old.SMTP.Listen != new.SMTP.Listen || old.HTTP.Listen != new.HTTP.Listen {
+	if bound.SMTP.Listen != new.SMTP.Listen || bound.HTTP.Listen != new.HTTP.Listen {
 		log.Warn("a listen address changed; it takes effect after a restart",
-			"smtp.listen", new.SMTP.Listen, "http.listen", new.HTTP.Listen)
+			"smtp.listen", new.SMTP.Listen, "http.listen", new.HTTP.Listen,
+			"in_use", bound.SMTP.Listen+" "+bound.HTTP.Listen)
 	}
-	if old.DataDir != new.DataDir {
-		log.Warn("data_dir changed; it takes effect after a restart", "data_dir", new.DataDir)
+	if bound.DataDir != new.DataDir {
+		log.Warn("data_dir changed; it takes effect after a restart", "data_dir", new.DataDir, "in_use", bound.DataDir)
 	}
 }
 

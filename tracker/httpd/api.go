@@ -150,6 +150,10 @@ func (s *Server) status() (StatusResponse, error) {
 	if a, ok := s.addr.Load().(string); ok && a != "" {
 		httpListen = a
 	}
+	smtpListen := cfg.SMTP.Listen
+	if s.opt.SMTPAddr != "" {
+		smtpListen = s.opt.SMTPAddr
+	}
 	counts := map[string]int{record.StatusQueued: 0, record.StatusDeferred: 0}
 	for _, e := range s.queue() {
 		counts[e.Status]++
@@ -158,7 +162,7 @@ func (s *Server) status() (StatusResponse, error) {
 		Version:            s.opt.Version,
 		ConfigFile:         cfg.Path,
 		DataDir:            cfg.DataDir,
-		SMTPListen:         cfg.SMTP.Listen,
+		SMTPListen:         smtpListen,
 		HTTPListen:         httpListen,
 		Upstream:           cfg.UpstreamRedacted(),
 		TrackingKeyVersion: s.opt.Keys.Current(),

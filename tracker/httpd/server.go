@@ -90,6 +90,10 @@ type Options struct {
 	Queue record.Queue
 	// Version is what /api/status reports.
 	Version string
+	// SMTPAddr is the address the SMTP listener is bound to, which
+	// /api/status reports (a changed smtp.listen needs a restart); ""
+	// means smtp.listen from the config.
+	SMTPAddr string
 	// Log receives errors (rate-limited) and purge progress; nil means
 	// slog.Default().
 	Log *slog.Logger
