@@ -1,6 +1,8 @@
 package queue
 
 import (
+	"bufio"
+	"bytes"
 	"container/heap"
 	"errors"
 	"fmt"
@@ -74,28 +76,39 @@ func (q *Queue) deliver(it *item, a attempt) {
 // errAborted ends the rewrite of a copy whose upstream stopped reading.
 var errAborted = errors.New("queue: delivery aborted")
 
-// send streams the spooled message through rewrite.Rewrite into the
-// upstream: one open file and a pipe per copy, never the whole message in
-// memory.
+// send delivers one copy. A message under maxCached is read once into
+// memory, shared by its copies in flight (see body), and each copy is
+// rewritten into a pooled buffer before it goes upstream. A bigger one is
+// streamed from its spool file through rewrite.Rewrite and a pipe, never
+// whole in memory.
 func (q *Queue) send(m *message, a attempt) error {
 	up := q.opt.Upstream()
 	if up == nil {
 		return &relay.DeliveryError{Class: relay.Setup, Stage: "connect", Err: errors.New("no upstream configured")}
 	}
-	body, err := q.sp.Open(m.env.ID, m.off)
-	if err != nil {
-		return err
-	}
-	defer body.Close()
 	opt := rewrite.Options{MessageID: m.env.MessageID}
 	if a.token != "" {
 		opt.PixelURL = strings.TrimRight(q.cfg().Tracking.BaseURL, "/") + "/o/" + a.token + ".gif"
 	}
+	data, body, err := q.body(m)
+	if err != nil {
+		return err
+	}
+	if data != nil {
+		defer q.release(m)
+		out := getBuf(len(data) + len(data)/8 + 512)
+		defer putBuf(out)
+		if err := safeRewrite(out, bytes.NewReader(data), opt); err != nil {
+			return &relay.DeliveryError{Class: relay.Temporary, Stage: "data", Err: fmt.Errorf("reading the message: %w", err)}
+		}
+		return up.Deliver(q.ctx, m.env.From, a.rcpts, bytes.NewReader(out.Bytes()))
+	}
+	defer body.Close()
 	pr, pw := io.Pipe()
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		pw.CloseWithError(safeRewrite(pw, body, opt))
+		pw.CloseWithError(safeRewrite(bufio.NewWriterSize(pw, 32<<10), body, opt))
 	}()
 	err = up.Deliver(q.ctx, m.env.From, a.rcpts, pr)
 	pr.CloseWithError(errAborted)
@@ -111,6 +124,12 @@ func safeRewrite(w io.Writer, r io.Reader, opt rewrite.Options) (err error) {
 			err = fmt.Errorf("queue: rewrite panicked: %v", p)
 		}
 	}()
+	if bw, ok := w.(*bufio.Writer); ok {
+		if err := rewriteTo(bw, r, opt); err != nil {
+			return err
+		}
+		return bw.Flush()
+	}
 	return rewriteTo(w, r, opt)
 }
 
@@ -123,6 +142,8 @@ func (q *Queue) result(it *item, a attempt, err error) {
 	q.mu.Lock()
 	q.active--
 	m.busy--
+	c.Attempts++
+	q.dropData(m)
 	expired := now.Sub(m.env.Received) >= maxAge
 	var keep []string
 	var lastErr error
@@ -140,7 +161,6 @@ func (q *Queue) result(it *item, a attempt, err error) {
 			lastErr = e
 		}
 	}
-	c.Attempts++
 	c.LastError = clip(describe(lastErr, expired && lastErr != nil && len(keep) == 0), 500)
 	switch {
 	case len(keep) > 0:
@@ -158,6 +178,7 @@ func (q *Queue) result(it *item, a attempt, err error) {
 	}
 	up := update{tid: c.TrackingID, status: c.Status, lastErr: c.LastError, at: now}
 	q.mu.Unlock()
+	q.wakeUp() // the upstream slot is free: start the next copy now
 
 	if err != nil {
 		q.log.Info("delivery failed", "queue_id", m.env.ID, "rcpts", a.rcpts, "class", relay.ClassOf(err).String(),

@@ -29,6 +29,7 @@
 package queue
 
 import (
+	"bytes"
 	"container/heap"
 	"context"
 	"crypto/rand"
@@ -102,6 +103,11 @@ type message struct {
 	off  int64        // where the body starts in the spool file
 	st   *spool.State // nil until planned; guarded by Queue.mu
 	busy int          // copies being delivered; guarded by Queue.mu
+	// data is the raw message while its copies are being delivered (small
+	// messages only; see body), refs the copies using it. Guarded by
+	// Queue.mu.
+	data *bytes.Buffer
+	refs int
 	// planFails counts failed plans; only the planning path (one step at
 	// a time, handed on through channels) touches it.
 	planFails int

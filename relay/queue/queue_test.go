@@ -1075,3 +1075,85 @@ func TestRecorderDownDeliversUntracked(t *testing.T) {
 		t.Errorf("minted %d tokens, want %d (2 per failed plan)", n, 2*maxPlanFails)
 	}
 }
+
+// TestCopiesSmallAndLarge: a message under maxCached (read once, rewritten
+// in memory) and one over it (streamed per copy) give every tracked
+// recipient exactly what rewrite.Rewrite makes of the original, and no
+// cached bytes outlive the deliveries.
+func TestCopiesSmallAndLarge(t *testing.T) {
+	big := htmlMsg + strings.Repeat("<p>Lorem ipsum dolor sit amet, consectetur adipiscing elit.</p>\r\n", maxCached/60+10)
+	for _, tc := range []struct {
+		name, msg string
+	}{
+		{"small", htmlMsg},
+		{"large", big},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if (len(tc.msg) >= maxCached) != (tc.name == "large") {
+				t.Fatalf("test message of %d bytes is not %s", len(tc.msg), tc.name)
+			}
+			h := newHarness(t, testConfig())
+			h.open(true)
+			rcpts := []string{"a@ex.test", "b@ex.test", "c@ex.test"}
+			h.spool("alice@example.com", rcpts, tc.msg)
+			waitFor(t, "spool to empty", func() bool { return h.q.Len() == 0 })
+			got := h.up.deliveries()
+			if len(got) != len(rcpts) {
+				t.Fatalf("%d deliveries, want %d", len(got), len(rcpts))
+			}
+			h.rec.mu.Lock()
+			byRcpt := map[string]string{}
+			for tid, c := range h.rec.copies {
+				byRcpt[c.Recipient] = strings.Replace(tid, "tid", "tok", 1) + "x"
+			}
+			msgID := ""
+			for _, c := range h.rec.copies {
+				msgID = c.MessageID
+			}
+			h.rec.mu.Unlock()
+			for _, d := range got {
+				var want strings.Builder
+				err := rewrite.Rewrite(&want, strings.NewReader(tc.msg), rewrite.Options{
+					PixelURL: "http://127.0.0.1:8025/o/" + byRcpt[d.to[0]] + ".gif", MessageID: msgID})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if d.body != want.String() {
+					t.Errorf("copy to %v: %d bytes differ from the rewrite's %d", d.to, len(d.body), want.Len())
+				}
+			}
+		})
+	}
+}
+
+// TestCachedBytesDropped: once every copy of a small message was tried, its
+// cached bytes are freed even while a deferred copy waits for a retry.
+func TestCachedBytesDropped(t *testing.T) {
+	h := newHarness(t, testConfig())
+	h.cfg.Queue.MinRetry = config.Duration(time.Hour)
+	h.cfg.Queue.MaxRetry = config.Duration(time.Hour)
+	h.up.always["b@ex.test"] = temporary("try later")
+	h.open(true)
+	id := h.spool("alice@example.com", []string{"a@ex.test", "b@ex.test"}, htmlMsg)
+	waitFor(t, "both tried", func() bool {
+		h.q.mu.Lock()
+		defer h.q.mu.Unlock()
+		m := h.q.msgs[id]
+		if m == nil || m.st == nil {
+			return false
+		}
+		for _, c := range m.st.Copies {
+			if c.Attempts == 0 {
+				return false
+			}
+		}
+		return m.busy == 0
+	})
+	h.q.mu.Lock()
+	m := h.q.msgs[id]
+	data, refs := m.data, m.refs
+	h.q.mu.Unlock()
+	if data != nil || refs != 0 {
+		t.Errorf("after every copy was tried: data %v, refs %d; want freed", data != nil, refs)
+	}
+}

@@ -321,7 +321,17 @@ func writeAll(f *os.File, head []byte, body io.Reader) error {
 // Body is an open spooled message, positioned at its first byte.
 type Body struct {
 	*bufio.Reader
-	f *os.File
+	f   *os.File
+	off int64
+}
+
+// Size returns the size of the raw message in bytes.
+func (b *Body) Size() (int64, error) {
+	fi, err := b.f.Stat()
+	if err != nil {
+		return 0, fmt.Errorf("spool: %w", err)
+	}
+	return fi.Size() - b.off, nil
 }
 
 // Close closes the file. The Body must not be used after.
@@ -345,7 +355,7 @@ func (s *Spool) Open(id string, offset int64) (*Body, error) {
 	}
 	br := readers.Get().(*bufio.Reader)
 	br.Reset(io.NewSectionReader(f, offset, 1<<62))
-	return &Body{Reader: br, f: f}, nil
+	return &Body{Reader: br, f: f, off: offset}, nil
 }
 
 // WriteState atomically replaces id's state file (temporary file and

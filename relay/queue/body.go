@@ -1,0 +1,98 @@
+package queue
+
+import (
+	"bytes"
+	"sync"
+
+	"pixelrelay/relay/spool"
+)
+
+// maxCached is the largest message read whole into memory for delivery;
+// bigger ones are streamed from the spool file for every copy.
+const maxCached = 1 << 20
+
+// body returns m's raw message: in memory (data, shared with the other
+// copies of m being delivered; give it back with release) when it is
+// smaller than maxCached, else an open spool file (f) to stream and close.
+// The bytes stay cached while a copy of m is in flight or not tried yet,
+// so the copies of a message, dispatched one after the other, read the
+// spool file once.
+func (q *Queue) body(m *message) (data []byte, f *spool.Body, err error) {
+	q.mu.Lock()
+	if m.data != nil {
+		m.refs++
+		data = m.data.Bytes()
+		q.mu.Unlock()
+		return data, nil, nil
+	}
+	q.mu.Unlock()
+	f, err = q.sp.Open(m.env.ID, m.off)
+	if err != nil {
+		return nil, nil, err
+	}
+	size, err := f.Size()
+	if err != nil || size >= maxCached {
+		return nil, f, nil // stream it (a Stat error shows again on reading)
+	}
+	buf := getBuf(int(size))
+	_, err = buf.ReadFrom(f)
+	f.Close()
+	if err != nil {
+		putBuf(buf)
+		return nil, nil, err
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if m.data != nil { // another copy read it meanwhile
+		putBuf(buf)
+	} else {
+		m.data = buf
+	}
+	m.refs++
+	return m.data.Bytes(), nil, nil
+}
+
+// release gives back the bytes a copy got from body (result frees them).
+func (q *Queue) release(m *message) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	m.refs--
+}
+
+// dropData frees m's cached bytes when no copy is using them and none is
+// waiting for its first attempt (called after each attempt). The caller
+// holds q.mu.
+func (q *Queue) dropData(m *message) {
+	if m.refs > 0 || m.data == nil {
+		return
+	}
+	if m.st != nil {
+		for i := range m.st.Copies {
+			if c := &m.st.Copies[i]; c.Attempts == 0 && !c.Final() {
+				return
+			}
+		}
+	}
+	putBuf(m.data)
+	m.data = nil
+}
+
+var bufs sync.Pool
+
+// getBuf returns an empty pooled buffer with room for n bytes.
+func getBuf(n int) *bytes.Buffer {
+	b, _ := bufs.Get().(*bytes.Buffer)
+	if b == nil {
+		b = new(bytes.Buffer)
+	}
+	b.Reset()
+	b.Grow(n + bytes.MinRead)
+	return b
+}
+
+// putBuf returns b to the pool unless it grew big.
+func putBuf(b *bytes.Buffer) {
+	if b.Cap() <= 2*maxCached {
+		bufs.Put(b)
+	}
+}
