@@ -621,3 +621,76 @@ func BenchmarkDeliverSMTPParallel(b *testing.B) {
 		b.Fatalf("%d connections, limit 4", n)
 	}
 }
+
+// countConn counts the writes that reach the network.
+type countConn struct {
+	net.Conn
+	writes atomic.Int32
+}
+
+func (c *countConn) Write(b []byte) (int, error) {
+	c.writes.Add(1)
+	return c.Conn.Write(b)
+}
+
+// TestTimeoutConnCoalesces: small writes are held until the next read (or a
+// full buffer) and then go out in one write, in order; a write error shows
+// at the read.
+func TestTimeoutConnCoalesces(t *testing.T) {
+	tests := []struct {
+		name       string
+		chunks     int // writes of 4096 bytes before the read
+		wantWrites int32
+	}{
+		{"one chunk", 1, 1},
+		{"50 KB copy", 13, 1},
+		{"over the buffer", 20, 2},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			a, b := net.Pipe()
+			defer a.Close()
+			defer b.Close()
+			cc := &countConn{Conn: a}
+			nc := &timeoutConn{Conn: cc, timeout: time.Second}
+			got := make(chan []byte, 1)
+			n := tc.chunks * 4096
+			go func() {
+				buf := make([]byte, n)
+				io.ReadFull(b, buf)
+				b.Write([]byte("250 ok\r\n"))
+				got <- buf
+			}()
+			var want []byte
+			for i := range tc.chunks {
+				chunk := bytes.Repeat([]byte{byte('a' + i%26)}, 4096)
+				want = append(want, chunk...)
+				if _, err := nc.Write(chunk); err != nil {
+					t.Fatal(err)
+				}
+			}
+			reply := make([]byte, 8)
+			if _, err := io.ReadFull(nc, reply); err != nil || string(reply) != "250 ok\r\n" {
+				t.Fatalf("read %q, %v", reply, err)
+			}
+			if data := <-got; !bytes.Equal(data, want) {
+				t.Error("the server got other bytes than were written")
+			}
+			if w := cc.writes.Load(); w != tc.wantWrites {
+				t.Errorf("%d writes reached the network, want %d", w, tc.wantWrites)
+			}
+		})
+	}
+	a, b := net.Pipe()
+	b.Close()
+	nc := &timeoutConn{Conn: a}
+	if _, err := nc.Write([]byte("MAIL FROM:<a@b>\r\n")); err != nil {
+		t.Fatalf("buffered write failed early: %v", err)
+	}
+	if _, err := nc.Read(make([]byte, 10)); err == nil {
+		t.Error("read after a failed send succeeded")
+	}
+	if _, err := nc.Write([]byte("x")); err == nil {
+		t.Error("write after a failed send succeeded")
+	}
+}
