@@ -1,6 +1,7 @@
 package smtpd
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -188,7 +189,7 @@ func (se *session) Data(r io.Reader) error {
 	cfg := se.s.cfg()
 	body := &sizeLimiter{r: r, max: int64(cfg.SMTP.MaxMessageSize)}
 	hdr := receivedHeader(se.sc.Hostname(), se.remote, hostname(cfg), se.tls, se.user != "", start)
-	id, err := se.s.spool.Spool(from, rcpts, io.MultiReader(hdr, body))
+	id, err := se.s.spool.Spool(from, rcpts, withReceived(hdr, body))
 	attrs := []any{"from", from, "rcpts", len(rcpts), "size", body.n,
 		"duration", time.Since(start).Round(time.Microsecond)}
 	if se.user != "" {
@@ -255,3 +256,27 @@ func (l *sizeLimiter) Read(p []byte) (int, error) {
 	}
 	return n, err
 }
+
+// withReceived puts the Received header in front of the message, unless the
+// message starts with white space: that (malformed) first line would become
+// a continuation of our header, so such a message is spooled as it came.
+func withReceived(hdr io.Reader, body io.Reader) io.Reader {
+	var first [1]byte
+	n, err := io.ReadFull(body, first[:])
+	switch {
+	case n == 0 && err == io.EOF:
+		return hdr // an empty message
+	case n == 0:
+		return &errReader{err} // DATA failed: Spool sees the error
+	}
+	rest := io.MultiReader(bytes.NewReader(first[:]), body)
+	if first[0] == ' ' || first[0] == '\t' {
+		return rest
+	}
+	return io.MultiReader(hdr, rest)
+}
+
+// errReader returns err from every Read.
+type errReader struct{ err error }
+
+func (r *errReader) Read([]byte) (int, error) { return 0, r.err }

@@ -221,6 +221,15 @@ func TestSubmit(t *testing.T) {
 	if m := e.sp.messages(); len(m) != 3 || m[2].from != "" {
 		t.Fatalf("second message %+v", m)
 	}
+	// A message whose first line is a continuation would fold into our
+	// Received header: it is spooled as it came.
+	folded := " junk before the header\r\n" + msg
+	if _, err := send(c, "a@example.com", []string{"b@example.com"}, folded); err != nil {
+		t.Fatal(err)
+	}
+	if m := e.sp.messages(); len(m) != 4 || m[3].body != folded {
+		t.Fatalf("message starting with white space spooled as %q", m[3].body)
+	}
 }
 
 func TestEHLO(t *testing.T) {
