@@ -27,11 +27,25 @@ type sample struct {
 	data []byte
 }
 
-// samples loads the shared corpus and our own fixtures.
+// corpusDir is the shared corpus of real-world messages: $PIXELRELAY_CORPUS,
+// else shared/corpus beside the repository (where CI puts it).
+func corpusDir() string {
+	if d := os.Getenv("PIXELRELAY_CORPUS"); d != "" {
+		return d
+	}
+	return "../../../shared/corpus"
+}
+
+// samples loads the shared corpus and our own fixtures. Every rewriter
+// change must keep the whole corpus safe, so a missing corpus fails.
 func samples(t testing.TB) []sample {
 	t.Helper()
+	corpus, _ := filepath.Glob(filepath.Join(corpusDir(), "*.eml"))
+	if len(corpus) < 100 {
+		t.Fatalf("the shared corpus is missing (%d messages in %s); set PIXELRELAY_CORPUS", len(corpus), corpusDir())
+	}
 	var out []sample
-	for _, pat := range []string{"/work/shared/corpus/*.eml", "../../testdata/messages/*.eml"} {
+	for _, pat := range []string{filepath.Join(corpusDir(), "*.eml"), "../../testdata/messages/*.eml"} {
 		files, err := filepath.Glob(pat)
 		if err != nil {
 			t.Fatal(err)
