@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"sync"
 
+	"pixelrelay/relay/rewrite"
 	"pixelrelay/relay/spool"
 )
 
@@ -75,6 +76,41 @@ func (q *Queue) dropData(m *message) {
 	}
 	putBuf(m.data)
 	m.data = nil
+	if m.tmpl != nil {
+		putBuf(m.tmpl.out)
+	}
+	m.tmpl, m.tmplTried = nil, false
+}
+
+// template returns m's template for tracked copies (see template), made by
+// the first copy that asks; nil when the message has a single tracked
+// copy or no template can stand for its copies. data is m.data, held.
+func (q *Queue) template(m *message, data []byte, baseURL string, opt rewrite.Options, tok string) *template {
+	if tok == "" {
+		return nil
+	}
+	m.tmu.Lock()
+	defer m.tmu.Unlock()
+	q.mu.Lock()
+	t, tried := m.tmpl, m.tmplTried
+	parts, tracked := 0, 0
+	if m.st != nil {
+		parts = m.st.HTMLParts
+		for _, c := range m.st.Copies {
+			if c.Token != "" {
+				tracked++
+			}
+		}
+	}
+	q.mu.Unlock()
+	if tried || tracked < 2 {
+		return t
+	}
+	t = newTemplate(data, baseURL, opt, tok, parts)
+	q.mu.Lock()
+	m.tmpl, m.tmplTried = t, true
+	q.mu.Unlock()
+	return t
 }
 
 var bufs sync.Pool

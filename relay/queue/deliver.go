@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"strings"
 	"time"
 
 	"github.com/emersion/go-smtp"
@@ -86,9 +85,10 @@ func (q *Queue) send(m *message, a attempt) error {
 	if up == nil {
 		return &relay.DeliveryError{Class: relay.Setup, Stage: "connect", Err: errors.New("no upstream configured")}
 	}
+	baseURL := q.cfg().Tracking.BaseURL
 	opt := rewrite.Options{MessageID: m.env.MessageID}
 	if a.token != "" {
-		opt.PixelURL = strings.TrimRight(q.cfg().Tracking.BaseURL, "/") + "/o/" + a.token + ".gif"
+		opt.PixelURL = pixelURL(baseURL, a.token)
 	}
 	data, body, err := q.body(m)
 	if err != nil {
@@ -98,6 +98,9 @@ func (q *Queue) send(m *message, a attempt) error {
 		defer q.release(m)
 		out := getBuf(len(data) + len(data)/8 + 512)
 		defer putBuf(out)
+		if t := q.template(m, data, baseURL, opt, a.token); t != nil && t.write(out, a.token) {
+			return up.Deliver(q.ctx, m.env.From, a.rcpts, bytes.NewReader(out.Bytes()))
+		}
 		if err := safeRewrite(out, bytes.NewReader(data), opt); err != nil {
 			return &relay.DeliveryError{Class: relay.Temporary, Stage: "data", Err: fmt.Errorf("reading the message: %w", err)}
 		}

@@ -168,7 +168,7 @@ func (q *Queue) makePlan(m *message) (*spool.State, []record.Copy, error) {
 	if msgID == "" {
 		msgID = m.env.MessageID
 	}
-	st := &spool.State{Subject: info.Subject, MessageID: msgID}
+	st := &spool.State{Subject: info.Subject, MessageID: msgID, HTMLParts: info.HTMLParts}
 	if m.planFails >= maxPlanFails {
 		q.log.Error("tracking unavailable; delivering untracked", "queue_id", m.env.ID, "failed_plans", m.planFails)
 	}

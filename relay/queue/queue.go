@@ -108,6 +108,12 @@ type message struct {
 	// Queue.mu.
 	data *bytes.Buffer
 	refs int
+	// tmpl is the tracked copies' template while data is held (nil when
+	// none could be made: tmplTried). Guarded by Queue.mu; tmu lets one
+	// copy make it while the others wait.
+	tmpl      *template
+	tmplTried bool
+	tmu       sync.Mutex
 	// planFails counts failed plans; only the planning path (one step at
 	// a time, handed on through channels) touches it.
 	planFails int

@@ -84,8 +84,11 @@ type Failure struct {
 // recomputed from the message when lost (at the cost of new tracking ids
 // and a possible duplicate delivery), so it is not fsynced.
 type State struct {
-	Subject   string    `json:"subject,omitempty"`
-	MessageID string    `json:"message_id,omitempty"` // as the copies carry it
+	Subject   string `json:"subject,omitempty"`
+	MessageID string `json:"message_id,omitempty"` // as the copies carry it
+	// HTMLParts is how many parts of a tracked copy get a pixel
+	// (rewrite.Info.HTMLParts); 0 when unknown.
+	HTMLParts int       `json:"html_parts,omitempty"`
 	Copies    []Copy    `json:"copies"`
 	Failures  []Failure `json:"failures,omitempty"`
 }

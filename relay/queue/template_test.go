@@ -1,0 +1,119 @@
+package queue
+
+import (
+	"bytes"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"pixelrelay/relay/rewrite"
+)
+
+const tokenAlphabet = "abcdefghijklmnopqrstuvwxyz234567" // lowercase base32, as tracker/token
+
+func randomToken(r *rand.Rand, n int) string {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = tokenAlphabet[r.IntN(len(tokenAlphabet))]
+	}
+	return string(b)
+}
+
+// templateCase checks that every copy made from msg's template is byte
+// for byte what rewrite.Rewrite makes for its token; it reports whether a
+// template was made.
+func templateCase(t testing.TB, msg []byte, seed uint64) bool {
+	info, err := rewrite.Inspect(bytes.NewReader(msg))
+	if err != nil || info.Untouchable != "" {
+		return false
+	}
+	r := rand.New(rand.NewPCG(seed, 1))
+	const base = "http://127.0.0.1:8025/"
+	opt := rewrite.Options{MessageID: "<gen.1@relay.test>"}
+	tpl := newTemplate(msg, base, opt, randomToken(r, 48), info.HTMLParts)
+	if tpl == nil {
+		return false
+	}
+	for range 3 {
+		tok := randomToken(r, 48)
+		var got bytes.Buffer
+		if !tpl.write(&got, tok) {
+			t.Fatalf("template refused token %q", tok)
+		}
+		var want bytes.Buffer
+		o := opt
+		o.PixelURL = pixelURL(base, tok)
+		if err := rewrite.Rewrite(&want, bytes.NewReader(msg), o); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got.Bytes(), want.Bytes()) {
+			t.Fatalf("copy from the template differs from the rewrite (%d vs %d bytes)", got.Len(), want.Len())
+		}
+	}
+	return true
+}
+
+func qpHTML(body string) string {
+	return "From: a@example.com\r\nSubject: t\r\nMIME-Version: 1.0\r\n" +
+		"Content-Type: text/html; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n" + body
+}
+
+// TestTemplateMatchesRewrite: made-up cases where a template must or must
+// not be used, then every fixture and corpus message.
+func TestTemplateMatchesRewrite(t *testing.T) {
+	long := strings.Repeat("x", 70)
+	cases := []struct {
+		name, msg string
+		want      bool // a template is made
+	}{
+		{"qp", qpHTML("<html><body><p>Hello =3D world</p></body></html>\r\n"), true},
+		{"qp token across soft breaks", qpHTML(long + "=\r\n" + long + "<body>" + long + "=\r\n</body>\r\n"), true},
+		{"7bit", "Content-Type: text/html\r\n\r\n<p>hi</p></body>\r\n", true},
+		{"7bit long line", "Content-Type: text/html\r\n\r\n" + strings.Repeat("abc ", 300) + "</body>\r\n", true},
+		{"base64", "Content-Type: text/html\r\nContent-Transfer-Encoding: base64\r\n\r\nPGh0bWw+PGJvZHk+aGk8L2JvZHk+PC9odG1sPg==\r\n", false},
+		{"no html", "Content-Type: text/plain\r\n\r\nhello\r\n", false},
+		{"pixel line starts with --", "Content-Type: text/html\r\n\r\n--</body>\r\n", false},
+	}
+	for i, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := templateCase(t, []byte(tc.msg), uint64(i)); got != tc.want {
+				t.Errorf("template made: %v, want %v", got, tc.want)
+			}
+		})
+	}
+	files, _ := filepath.Glob("../../testdata/messages/*.eml")
+	corpus, _ := filepath.Glob("../../../shared/corpus/*.eml")
+	files = append(files, corpus...)
+	if len(files) < 20 {
+		t.Fatalf("only %d fixture messages found", len(files))
+	}
+	made := 0
+	for i, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			if templateCase(t, b, uint64(i)) {
+				made++
+			}
+		})
+	}
+	t.Logf("templates for %d of %d messages", made, len(files))
+	if made < 5 {
+		t.Errorf("templates for only %d of %d messages", made, len(files))
+	}
+}
+
+// FuzzTemplate: for any message, a copy made from the template is exactly
+// the rewrite's.
+func FuzzTemplate(f *testing.F) {
+	f.Add([]byte(qpHTML("<html><body><p>Hello =3D world</p></body></html>\r\n")), uint64(1))
+	f.Add([]byte("Content-Type: text/html\r\n\r\n<p>hi</p></body>\r\n"), uint64(2))
+	f.Add([]byte("Content-Type: multipart/alternative; boundary=b\r\n\r\n--b\r\nContent-Type: text/html\r\n\r\nx</body>\r\n--b--\r\n"), uint64(3))
+	f.Fuzz(func(t *testing.T, msg []byte, seed uint64) {
+		templateCase(t, msg, seed)
+	})
+}
