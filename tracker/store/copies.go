@@ -13,43 +13,52 @@ import (
 
 // Add records tracked copies (record.Recorder). A copy whose tracking id
 // is already stored is left as it is, so replaying a spool is harmless.
-// A zero QueuedAt is set to now and an empty Status to queued.
+// A zero QueuedAt is set to now and an empty Status to queued. Copies go
+// through the hit writer like Update: one transaction and fsync for all
+// that arrive together; Add returns once they are committed.
 func (s *Store) Add(copies []record.Copy) error {
 	for _, c := range copies {
 		if c.TrackingID == "" || strings.IndexByte(c.TrackingID, 0) >= 0 {
 			return fmt.Errorf("store: add: invalid tracking id %q", c.TrackingID)
 		}
 	}
-	return s.update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bCopies)
-		added := int64(0)
-		for _, c := range copies {
-			if b.Get([]byte(c.TrackingID)) != nil {
-				continue
-			}
-			if c.QueuedAt.IsZero() {
-				c.QueuedAt = s.now()
-			}
-			c.QueuedAt = c.QueuedAt.UTC()
-			if c.Status == "" {
-				c.Status = record.StatusQueued
-			}
-			rec := copyRec{Copy: c}
-			tk := copyTimeKey(&c)
-			for _, p := range []struct{ b, k, v []byte }{
-				{bCopies, []byte(c.TrackingID), encodeCopy(&rec)},
-				{bCopiesByTime, tk, nil},
-				{bUnopened, tk, nil},
-				{bCopiesByRcpt, copyRcptKey(&c), nil},
-			} {
-				if err := tx.Bucket(p.b).Put(p.k, p.v); err != nil {
-					return err
-				}
-			}
-			added++
+	done := make(chan result, 1)
+	if err := s.send(request{add: copies, done: done}); err != nil {
+		return err
+	}
+	return (<-done).err
+}
+
+// add stores the copies not stored yet (Add, in the writer's batch).
+func (w *hitTx) add(copies []record.Copy, now func() time.Time) error {
+	for _, c := range copies {
+		if _, ok := w.touched[c.TrackingID]; ok || w.copies.Get([]byte(c.TrackingID)) != nil {
+			continue
 		}
-		return addCounter(tx.Bucket(bMeta), mCopies, added)
-	})
+		if c.QueuedAt.IsZero() {
+			c.QueuedAt = now()
+		}
+		c.QueuedAt = c.QueuedAt.UTC()
+		if c.Status == "" {
+			c.Status = record.StatusQueued
+		}
+		tk := copyTimeKey(&c)
+		for _, p := range []struct {
+			b    *bolt.Bucket
+			k, v []byte
+		}{
+			{w.copies, []byte(c.TrackingID), encodeCopy(&copyRec{Copy: c})},
+			{w.byQueued, tk, nil},
+			{w.unopened, tk, nil},
+			{w.copiesByRcpt, copyRcptKey(&c), nil},
+		} {
+			if err := p.b.Put(p.k, p.v); err != nil {
+				return err
+			}
+		}
+		w.dCopies++
+	}
+	return nil
 }
 
 // Update records a copy's delivery state (record.Recorder). Status sent sets

@@ -16,6 +16,7 @@ import (
 type request struct {
 	hit   Hit
 	upd   *statusUpdate
+	add   []record.Copy
 	flush bool
 	done  chan result // nil for Enqueue
 }
@@ -64,7 +65,7 @@ func (s *Store) send(r request) error {
 	s.sendMu.RLock()
 	defer s.sendMu.RUnlock()
 	if s.closed {
-		if !r.flush && r.upd == nil {
+		if !r.flush && r.upd == nil && r.add == nil {
 			s.dropped.Add(1)
 		}
 		return ErrClosed
@@ -183,6 +184,12 @@ func (s *Store) commit(batch []request) {
 				errs[i] = w.update(u, s.now)
 				continue
 			}
+			if batch[i].add != nil {
+				if err := w.add(batch[i].add, s.now); err != nil {
+					return err
+				}
+				continue
+			}
 			ok, err := w.apply(&batch[i].hit, s.now, dedup, limit)
 			if err != nil {
 				return err
@@ -195,7 +202,7 @@ func (s *Store) commit(batch []request) {
 		s.lim.rollback()
 		hits := 0
 		for _, r := range batch {
-			if !r.flush && r.upd == nil {
+			if !r.flush && r.upd == nil && r.add == nil {
 				hits++
 			}
 		}
@@ -218,8 +225,9 @@ func (s *Store) commit(batch []request) {
 // hitTx applies hits inside one write transaction.
 type hitTx struct {
 	copies, unopened, opens, byTime, byRcpt, meta *bolt.Bucket
+	byQueued, copiesByRcpt                        *bolt.Bucket
 	lim                                           *limiter
-	dOpens, dHuman                                int64
+	dOpens, dHuman, dCopies                       int64
 	// touched holds the copies changed in this batch; they are written
 	// once, by finish, however many hits they got.
 	touched map[string]*copyRec
@@ -230,6 +238,7 @@ func newHitTx(tx *bolt.Tx, lim *limiter) *hitTx {
 		copies: tx.Bucket(bCopies), unopened: tx.Bucket(bUnopened),
 		opens: tx.Bucket(bOpens), byTime: tx.Bucket(bOpensByTime), byRcpt: tx.Bucket(bOpensByRcpt),
 		meta: tx.Bucket(bMeta), lim: lim, touched: map[string]*copyRec{},
+		byQueued: tx.Bucket(bCopiesByTime), copiesByRcpt: tx.Bucket(bCopiesByRcpt),
 	}
 }
 
@@ -374,6 +383,9 @@ func (w *hitTx) finish() error {
 		if err := w.copies.Put([]byte(id), encodeCopy(c)); err != nil {
 			return err
 		}
+	}
+	if err := addCounter(w.meta, mCopies, w.dCopies); err != nil {
+		return err
 	}
 	if err := addCounter(w.meta, mOpens, w.dOpens); err != nil {
 		return err
