@@ -4,9 +4,10 @@
 //
 // Layout under the spool directory:
 //
-//	ID.msg    JSON envelope, "\n", raw message bytes (written once, fsynced)
-//	ID.state  JSON State (atomically replaced; see WriteState)
-//	.tmp-*    files being written; removed by Scan
+//	ID.msg      JSON envelope, "\n", raw message bytes (written once, fsynced)
+//	states.log  the States, one JSON record per line, appended (see WriteState)
+//	ID.state    a State as earlier versions wrote it (read, then removed)
+//	.tmp-*      files being written; removed by Scan
 //
 // Put writes the message to a temporary file, fsyncs it, renames it into
 // place and then waits for a directory fsync that it shares with every other
@@ -119,6 +120,13 @@ type Spool struct {
 	opt  Options
 	dirf *os.File
 
+	jmu      sync.Mutex
+	journal  *os.File          // states.log, append only
+	jsize    int64             // its size
+	live     map[string][]byte // id -> its last record in the journal
+	liveSize int64             // bytes of the live records
+	legacy   map[string]bool   // ids with an ID.state file of an earlier version
+
 	commits chan chan error
 	stop    chan struct{}
 	done    chan struct{}
@@ -145,10 +153,25 @@ func Open(dir string, opt Options) (*Spool, error) {
 	if err != nil {
 		return nil, fmt.Errorf("spool: %w", err)
 	}
+	j, err := os.OpenFile(filepath.Join(dir, journalName), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("spool: %w", err)
+	}
+	fi, err := j.Stat()
+	if err != nil {
+		f.Close()
+		j.Close()
+		return nil, fmt.Errorf("spool: %w", err)
+	}
 	s := &Spool{
 		dir:     dir,
 		opt:     opt,
 		dirf:    f,
+		journal: j,
+		jsize:   fi.Size(),
+		live:    map[string][]byte{},
+		legacy:  map[string]bool{},
 		commits: make(chan chan error, 1024),
 		stop:    make(chan struct{}),
 		done:    make(chan struct{}),
@@ -173,6 +196,9 @@ func (s *Spool) Dir() string { return s.dir }
 func (s *Spool) Close() error {
 	s.once.Do(func() { close(s.stop) })
 	<-s.done
+	s.jmu.Lock()
+	s.journal.Close()
+	s.jmu.Unlock()
 	return s.dirf.Close()
 }
 
@@ -361,37 +387,121 @@ func (s *Spool) Open(id string, offset int64) (*Body, error) {
 	return &Body{Reader: br, f: f, off: offset}, nil
 }
 
-// WriteState atomically replaces id's state file (temporary file and
-// rename, so a crash leaves the old or the new state). It is not fsynced:
-// a state lost with the page cache in a power failure is recomputed from
-// the message, which then may be delivered twice but is never lost.
+// journalName is the states journal under the spool directory.
+const journalName = "states.log"
+
+// compactAt is the journal size from which WriteState rewrites it with the
+// live records only (when they are less than half of it).
+var compactAt int64 = 16 << 20
+
+// record is one line of the journal.
+type record struct {
+	ID    string `json:"id"`
+	State *State `json:"state"`
+}
+
+// WriteState records id's state: one line appended to the states journal
+// (a single write; no file created or renamed per message). It is not
+// fsynced: a process crash keeps it (the page cache survives), while a state
+// lost in a power failure is recomputed from the message, which then may be
+// delivered twice but is never lost. A torn last line is ignored by Scan
+// (the previous state of that message counts). The journal is rewritten
+// with the live states only when it has grown large.
 func (s *Spool) WriteState(id string, st *State) error {
-	b, err := json.Marshal(st)
+	line, err := json.Marshal(record{ID: id, State: st})
 	if err != nil {
 		return fmt.Errorf("spool: %w", err)
 	}
-	tmp := filepath.Join(s.dir, ".tmp-"+id+".state")
-	if err := os.WriteFile(tmp, b, 0o600); err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("spool: %w", err)
+	line = append(line, '\n')
+	s.jmu.Lock()
+	defer s.jmu.Unlock()
+	if _, err := s.journal.Write(line); err != nil {
+		return fmt.Errorf("spool: writing state: %w", err)
 	}
-	if err := os.Rename(tmp, s.statePath(id)); err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("spool: %w", err)
+	s.jsize += int64(len(line))
+	s.liveSize += int64(len(line)) - int64(len(s.live[id]))
+	s.live[id] = line
+	if s.jsize >= compactAt && s.liveSize < s.jsize/2 {
+		if err := s.compact(); err != nil {
+			return fmt.Errorf("spool: compacting the states journal: %w", err)
+		}
 	}
 	return nil
 }
 
-// Delete removes a finished message: the message first, then its state (a
-// state file without its message is removed by Scan).
+// compact rewrites the journal with the live records (temporary file and
+// rename). The caller holds jmu.
+func (s *Spool) compact() error {
+	ids := make([]string, 0, len(s.live))
+	for id := range s.live {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	var buf bytes.Buffer
+	for _, id := range ids {
+		buf.Write(s.live[id])
+	}
+	tmp := filepath.Join(s.dir, ".tmp-"+journalName)
+	if err := os.WriteFile(tmp, buf.Bytes(), 0o600); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	if err := os.Rename(tmp, filepath.Join(s.dir, journalName)); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	j, err := os.OpenFile(filepath.Join(s.dir, journalName), os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return err
+	}
+	s.journal.Close()
+	s.journal, s.jsize, s.liveSize = j, int64(buf.Len()), int64(buf.Len())
+	return nil
+}
+
+// Delete removes a finished message, and forgets its state (the journal
+// keeps the line until it is compacted; Scan skips states without their
+// message).
 func (s *Spool) Delete(id string) error {
 	if err := os.Remove(s.msgPath(id)); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("spool: %w", err)
 	}
-	if err := os.Remove(s.statePath(id)); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("spool: %w", err)
+	s.jmu.Lock()
+	s.liveSize -= int64(len(s.live[id]))
+	delete(s.live, id)
+	legacy := s.legacy[id]
+	delete(s.legacy, id)
+	s.jmu.Unlock()
+	if legacy {
+		if err := os.Remove(s.statePath(id)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("spool: %w", err)
+		}
 	}
 	return nil
+}
+
+// readJournal returns the last complete record of every id in the journal.
+func (s *Spool) readJournal() (map[string][]byte, error) {
+	b, err := os.ReadFile(filepath.Join(s.dir, journalName))
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, err
+	}
+	out := map[string][]byte{}
+	for len(b) > 0 {
+		line := b
+		i := bytes.IndexByte(b, '\n')
+		if i < 0 {
+			break // a torn last record
+		}
+		line, b = b[:i+1], b[i+1:]
+		var r struct {
+			ID string `json:"id"`
+		}
+		if json.Unmarshal(line, &r) == nil && r.ID != "" {
+			out[r.ID] = line
+		}
+	}
+	return out, nil
 }
 
 // Scan reads every message in the spool, oldest first, with its state.
@@ -399,9 +509,15 @@ func (s *Spool) Delete(id string) error {
 // a .msg file whose envelope cannot be read is reported in the error list
 // and left alone (never deleted: it may be someone's mail).
 func (s *Spool) Scan() ([]*Message, []error) {
+	s.jmu.Lock()
+	defer s.jmu.Unlock()
 	ents, err := os.ReadDir(s.dir)
 	if err != nil {
 		return nil, []error{fmt.Errorf("spool: %w", err)}
+	}
+	journal, err := s.readJournal()
+	if err != nil {
+		return nil, []error{fmt.Errorf("spool: reading the states journal: %w", err)}
 	}
 	var msgs []*Message
 	var errs []error
@@ -411,29 +527,46 @@ func (s *Spool) Scan() ([]*Message, []error) {
 			have[id] = true
 		}
 	}
+	live := map[string][]byte{}
 	for _, e := range ents {
 		name := e.Name()
 		switch {
 		case strings.HasPrefix(name, ".tmp-"):
 			os.Remove(filepath.Join(s.dir, name))
 		case strings.HasSuffix(name, ".state"):
-			if !have[strings.TrimSuffix(name, ".state")] {
+			id := strings.TrimSuffix(name, ".state")
+			if !have[id] {
 				os.Remove(filepath.Join(s.dir, name))
+			} else {
+				s.legacy[id] = true
 			}
 		case strings.HasSuffix(name, ".msg"):
-			m, err := s.load(strings.TrimSuffix(name, ".msg"))
+			id := strings.TrimSuffix(name, ".msg")
+			m, err := s.load(id, journal[id])
 			if err != nil {
 				errs = append(errs, err)
 				continue
 			}
+			if line := journal[id]; line != nil {
+				live[id] = line
+			}
 			msgs = append(msgs, m)
 		}
+	}
+	s.live, s.liveSize = live, 0
+	for _, line := range live {
+		s.liveSize += int64(len(line))
+	}
+	if err := s.compact(); err != nil {
+		errs = append(errs, fmt.Errorf("spool: compacting the states journal: %w", err))
 	}
 	sort.Slice(msgs, func(i, j int) bool { return msgs[i].ID < msgs[j].ID })
 	return msgs, errs
 }
 
-func (s *Spool) load(id string) (*Message, error) {
+// load reads id's envelope and its state: the journal's record, else a
+// state file of an earlier version.
+func (s *Spool) load(id string, rec []byte) (*Message, error) {
 	f, err := os.Open(s.msgPath(id))
 	if err != nil {
 		return nil, fmt.Errorf("spool: %w", err)
@@ -450,11 +583,20 @@ func (s *Spool) load(id string) (*Message, error) {
 	if err := json.Unmarshal(line, &m.Envelope); err != nil || m.ID != id {
 		return nil, fmt.Errorf("spool: %s: bad envelope (%v)", id, err)
 	}
-	if b, err := os.ReadFile(s.statePath(id)); err == nil {
-		var st State
-		if json.Unmarshal(b, &st) == nil && len(st.Copies) > 0 {
-			m.State = &st
+	var st *State
+	if rec != nil {
+		var r record
+		if json.Unmarshal(rec, &r) == nil {
+			st = r.State
 		}
+	} else if b, err := os.ReadFile(s.statePath(id)); err == nil {
+		st = new(State)
+		if json.Unmarshal(b, st) != nil {
+			st = nil
+		}
+	}
+	if st != nil && len(st.Copies) > 0 {
+		m.State = st
 	}
 	return m, nil
 }

@@ -123,8 +123,10 @@ func TestPutFailureLeavesNothing(t *testing.T) {
 		t.Fatal("Put succeeded with a failing reader")
 	}
 	ents, _ := os.ReadDir(s.Dir())
-	if len(ents) != 0 {
-		t.Errorf("left %d files behind: %v", len(ents), ents[0].Name())
+	for _, e := range ents {
+		if e.Name() != journalName {
+			t.Errorf("left %s behind", e.Name())
+		}
 	}
 }
 
@@ -356,5 +358,119 @@ func TestPutWaitsForDirSync(t *testing.T) {
 	}
 	if !sawFile.Load() {
 		t.Error("the directory fsync ran before the message was renamed into place")
+	}
+}
+
+// TestStateJournal: states survive a reopen, the last one written counts,
+// a torn last line is ignored, a deleted message's state is gone, an old
+// ID.state file is still read, and the journal is compacted.
+func TestStateJournal(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "spool")
+	s, err := Open(dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	put := func(s *Spool) string {
+		env := &Envelope{ID: NewID(time.Now()), To: []string{"b@y"}}
+		if _, err := s.Put(env, strings.NewReader("Subject: x\r\n\r\nbody\r\n")); err != nil {
+			t.Fatal(err)
+		}
+		return env.ID
+	}
+	state := func(status string) *State {
+		return &State{Copies: []Copy{{Recipients: []string{"b@y"}, Status: status}}}
+	}
+	a, b, c, old := put(s), put(s), put(s), put(s)
+	for _, w := range []struct {
+		id string
+		st *State
+	}{{a, state(Queued)}, {b, state(Queued)}, {a, state(Deferred)}, {c, state(Queued)}} {
+		if err := s.WriteState(w.id, w.st); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Delete(c); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	// A crash in the middle of a record for b, and a state file as an
+	// earlier version wrote it.
+	jf, err := os.OpenFile(filepath.Join(dir, journalName), os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	jf.WriteString(`{"id":"` + b + `","state":{"copies":[{"rcpts":["b@y"],"status":"sent"`)
+	jf.Close()
+	if err := os.WriteFile(filepath.Join(dir, old+".state"), []byte(`{"copies":[{"rcpts":["b@y"],"status":"deferred"}]}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	s, err = Open(dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	msgs, errs := s.Scan()
+	if len(errs) > 0 {
+		t.Fatal(errs)
+	}
+	got := map[string]string{}
+	for _, m := range msgs {
+		got[m.ID] = "none"
+		if m.State != nil {
+			got[m.ID] = m.State.Copies[0].Status
+		}
+	}
+	want := map[string]string{a: Deferred, b: Queued, old: Deferred}
+	if len(got) != len(want) {
+		t.Errorf("scan found %v, want %v", got, want)
+	}
+	for id, st := range want {
+		if got[id] != st {
+			t.Errorf("%s: state %q, want %q", id, got[id], st)
+		}
+	}
+	if err := s.Delete(old); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, old+".state")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("old state file left after Delete: %v", err)
+	}
+
+	// Compaction: many rewrites of one state keep the journal small.
+	defer func(v int64) { compactAt = v }(compactAt)
+	compactAt = 4096
+	for i := range 200 {
+		st := state(Deferred)
+		st.Copies[0].Attempts = i
+		if err := s.WriteState(a, st); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fi, err := os.Stat(filepath.Join(dir, journalName))
+	if err != nil || fi.Size() > 2*compactAt {
+		t.Fatalf("journal %v bytes after compaction (%v)", fi.Size(), err)
+	}
+	msgs, _ = s.Scan()
+	for _, m := range msgs {
+		if m.ID == a && (m.State == nil || m.State.Copies[0].Attempts != 199) {
+			t.Errorf("after compaction: %+v", m.State)
+		}
+	}
+}
+
+// BenchmarkWriteState: one state write per planned message.
+func BenchmarkWriteState(b *testing.B) {
+	s := open(b, Options{})
+	st := &State{Subject: "hi", Copies: []Copy{{Recipients: []string{"b@y"}, TrackingID: "t1", Token: strings.Repeat("a", 48), Status: Queued}}}
+	ids := make([]string, 64)
+	for i := range ids {
+		ids[i] = NewID(time.Now())
+	}
+	b.ResetTimer()
+	for i := 0; b.Loop(); i++ {
+		if err := s.WriteState(ids[i%len(ids)], st); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
