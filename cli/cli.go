@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"golang.org/x/term"
+
+	"pixelrelay/config"
 )
 
 // Version is set at build time with -ldflags "-X pixelrelay/cli.Version=...".
@@ -105,37 +107,14 @@ func (e *env) main(args []string) int {
 // unknownCommand is the usage error for a command that does not exist,
 // suggesting the nearest one for a typo.
 func unknownCommand(name string) error {
-	best, bestDist := "", 3 // suggest only within two edits
+	var names []string
 	for _, c := range commands() {
-		if d := editDistance(strings.ToLower(name), c.name); d < bestDist {
-			best, bestDist = c.name, d
-		}
+		names = append(names, c.name)
 	}
-	if best != "" {
+	if best := config.Closest(name, names); best != "" {
 		return usagef("unknown command %q (did you mean %s?)", name, best)
 	}
 	return usagef("unknown command %q", name)
-}
-
-// editDistance is the Levenshtein distance between a and b, in bytes.
-func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
 }
 
 // hoistConfig lets --config FILE come before the command

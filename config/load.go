@@ -140,7 +140,7 @@ func decodeStruct(v reflect.Value, table map[string]any, prefix string, ps *Prob
 	slices.Sort(unknown)
 	for _, k := range unknown {
 		reason := "unknown key"
-		if s := closest(k, names); s != "" {
+		if s := Closest(k, names); s != "" {
 			reason += fmt.Sprintf("; did you mean %q?", s)
 		}
 		*ps = append(*ps, Problem{Key: prefix + k, Reason: reason})
@@ -271,8 +271,9 @@ func tomlType(val any) string {
 	}
 }
 
-// closest returns the name in names within edit distance 2 of k, if any.
-func closest(k string, names []string) string {
+// Closest returns the name in names within edit distance 2 of k
+// (case-insensitive), if any: the suggestion for a typo.
+func Closest(k string, names []string) string {
 	best, bestD := "", 3
 	for _, n := range names {
 		if d := editDistance(strings.ToLower(k), n); d < bestD {
