@@ -97,11 +97,21 @@ func findPlaceholder(b, ph []byte) ([]int, bool) {
 }
 
 // matchAt matches ph at b[i:], skipping soft line breaks ("=\r\n", "=\n")
-// between its bytes.
+// between its bytes, and returns the offsets of ph's bytes.
 func matchAt(b []byte, i int, ph []byte) ([]int, bool) {
-	p := make([]int, 0, len(ph))
+	if !match(b, i, ph, nil) {
+		return nil, false
+	}
+	p := make([]int, len(ph))
+	match(b, i, ph, p)
+	return p, true
+}
+
+// match reports whether ph is at b[i:], noting the offsets in pos (when
+// not nil).
+func match(b []byte, i int, ph []byte, pos []int) bool {
 	for k := range ph {
-		if k > 0 {
+		if k > 0 && i < len(b) && b[i] == '=' {
 			switch {
 			case bytes.HasPrefix(b[i:], []byte("=\r\n")):
 				i += 3
@@ -110,12 +120,14 @@ func matchAt(b []byte, i int, ph []byte) ([]int, bool) {
 			}
 		}
 		if i >= len(b) || b[i] != ph[k] {
-			return nil, false
+			return false
 		}
-		p = append(p, i)
+		if pos != nil {
+			pos[k] = i
+		}
 		i++
 	}
-	return p, true
+	return true
 }
 
 // write writes the copy for tok into dst; false when tok does not fit the

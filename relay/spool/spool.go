@@ -460,8 +460,8 @@ func (s *Spool) compact() error {
 }
 
 // Delete removes a finished message, and forgets its state (the journal
-// keeps the line until it is compacted; Scan skips states without their
-// message).
+// keeps the line until it is compacted or no state is left; Scan skips
+// states without their message).
 func (s *Spool) Delete(id string) error {
 	if err := os.Remove(s.msgPath(id)); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("spool: %w", err)
@@ -471,6 +471,9 @@ func (s *Spool) Delete(id string) error {
 	delete(s.live, id)
 	legacy := s.legacy[id]
 	delete(s.legacy, id)
+	if len(s.live) == 0 && s.jsize > 0 && s.journal.Truncate(0) == nil {
+		s.jsize, s.liveSize = 0, 0 // no state left: an idle spool is empty
+	}
 	s.jmu.Unlock()
 	if legacy {
 		if err := os.Remove(s.statePath(id)); err != nil && !errors.Is(err, os.ErrNotExist) {
