@@ -2,6 +2,7 @@ package queue
 
 import (
 	"bytes"
+	"io"
 	"sync"
 
 	"pixelrelay/relay/rewrite"
@@ -11,6 +12,37 @@ import (
 // maxCached is the largest message read whole into memory for delivery;
 // bigger ones are streamed from the spool file for every copy.
 const maxCached = 1 << 20
+
+// maxCacheTotal bounds the messages kept in memory from their spooling
+// until their delivery (a backlog is read back from the spool instead).
+// Copies in flight may add up to upstream.connections × maxCached.
+const maxCacheTotal = 64 << 20
+
+// captureReader keeps what is read through it in buf, up to maxCached;
+// beyond that it gives buf back and keeps nothing.
+type captureReader struct {
+	r   io.Reader
+	buf *bytes.Buffer // nil: not capturing
+}
+
+func (c *captureReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	if c.buf != nil && n > 0 {
+		if c.buf.Len()+n > maxCached {
+			putBuf(c.buf)
+			c.buf = nil
+		} else {
+			c.buf.Write(p[:n])
+		}
+	}
+	return n, err
+}
+
+// setData makes buf m's bytes in memory. The caller holds q.mu.
+func (q *Queue) setData(m *message, buf *bytes.Buffer) {
+	m.data = buf
+	q.cacheUsed.Add(int64(buf.Len()))
+}
 
 // body returns m's raw message: in memory (data, shared with the other
 // copies of m being delivered; give it back with release) when it is
@@ -47,7 +79,7 @@ func (q *Queue) body(m *message) (data []byte, f *spool.Body, err error) {
 	if m.data != nil { // another copy read it meanwhile
 		putBuf(buf)
 	} else {
-		m.data = buf
+		q.setData(m, buf)
 	}
 	m.refs++
 	return m.data.Bytes(), nil, nil
@@ -74,6 +106,7 @@ func (q *Queue) dropData(m *message) {
 			}
 		}
 	}
+	q.cacheUsed.Add(-int64(m.data.Len()))
 	putBuf(m.data)
 	m.data = nil
 	if m.tmpl != nil {

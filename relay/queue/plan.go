@@ -1,6 +1,7 @@
 package queue
 
 import (
+	"bytes"
 	"container/heap"
 	"fmt"
 	"io"
@@ -141,6 +142,24 @@ func safeInspect(r io.Reader) (info rewrite.Info, err error) {
 	return inspect(r)
 }
 
+// inspect runs rewrite.Inspect on m, in memory when m.data holds it (no
+// copy is using it before the plan exists, so it cannot be dropped
+// meanwhile).
+func (q *Queue) inspect(m *message) (rewrite.Info, error) {
+	q.mu.Lock()
+	data := m.data
+	q.mu.Unlock()
+	if data != nil {
+		return safeInspect(bytes.NewReader(data.Bytes()))
+	}
+	body, err := q.sp.Open(m.env.ID, m.off)
+	if err != nil {
+		return rewrite.Info{}, err
+	}
+	defer body.Close()
+	return safeInspect(body)
+}
+
 // makePlan reads the message once (rewrite.Inspect) and splits its
 // recipients: each tracked one gets its own copy and token, the others
 // share one copy.
@@ -150,12 +169,7 @@ func (q *Queue) makePlan(m *message) (*spool.State, []record.Copy, error) {
 			Recipients: m.env.To, Status: spool.Queued,
 		}}}, nil, nil
 	}
-	body, err := q.sp.Open(m.env.ID, m.off)
-	if err != nil {
-		return nil, nil, err
-	}
-	info, err := safeInspect(body)
-	body.Close()
+	info, err := q.inspect(m)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -42,6 +42,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"pixelrelay/config"
@@ -86,6 +87,8 @@ type Queue struct {
 	adds    chan planned
 	stop    chan struct{}
 	stopped chan struct{} // dispatcher has returned
+
+	cacheUsed atomic.Int64 // bytes of messages held in memory (message.data)
 
 	ctx    context.Context // cancelled when Close gives up waiting
 	cancel context.CancelFunc
@@ -266,15 +269,27 @@ func (q *Queue) newEnvelope(from string, to []string) *spool.Envelope {
 	}
 }
 
-// put writes a new message to the spool and registers it.
+// put writes a new message to the spool and registers it. A message under
+// maxCached is kept in memory as it is spooled (while the cache budget
+// allows), so planning and delivery need not read it back.
 func (q *Queue) put(env *spool.Envelope, body io.Reader) (*message, error) {
-	off, err := q.sp.Put(env, body)
+	cr := &captureReader{r: body}
+	if q.cacheUsed.Load() < maxCacheTotal {
+		cr.buf = getBuf(64 << 10)
+	}
+	off, err := q.sp.Put(env, cr)
 	if err != nil {
+		if cr.buf != nil {
+			putBuf(cr.buf)
+		}
 		return nil, err
 	}
 	m := &message{env: *env, off: off}
 	q.mu.Lock()
 	q.msgs[env.ID] = m
+	if cr.buf != nil {
+		q.setData(m, cr.buf)
+	}
 	q.mu.Unlock()
 	return m, nil
 }

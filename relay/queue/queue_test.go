@@ -1100,6 +1100,7 @@ func TestCopiesSmallAndLarge(t *testing.T) {
 			rcpts := []string{"a@ex.test", "b@ex.test", "c@ex.test"}
 			h.spool("alice@example.com", rcpts, tc.msg)
 			waitFor(t, "spool to empty", func() bool { return h.q.Len() == 0 })
+			waitFor(t, "cached bytes freed", func() bool { return h.q.cacheUsed.Load() == 0 })
 			got := h.up.deliveries()
 			if len(got) != len(rcpts) {
 				t.Fatalf("%d deliveries, want %d", len(got), len(rcpts))
