@@ -55,7 +55,7 @@ type Options struct {
 	// Log receives progress and errors (default slog.Default()).
 	Log *slog.Logger
 	// BatchDelay is how long the writer waits for more hits after the first
-	// one of a batch (default 2ms; negative means do not wait).
+	// one of a batch (default 5ms; negative means do not wait).
 	BatchDelay time.Duration
 	// MaxBatch caps the hits per write transaction (default 2000).
 	MaxBatch int
@@ -114,7 +114,7 @@ func OpenStore(path string, opt Options) (*Store, error) {
 		opt.Log = slog.Default()
 	}
 	if opt.BatchDelay == 0 {
-		opt.BatchDelay = 2 * time.Millisecond
+		opt.BatchDelay = 5 * time.Millisecond
 	}
 	if opt.MaxBatch <= 0 {
 		opt.MaxBatch = 2000
