@@ -40,6 +40,9 @@ func TestRoundTrip(t *testing.T) {
 			t.Fatal(err)
 		}
 		ids[env.ID] = name
+		if fi, err := os.Stat(filepath.Join(s.Dir(), env.ID+".msg")); err != nil || fi.Mode().Perm() != 0o600 {
+			t.Errorf("%s: message file %v (%v), want mode 0600", name, fi.Mode(), err)
+		}
 		b, err := s.Open(env.ID, off)
 		if err != nil {
 			t.Fatal(err)
