@@ -89,6 +89,11 @@ func Inspect(r io.Reader) (Info, error) {
 	if err := w.run(); err != nil {
 		return Info{}, err
 	}
+	return w.info(), nil
+}
+
+// info is what the walk learnt.
+func (w *walker) info() Info {
 	info := Info{
 		Subject:   w.subject,
 		MessageID: w.messageID,
@@ -104,7 +109,7 @@ func Inspect(r io.Reader) (Info, error) {
 	case w.defect != "":
 		info.Untouchable = "malformed: " + w.defect
 	}
-	return info, nil
+	return info
 }
 
 // Track reports whether the copy for rcpt gets a pixel, and if not, why.
@@ -155,8 +160,18 @@ type Options struct {
 // entity, whatever PixelURL says; the caller is expected to pass PixelURL
 // only when Track said yes.
 func Rewrite(w io.Writer, r io.Reader, opt Options) error {
+	_, err := RewriteInfo(w, r, opt)
+	return err
+}
+
+// RewriteInfo is Rewrite that also returns what Inspect would, from the
+// same single reading of the message: with a PixelURL, the Info equals
+// Inspect's whenever Info.Untouchable is "" (the walk takes the very same
+// paths); for an untouchable message Untouchable is the same but HTMLParts
+// may be lower (the copy leaves its parts alone).
+func RewriteInfo(w io.Writer, r io.Reader, opt Options) (Info, error) {
 	if strings.ContainsAny(opt.MessageID, "\r\n") {
-		return errors.New("rewrite: Message-ID contains a line break")
+		return Info{}, errors.New("rewrite: Message-ID contains a line break")
 	}
 	wk := newWalker(r, w)
 	defer wk.release()
@@ -165,9 +180,9 @@ func Rewrite(w io.Writer, r io.Reader, opt Options) error {
 		wk.pixel = PixelTag(opt.PixelURL)
 	}
 	if err := wk.run(); err != nil {
-		return err
+		return Info{}, err
 	}
-	return wk.out.Flush()
+	return wk.info(), wk.out.Flush()
 }
 
 // PixelTag returns the exact tag Rewrite inserts for url. The URL is

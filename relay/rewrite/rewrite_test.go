@@ -583,3 +583,41 @@ func TestQPEncode(t *testing.T) {
 		}
 	}
 }
+
+// TestRewriteInfoMatchesInspect: RewriteInfo writes what Rewrite writes and
+// reports what Inspect reports (HTMLParts aside for untouchable messages),
+// for every corpus message and fixture.
+func TestRewriteInfoMatchesInspect(t *testing.T) {
+	tracked := 0
+	for _, sm := range samples(t) {
+		t.Run(sm.name, func(t *testing.T) {
+			opt := Options{PixelURL: testPixelURL, MessageID: testMsgID}
+			var a, b bytes.Buffer
+			info, err := RewriteInfo(&a, bytes.NewReader(sm.data), opt)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := Rewrite(&b, bytes.NewReader(sm.data), opt); err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(a.Bytes(), b.Bytes()) {
+				t.Error("RewriteInfo wrote other bytes than Rewrite")
+			}
+			want, err := Inspect(bytes.NewReader(sm.data))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if info.Untouchable != "" {
+				info.HTMLParts, want.HTMLParts = 0, 0
+			} else if info.HTMLParts > 0 {
+				tracked++
+			}
+			if info != want {
+				t.Errorf("RewriteInfo: %+v\nInspect:     %+v", info, want)
+			}
+		})
+	}
+	if tracked < 10 {
+		t.Errorf("only %d samples had a part to track", tracked)
+	}
+}
