@@ -6,6 +6,7 @@ package main
 
 import (
 	"bufio"
+	"flag"
 	"bytes"
 	"encoding/json"
 	"fmt"
@@ -25,6 +26,10 @@ import (
 var binPath string
 
 func TestMain(m *testing.M) {
+	flag.Parse()
+	if f := flag.Lookup("test.list"); f != nil && f.Value.String() != "" {
+		os.Exit(m.Run()) // only listing tests: no binary needed
+	}
 	dir, err := os.MkdirTemp("", "pixelrelay-e2e-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
