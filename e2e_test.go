@@ -6,9 +6,9 @@ package main
 
 import (
 	"bufio"
-	"flag"
 	"bytes"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"io"
 	"net"
