@@ -109,15 +109,14 @@ func (q *Queue) dropData(m *message) {
 	q.cacheUsed.Add(-int64(m.data.Len()))
 	putBuf(m.data)
 	m.data = nil
-	if m.tmpl != nil {
-		putBuf(m.tmpl.out)
-	}
-	m.tmpl, m.tmplTried = nil, false
+	q.setTemplate(m, nil)
+	m.tmplTried = false
 }
 
-// template returns m's template for tracked copies (see template), made by
-// the first copy that asks; nil when the message has a single tracked
-// copy or no template can stand for its copies. data is m.data, held.
+// template returns m's template for tracked copies (see template): made
+// while planning, or by the first copy that asks; nil when the message has
+// a single tracked copy, no template can stand for its copies, or
+// tracking.base_url changed since it was made. data is m.data, held.
 func (q *Queue) template(m *message, data []byte, baseURL string, opt rewrite.Options, tok string) *template {
 	if tok == "" {
 		return nil
@@ -136,14 +135,29 @@ func (q *Queue) template(m *message, data []byte, baseURL string, opt rewrite.Op
 		}
 	}
 	q.mu.Unlock()
-	if tried || tracked < 2 {
-		return t
+	if !tried && tracked >= 2 {
+		t = newTemplate(data, baseURL, opt, tok, parts)
+		q.mu.Lock()
+		q.setTemplate(m, t)
+		q.mu.Unlock()
 	}
-	t = newTemplate(data, baseURL, opt, tok, parts)
-	q.mu.Lock()
-	m.tmpl, m.tmplTried = t, true
-	q.mu.Unlock()
+	if t == nil || t.baseURL != baseURL {
+		return nil
+	}
 	return t
+}
+
+// setTemplate makes t (nil: none possible) m's template. The caller holds
+// q.mu.
+func (q *Queue) setTemplate(m *message, t *template) {
+	if m.tmpl != nil {
+		q.cacheUsed.Add(-int64(m.tmpl.out.Len()))
+		putBuf(m.tmpl.out)
+	}
+	m.tmpl, m.tmplTried = t, true
+	if t != nil {
+		q.cacheUsed.Add(int64(t.out.Len()))
+	}
 }
 
 var bufs sync.Pool

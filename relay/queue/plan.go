@@ -16,9 +16,10 @@ import (
 // The rewrite functions, as variables so that a test can see what the queue
 // passes them. Production code never changes them.
 var (
-	inspect   = rewrite.Inspect
-	track     = rewrite.Track
-	rewriteTo = rewrite.Rewrite
+	inspect     = rewrite.Inspect
+	track       = rewrite.Track
+	rewriteTo   = rewrite.Rewrite
+	rewriteInfo = rewrite.RewriteInfo
 )
 
 // maxPlanFails is how many failed plans (minter or recorder errors) a
@@ -150,6 +151,9 @@ func (q *Queue) inspect(m *message) (rewrite.Info, error) {
 	data := m.data
 	q.mu.Unlock()
 	if data != nil {
+		if info, ok := q.inspectTemplate(m, data.Bytes()); ok {
+			return info, nil
+		}
 		return safeInspect(bytes.NewReader(data.Bytes()))
 	}
 	body, err := q.sp.Open(m.env.ID, m.off)
@@ -158,6 +162,50 @@ func (q *Queue) inspect(m *message) (rewrite.Info, error) {
 	}
 	defer body.Close()
 	return safeInspect(body)
+}
+
+// inspectTemplate learns what Inspect would from a tracked copy made with
+// a placeholder token (rewrite.RewriteInfo), which becomes m's template:
+// the message is read and rewritten once for the plan and all its tracked
+// copies. Only for a message in memory with several recipients, once a
+// token's length is known, within the cache budget; false: use Inspect.
+func (q *Queue) inspectTemplate(m *message, data []byte) (rewrite.Info, bool) {
+	n := int(q.tokLen.Load())
+	if n == 0 || len(m.env.To) < 2 || m.env.DSN || q.cacheUsed.Load() >= maxCacheTotal {
+		return rewrite.Info{}, false
+	}
+	ph := placeholder(n)
+	if bytes.Contains(data, ph[:min(n, 16)]) {
+		return rewrite.Info{}, false
+	}
+	baseURL := q.cfg().Tracking.BaseURL
+	opt := rewrite.Options{MessageID: m.env.MessageID, PixelURL: pixelURL(baseURL, string(ph))}
+	out := getBuf(len(data) + len(data)/8 + 512)
+	info, err := safeRewriteInfo(out, data, opt)
+	if err != nil {
+		putBuf(out)
+		return rewrite.Info{}, false
+	}
+	var t *template
+	if info.Untouchable == "" {
+		t = templateFrom(out, ph, info.HTMLParts, baseURL)
+	} else {
+		putBuf(out)
+	}
+	q.mu.Lock()
+	q.setTemplate(m, t)
+	q.mu.Unlock()
+	return info, true
+}
+
+// safeRewriteInfo runs rewriteInfo; a panic is an error.
+func safeRewriteInfo(w io.Writer, data []byte, opt rewrite.Options) (info rewrite.Info, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("queue: rewrite panicked: %v", p)
+		}
+	}()
+	return rewriteInfo(w, bytes.NewReader(data), opt)
 }
 
 // makePlan reads the message once (rewrite.Inspect) and splits its
@@ -197,6 +245,7 @@ func (q *Queue) makePlan(m *message) (*spool.State, []record.Copy, error) {
 		if err != nil {
 			return nil, nil, err
 		}
+		q.tokLen.Store(int64(len(token)))
 		st.Copies = append(st.Copies, spool.Copy{
 			Recipients: []string{rcpt}, TrackingID: tid, Token: token, Status: spool.Queued,
 		})

@@ -88,7 +88,8 @@ type Queue struct {
 	stop    chan struct{}
 	stopped chan struct{} // dispatcher has returned
 
-	cacheUsed atomic.Int64 // bytes of messages held in memory (message.data)
+	cacheUsed atomic.Int64 // bytes held in memory (message.data, message.tmpl)
+	tokLen    atomic.Int64 // length of the last minted token (0: none yet)
 
 	ctx    context.Context // cancelled when Close gives up waiting
 	cancel context.CancelFunc

@@ -25,9 +25,10 @@ import (
 // line holding it starts with "--" (a token could not make it read as a
 // boundary delimiter there).
 type template struct {
-	tokLen int
-	out    *bytes.Buffer
-	pos    []int // offsets of the placeholder's bytes in out, tokLen per pixel
+	tokLen  int
+	out     *bytes.Buffer
+	pos     []int  // offsets of the placeholder's bytes in out, tokLen per pixel
+	baseURL string // tracking.base_url it was made with
 }
 
 // tokenChar reports whether c may appear in a token or placeholder.
@@ -48,11 +49,7 @@ func newTemplate(data []byte, baseURL string, opt rewrite.Options, tok string, p
 	if parts <= 0 || !tokenOK(tok) {
 		return nil
 	}
-	const alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
-	ph := make([]byte, len(tok))
-	for i := range ph {
-		ph[i] = alphabet[rand.IntN(len(alphabet))]
-	}
+	ph := placeholder(len(tok))
 	if bytes.Contains(data, ph[:min(len(ph), 16)]) {
 		return nil // cannot tell the placeholder from the message's text
 	}
@@ -62,12 +59,28 @@ func newTemplate(data []byte, baseURL string, opt rewrite.Options, tok string, p
 		putBuf(out)
 		return nil
 	}
+	return templateFrom(out, ph, parts, baseURL)
+}
+
+// placeholder returns n random characters of a token's alphabet.
+func placeholder(n int) []byte {
+	const alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
+	ph := make([]byte, n)
+	for i := range ph {
+		ph[i] = alphabet[rand.IntN(len(alphabet))]
+	}
+	return ph
+}
+
+// templateFrom makes the template from out, a tracked copy whose token is
+// ph, with parts pixels; nil (and out given back) when it cannot be used.
+func templateFrom(out *bytes.Buffer, ph []byte, parts int, baseURL string) *template {
 	pos, ok := findPlaceholder(out.Bytes(), ph)
-	if !ok || len(pos) != parts*len(ph) {
+	if parts <= 0 || !ok || len(pos) != parts*len(ph) {
 		putBuf(out)
 		return nil
 	}
-	return &template{tokLen: len(ph), out: out, pos: pos}
+	return &template{tokLen: len(ph), out: out, pos: pos, baseURL: baseURL}
 }
 
 // findPlaceholder returns the offsets of every byte of every occurrence of

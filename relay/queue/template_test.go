@@ -160,3 +160,59 @@ func BenchmarkTemplateCopy(b *testing.B) {
 		}
 	})
 }
+
+// TestPlanMakesTemplate: once a token's length is known, planning a small
+// message rewrites it once with a placeholder (that is its Inspect), and
+// its tracked copies come from that template, byte for byte what
+// rewrite.Rewrite gives for each token.
+func TestPlanMakesTemplate(t *testing.T) {
+	msg, err := os.ReadFile("../../testdata/messages/bench-50k.eml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := newHarness(t, testConfig())
+	q := h.open(false)
+	rcpts := []string{"a@ex.test", "b@ex.test", "c@ex.test"}
+	first := h.spool("s@x.test", []string{"first@ex.test"}, string(msg)) // teaches the token length
+	waitFor(t, "first plan", func() bool { return len(q.Entries()) == 1 && q.Entries()[0].TrackingID != "" })
+	id := h.spool("s@x.test", rcpts, string(msg))
+	waitFor(t, "second plan", func() bool { return len(q.Entries()) == 4 })
+	q.mu.Lock()
+	m := q.msgs[id]
+	made := m.tmpl != nil
+	q.mu.Unlock()
+	if !made {
+		t.Fatal("no template made while planning")
+	}
+	q.Start()
+	waitFor(t, "delivery", func() bool { return q.Len() == 0 })
+	waitFor(t, "cached bytes freed", func() bool { return q.cacheUsed.Load() == 0 })
+	h.rec.mu.Lock()
+	tokens := map[string]string{} // rcpt -> token
+	msgID := map[string]string{}
+	for tid, c := range h.rec.copies {
+		tokens[c.Recipient] = strings.Replace(tid, "tid", "tok", 1) + "x"
+		msgID[c.QueueID] = c.MessageID
+	}
+	h.rec.mu.Unlock()
+	got := h.up.deliveries()
+	if len(got) != 4 {
+		t.Fatalf("%d deliveries, want 4", len(got))
+	}
+	for _, d := range got {
+		var want bytes.Buffer
+		qid := id
+		if d.to[0] == "first@ex.test" {
+			qid = first
+		}
+		err := rewrite.Rewrite(&want, bytes.NewReader(msg), rewrite.Options{
+			PixelURL: "http://127.0.0.1:8025/o/" + tokens[d.to[0]] + ".gif", MessageID: msgID[qid]})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ok := d.body == want.String()
+		if !ok {
+			t.Errorf("copy to %v differs from the rewrite for its token", d.to)
+		}
+	}
+}
