@@ -6,7 +6,7 @@
 // What is durable when: Spool returns (and smtpd answers 250) once the raw
 // message and its envelope are fsynced (relay/spool). The copy plan (which
 // recipients are tracked, their tracking ids and tokens) is made right after,
-// recorded with the Recorder, and written to the spool's state file without
+// recorded with the Recorder, and appended to the spool's states journal without
 // an fsync: after a process crash it is read back (no re-minting); after a
 // power failure that lost it, the message is planned again. Delivery state
 // changes are written the same way; losing one can only cause a duplicate
