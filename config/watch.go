@@ -171,6 +171,7 @@ func (w *Watcher) Run(ctx context.Context) error {
 	ws := &watchSet{fw: fw, log: w.log, dirs: map[string]bool{filepath.Dir(w.path): true}}
 	synced := w.Current()
 	ws.sync(w.path, secretFiles(synced))
+	w.catchUp()
 	w.readyOnce.Do(func() { close(w.ready) })
 
 	timer := time.NewTimer(time.Hour)
@@ -354,4 +355,22 @@ func (w *Watcher) reloadFromWatch(force bool) {
 	}
 	w.lastData = data
 	_ = w.apply(data) // problems are logged by apply
+}
+
+// catchUp applies a change made to the file between the first load and the
+// moment the watch was set up, which no event reports. An unchanged (or
+// unreadable) file is left alone without a word; an invalid one is logged
+// like any reload.
+func (w *Watcher) catchUp() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	data, err := os.ReadFile(w.path)
+	if err != nil || len(data) == 0 {
+		return
+	}
+	w.lastData = data
+	if next, err := ParseValid(data, w.path); err == nil && len(Diff(w.cur.Load(), next)) == 0 {
+		return
+	}
+	_ = w.apply(data)
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -470,5 +471,25 @@ func TestReloadSecret(t *testing.T) {
 	}
 	if got := w.Current().Upstream.Password; got != "two" {
 		t.Errorf("password after Reload = %q, want %q", got, "two")
+	}
+}
+
+// TestWatchCatchesChangeBeforeRun: a change made after the first load but
+// before Run set up its watch (no event reports it) is applied when Run
+// starts.
+func TestWatchCatchesChangeBeforeRun(t *testing.T) {
+	t.Parallel()
+	path := writeFile(t, filepath.Join(t.TempDir(), "pixelrelay.toml"), policy("all"))
+	w, err := NewWatcher(path, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, path, policy("opt-in"))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go w.Run(ctx)
+	<-w.ready
+	if got := w.Current().Tracking.Policy; got != "opt-in" {
+		t.Fatalf("policy %q after Run started, want the file's opt-in", got)
 	}
 }
