@@ -28,7 +28,8 @@ lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 
-# A short run of every fuzz target (FUZZTIME each).
+# A short run of every fuzz target (FUZZTIME each; keep it at a few seconds
+# or more: the fuzzer can overrun a 1s deadline and report it as a failure).
 fuzz:
 	@for pkg in $$($(GO) list ./...); do \
 	  for t in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
