@@ -33,26 +33,10 @@ Example:
 }
 
 func runStatus(e *env, args []string) error {
-	fs, cfgPath := newFlags("status")
-	asJSON := fs.Bool("json", false, "")
-	pos, err := parseArgs(fs, args)
-	if err != nil {
-		return err
-	}
-	if err := noArgs(pos); err != nil {
-		return err
-	}
-	c, err := connect(*cfgPath)
-	if err != nil {
-		return err
-	}
 	var st httpd.StatusResponse
-	body, err := c.getJSON("/api/status", nil, &st)
-	if err != nil {
+	c, printed, err := getSimple(e, "status", "/api/status", args, &st)
+	if err != nil || printed {
 		return err
-	}
-	if *asJSON {
-		return writeJSON(e.stdout, body)
 	}
 	rows := statusRows(&st)
 	if c.config != st.ConfigFile {
@@ -149,26 +133,10 @@ Example:
 }
 
 func runQueue(e *env, args []string) error {
-	fs, cfgPath := newFlags("queue")
-	asJSON := fs.Bool("json", false, "")
-	pos, err := parseArgs(fs, args)
-	if err != nil {
-		return err
-	}
-	if err := noArgs(pos); err != nil {
-		return err
-	}
-	c, err := connect(*cfgPath)
-	if err != nil {
-		return err
-	}
 	var resp httpd.QueueResponse
-	body, err := c.getJSON("/api/queue", nil, &resp)
-	if err != nil {
+	_, printed, err := getSimple(e, "queue", "/api/queue", args, &resp)
+	if err != nil || printed {
 		return err
-	}
-	if *asJSON {
-		return writeJSON(e.stdout, body)
 	}
 	if len(resp.Queue) == 0 {
 		_, err := fmt.Fprintln(e.stdout, "the queue is empty")
@@ -196,4 +164,30 @@ func queueTable(entries []record.QueueEntry, now time.Time) *table {
 			stamp(q.QueuedAt, now), next, lastErr)
 	}
 	return t
+}
+
+// getSimple is the common part of a command that takes only --json and
+// --config: parse the arguments, connect, GET path into v. With --json it
+// prints the API's body as it came and reports printed.
+func getSimple(e *env, name, path string, args []string, v any) (c *client, printed bool, err error) {
+	fs, cfgPath := newFlags(name)
+	asJSON := fs.Bool("json", false, "")
+	pos, err := parseArgs(fs, args)
+	if err != nil {
+		return nil, false, err
+	}
+	if err := noArgs(pos); err != nil {
+		return nil, false, err
+	}
+	if c, err = connect(*cfgPath); err != nil {
+		return nil, false, err
+	}
+	body, err := c.getJSON(path, nil, v)
+	if err != nil {
+		return nil, false, err
+	}
+	if *asJSON {
+		return c, true, writeJSON(e.stdout, body)
+	}
+	return c, false, nil
 }
