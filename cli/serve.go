@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"strings"
@@ -209,7 +210,7 @@ func serve(flagPath string, log *slog.Logger) error {
 
 // serveErr turns a listener's normal close into nil.
 func serveErr(name string, err error) error {
-	if err == nil || errors.Is(err, net.ErrClosed) || strings.Contains(err.Error(), "closed") {
+	if err == nil || errors.Is(err, net.ErrClosed) || errors.Is(err, http.ErrServerClosed) {
 		return nil
 	}
 	return fmt.Errorf("%s server: %w", name, err)
