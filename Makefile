@@ -5,7 +5,7 @@ VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev
 LDFLAGS  := -X pixelrelay/cli.Version=$(VERSION)
 FUZZTIME ?= 10s
 
-.PHONY: build test run bench bench-quick lint fuzz clean
+.PHONY: build test run bench bench-quick lint fuzz soak clean
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) .
@@ -37,6 +37,13 @@ fuzz:
 	    $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
 	  done; \
 	done
+
+# The long versions of the fault tests (thousands of messages, many kill -9s,
+# floods) and a longer fuzz run of every target. Not part of CI.
+SOAKFUZZTIME ?= 2m
+soak:
+	PIXELRELAY_SOAK=1 $(GO) test -race -count=1 -timeout 120m ./...
+	$(MAKE) fuzz FUZZTIME=$(SOAKFUZZTIME)
 
 clean:
 	rm -f $(BIN)
