@@ -24,10 +24,11 @@ func ParseDuration(s string) (time.Duration, error) {
 		if err != nil || !isDecimal(strings.TrimPrefix(num, "-")) {
 			return 0, fmt.Errorf(`invalid duration %q: use a Go duration like "90m" or a number of days like "90d"`, s)
 		}
-		if math.Abs(n) > float64(math.MaxInt64)/float64(day) {
+		v := math.Round(n * float64(day))
+		if math.Abs(v) >= float64(math.MaxInt64) { // 2⁶³: one past the largest Duration
 			return 0, fmt.Errorf("invalid duration %q: too long", s)
 		}
-		return time.Duration(math.Round(n * float64(day))), nil
+		return time.Duration(v), nil
 	}
 	d, err := time.ParseDuration(t)
 	if err != nil {
