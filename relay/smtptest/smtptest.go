@@ -19,11 +19,21 @@
 //
 //   - Greeting: every connection gets this reply instead of 220 and is closed
 //     (e.g. 421 "try again later").
+//   - Down and Up: the server stops listening (connections are refused)
+//     and listens again on the same address.
 //   - MailReply, RcptReplies (per recipient address), DataReply: the reply
 //     to that command; OnData decides the DATA reply from the message.
 //   - ResetMidData: the connection is dropped after the first bytes of DATA.
 //   - Delays: sleep before answering "greeting", "mail", "rcpt", "data"
 //     (after the whole message was read) or "auth".
+//   - Stall: the server stops answering at that stage ("greeting", "mail",
+//     "rcpt" or "data", the latter after reading the whole message) until
+//     the script changes or the server closes; the stalled command then
+//     gets 421 (the greeting: the connection is closed) and nothing is
+//     recorded. The client's timeouts must end the wait.
+//   - FailTLS makes every TLS handshake (STARTTLS or implicit) fail with an
+//     alert; WrongCert presents a certificate that the client trusts
+//     (through CertPool and CAFile) but for another name (wrong.invalid).
 //   - StartTLS offers STARTTLS with a self-signed certificate for 127.0.0.1
 //     and localhost; RequireTLS also refuses MAIL without it (530 5.7.0);
 //     ImplicitTLS makes the listener speak TLS from the start (smtps).
@@ -48,6 +58,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"io"
 	"math/big"
@@ -100,6 +111,16 @@ type Script struct {
 	DiscardData bool
 	// NoSMTPUTF8 stops advertising SMTPUTF8 (read by Start only).
 	NoSMTPUTF8 bool
+	// Stall names the stage where the server stops answering: "greeting",
+	// "mail", "rcpt" or "data" (after the message was read). It waits
+	// until the script changes or the server closes, then answers 421
+	// (at the greeting: closes the connection) and records nothing.
+	Stall string
+	// FailTLS makes TLS handshakes fail (the server sends an alert).
+	FailTLS bool
+	// WrongCert presents a trusted certificate for wrong.invalid instead
+	// of one for 127.0.0.1 and localhost.
+	WrongCert bool
 }
 
 // Reply builds an *smtp.SMTPError, e.g. Reply(550, 5, 1, 1, "No such user").
@@ -130,10 +151,15 @@ type Server struct {
 	// and localhost).
 	TLSConfig *tls.Config
 
-	srv *smtp.Server
+	srv       *smtp.Server
+	wrongCert tls.Certificate
+	closing   chan struct{} // closed by Close: stalled commands give up
+	closeOnce sync.Once
 
 	mu         sync.Mutex
 	script     Script
+	unstall    chan struct{} // closed (and replaced) by SetScript
+	ln         net.Listener  // the current listener, nil while Down
 	messages   []Message
 	conns      int
 	transcript bytes.Buffer
@@ -143,19 +169,9 @@ type Server struct {
 // closed when the test ends.
 func Start(t testing.TB, script Script) *Server {
 	t.Helper()
-	s := &Server{script: script}
+	s := &Server{script: script, closing: make(chan struct{}), unstall: make(chan struct{})}
 	if err := s.makeCert(t.TempDir()); err != nil {
 		t.Fatalf("smtptest: certificate: %v", err)
-	}
-	var l net.Listener
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("smtptest: listen: %v", err)
-	}
-	s.Addr = l.Addr().String()
-	l = &listener{Listener: l, s: s}
-	if script.ImplicitTLS {
-		l = tls.NewListener(l, s.TLSConfig)
 	}
 	srv := smtp.NewServer(smtp.BackendFunc(s.newSession))
 	srv.Domain = "smtptest.localhost"
@@ -169,19 +185,68 @@ func Start(t testing.TB, script Script) *Server {
 		srv.TLSConfig = s.TLSConfig
 	}
 	s.srv = srv
-	go srv.Serve(l)
-	t.Cleanup(func() { srv.Close() })
+	l, err := s.listen("127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("smtptest: listen: %v", err)
+	}
+	s.Addr = l.Addr().String()
+	t.Cleanup(func() { s.Close() })
 	return s
+}
+
+// listen starts serving on addr.
+func (s *Server) listen(addr string) (net.Listener, error) {
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	s.ln = l
+	implicit := s.script.ImplicitTLS
+	s.mu.Unlock()
+	var sl net.Listener = &listener{Listener: l, s: s}
+	if implicit {
+		sl = tls.NewListener(sl, s.TLSConfig)
+	}
+	go s.srv.Serve(sl)
+	return l, nil
+}
+
+// Down stops listening: new connections are refused until Up. Open
+// connections stay.
+func (s *Server) Down() {
+	s.mu.Lock()
+	l := s.ln
+	s.ln = nil
+	s.mu.Unlock()
+	if l != nil {
+		l.Close()
+	}
+}
+
+// Up listens again on the same address after Down.
+func (s *Server) Up() error {
+	s.mu.Lock()
+	up := s.ln != nil
+	s.mu.Unlock()
+	if up {
+		return nil
+	}
+	_, err := s.listen(s.Addr)
+	return err
 }
 
 // URL returns scheme://Addr, e.g. URL("smtp") for upstream.url.
 func (s *Server) URL(scheme string) string { return scheme + "://" + s.Addr }
 
-// SetScript replaces the script; it applies to commands that arrive after.
+// SetScript replaces the script; it applies to commands that arrive after,
+// and releases stalled commands.
 func (s *Server) SetScript(script Script) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.script = script
+	close(s.unstall)
+	s.unstall = make(chan struct{})
 }
 
 // Messages returns the accepted messages, oldest first.
@@ -207,7 +272,10 @@ func (s *Server) Transcript() string {
 }
 
 // Close stops the server and closes every connection.
-func (s *Server) Close() error { return s.srv.Close() }
+func (s *Server) Close() error {
+	s.closeOnce.Do(func() { close(s.closing) })
+	return s.srv.Close()
+}
 
 func (s *Server) current() Script {
 	s.mu.Lock()
@@ -219,6 +287,37 @@ func (s *Server) delay(what string) {
 	if d := s.current().Delays[what]; d > 0 {
 		time.Sleep(d)
 	}
+}
+
+// stall waits while the script stalls at stage and reports whether it did.
+func (s *Server) stall(stage string) bool {
+	s.mu.Lock()
+	stalled, ch := s.script.Stall == stage, s.unstall
+	s.mu.Unlock()
+	if !stalled {
+		return false
+	}
+	select {
+	case <-ch:
+	case <-s.closing:
+	}
+	return true
+}
+
+// stalled is the reply to a command released from a stall.
+func stalled() *smtp.SMTPError { return Reply(421, 4, 4, 2, "stalled; closing") }
+
+// tlsConfigFor fails the handshake or picks the wrong certificate as the
+// script says.
+func (s *Server) tlsConfigFor(*tls.ClientHelloInfo) (*tls.Config, error) {
+	sc := s.current()
+	switch {
+	case sc.FailTLS:
+		return nil, errors.New("smtptest: handshake refused by the script")
+	case sc.WrongCert:
+		return &tls.Config{Certificates: []tls.Certificate{s.wrongCert}}, nil
+	}
+	return nil, nil
 }
 
 // listener counts connections and applies Greeting and the greeting delay.
@@ -259,7 +358,15 @@ type conn struct {
 }
 
 func (c *conn) Write(b []byte) (int, error) {
-	c.greeted.Do(func() { c.s.delay("greeting") })
+	var stalled bool
+	c.greeted.Do(func() {
+		c.s.delay("greeting")
+		stalled = c.s.stall("greeting")
+	})
+	if stalled {
+		c.Conn.Close()
+		return 0, net.ErrClosed
+	}
 	return c.Conn.Write(b)
 }
 
@@ -320,6 +427,9 @@ func (se *session) Auth(mech string) (sasl.Server, error) {
 
 func (se *session) Mail(from string, _ *smtp.MailOptions) error {
 	se.s.delay("mail")
+	if se.s.stall("mail") {
+		return stalled()
+	}
 	sc := se.s.current()
 	switch {
 	case sc.RequireTLS && !se.isTLS():
@@ -336,6 +446,9 @@ func (se *session) Mail(from string, _ *smtp.MailOptions) error {
 
 func (se *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 	se.s.delay("rcpt")
+	if se.s.stall("rcpt") {
+		return stalled()
+	}
 	if r := se.s.current().RcptReplies[to]; r != nil {
 		return r
 	}
@@ -355,6 +468,9 @@ func (se *session) Data(r io.Reader) error {
 		return Reply(451, 4, 3, 0, "read error: "+err.Error())
 	}
 	se.s.delay("data")
+	if se.s.stall("data") {
+		return stalled()
+	}
 	m := Message{From: se.from, To: append([]string(nil), se.to...), Data: data,
 		TLS: se.isTLS(), AuthUser: se.user, Conn: se.connN}
 	reply := sc.DataReply
@@ -399,37 +515,57 @@ func (l *loginServer) Next(resp []byte) ([]byte, bool, error) {
 }
 
 // makeCert makes a self-signed ECDSA certificate for 127.0.0.1, ::1 and
-// localhost, and writes it as PEM to dir/ca.pem.
+// localhost, and one for wrong.invalid (WrongCert), and writes both as PEM
+// to dir/ca.pem.
 func (s *Server) makeCert(dir string) error {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	good, err := selfSigned([]string{"localhost"}, []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback})
 	if err != nil {
 		return err
 	}
+	if s.wrongCert, err = selfSigned([]string{"wrong.invalid"}, nil); err != nil {
+		return err
+	}
+	s.CertPool = x509.NewCertPool()
+	s.CertPool.AddCert(good.Leaf)
+	s.CertPool.AddCert(s.wrongCert.Leaf)
+	s.TLSConfig = &tls.Config{Certificates: []tls.Certificate{good}, GetConfigForClient: s.tlsConfigFor}
+	s.CAFile = filepath.Join(dir, "ca.pem")
+	pems := append(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: good.Leaf.Raw}),
+		pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: s.wrongCert.Leaf.Raw})...)
+	return os.WriteFile(s.CAFile, pems, 0o600)
+}
+
+// selfSigned makes a self-signed ECDSA certificate for these names.
+func selfSigned(names []string, ips []net.IP) (tls.Certificate, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 62))
+	if err != nil {
+		return tls.Certificate{}, err
+	}
 	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(time.Now().UnixNano()),
-		Subject:               pkix.Name{CommonName: "smtptest"},
+		SerialNumber:          serial,
+		Subject:               pkix.Name{CommonName: "smtptest " + names[0]},
 		NotBefore:             time.Now().Add(-time.Hour),
 		NotAfter:              time.Now().Add(24 * time.Hour),
 		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
 		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 		BasicConstraintsValid: true,
 		IsCA:                  true,
-		DNSNames:              []string{"localhost"},
-		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
+		DNSNames:              names,
+		IPAddresses:           ips,
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
 	if err != nil {
-		return err
+		return tls.Certificate{}, err
 	}
 	cert, err := x509.ParseCertificate(der)
 	if err != nil {
-		return err
+		return tls.Certificate{}, err
 	}
-	s.CertPool = x509.NewCertPool()
-	s.CertPool.AddCert(cert)
-	s.TLSConfig = &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key, Leaf: cert}}}
-	s.CAFile = filepath.Join(dir, "ca.pem")
-	return os.WriteFile(s.CAFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: cert}, nil
 }
 
 // maxTranscript bounds the transcript kept; later traffic is dropped.

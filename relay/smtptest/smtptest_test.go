@@ -2,7 +2,9 @@ package smtptest
 
 import (
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -157,5 +159,101 @@ func TestSetScript(t *testing.T) {
 	defer c.Close()
 	if code(send(c, "b@example.com")) != 421 {
 		t.Fatal("new script not applied")
+	}
+}
+
+// TestStall: a stalled command gets no reply until the script changes,
+// then 421, and nothing is recorded.
+func TestStall(t *testing.T) {
+	for _, stage := range []string{"greeting", "mail", "rcpt", "data"} {
+		t.Run(stage, func(t *testing.T) {
+			s := Start(t, Script{Stall: stage})
+			done := make(chan error, 1)
+			go func() {
+				c, err := smtp.Dial(s.Addr)
+				if err == nil {
+					defer c.Close()
+					err = send(c, "b@example.com")
+				}
+				done <- err
+			}()
+			select {
+			case err := <-done:
+				t.Fatalf("answered while stalled: %v", err)
+			case <-time.After(200 * time.Millisecond):
+			}
+			s.SetScript(Script{})
+			select {
+			case err := <-done:
+				if err == nil || (stage != "greeting" && code(err) != 421) {
+					t.Fatalf("after the stall: %v, want 421 (greeting: closed)", err)
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatal("still stalled after SetScript")
+			}
+			if len(s.Messages()) != 0 {
+				t.Fatal("stalled message recorded")
+			}
+		})
+	}
+}
+
+// TestTLSFaults: FailTLS fails the handshake, WrongCert presents a trusted
+// certificate for another name; both for STARTTLS and implicit TLS.
+func TestTLSFaults(t *testing.T) {
+	cfg := func(s *Server) *tls.Config { return &tls.Config{RootCAs: s.CertPool, ServerName: "127.0.0.1"} }
+	for _, implicit := range []bool{false, true} {
+		dial := func(s *Server) error {
+			var c *smtp.Client
+			var err error
+			if implicit {
+				c, err = smtp.DialTLS(s.Addr, cfg(s))
+			} else {
+				c, err = smtp.DialStartTLS(s.Addr, cfg(s))
+			}
+			if err == nil {
+				err = c.Noop()
+				c.Close()
+			}
+			return err
+		}
+		s := Start(t, Script{StartTLS: true, ImplicitTLS: implicit, FailTLS: true})
+		if err := dial(s); err == nil || !strings.Contains(err.Error(), "tls") {
+			t.Errorf("implicit=%v FailTLS: err = %v, want a TLS error", implicit, err)
+		}
+		s.SetScript(Script{StartTLS: true, ImplicitTLS: implicit, WrongCert: true})
+		var he x509.HostnameError
+		if err := dial(s); !errors.As(err, &he) {
+			t.Errorf("implicit=%v WrongCert: err = %v, want a HostnameError", implicit, err)
+		}
+		s.SetScript(Script{StartTLS: true, ImplicitTLS: implicit})
+		if err := dial(s); err != nil {
+			t.Errorf("implicit=%v after the fault: %v", implicit, err)
+		}
+	}
+}
+
+// TestDownUp: connections are refused while Down, accepted after Up on
+// the same address.
+func TestDownUp(t *testing.T) {
+	s := Start(t, Script{})
+	s.Down()
+	if c, err := net.DialTimeout("tcp", s.Addr, time.Second); err == nil {
+		c.Close()
+		t.Fatal("connected while Down")
+	}
+	if err := s.Up(); err != nil {
+		t.Fatal(err)
+	}
+	c, err := smtp.Dial(s.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := send(c, "b@example.com"); err != nil {
+		t.Fatal(err)
+	}
+	if len(s.Messages()) != 1 {
+		t.Fatal("message not recorded after Up")
 	}
 }
