@@ -2,6 +2,7 @@ package store
 
 import (
 	"crypto/sha256"
+	"math"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -12,9 +13,19 @@ import (
 // lives in memory, is rebuilt from the opens-by-time index when the store
 // opens, and costs no random page writes per hit. Only the writer goroutine
 // uses it after OpenStore.
+//
+// Its memory is bounded: at most maxDedup (id, IP, UA) entries and maxIPs
+// addresses are held (entries leave with sweep, after the dedup window or
+// the hour). When a table is full, a hit that would need a new entry is not
+// stored (refused counts them): the limiter fails closed, so a flood from
+// more distinct clients than it can remember can cost opens but never
+// stores a duplicate or an open over an IP's hourly limit.
 type limiter struct {
 	dedup map[dedupKey]uint64 // last stored open of (id, IP, UA), as ts()
 	ips   map[string][]ipSlot // stored opens per IP per minute, oldest first
+
+	maxDedup, maxIPs int   // table bounds (defaultMaxDedup, defaultMaxIPs)
+	refused          int64 // hits not stored because a table was full
 
 	undoDedup []dedupUndo
 	undoIP    []ipUndo
@@ -39,8 +50,19 @@ type ipUndo struct {
 	minute uint64
 }
 
+// Table bounds. A dedup entry costs about 64 bytes of heap and an IP
+// about 120 (TestLimiterMemoryBound measures them), so a full limiter holds
+// about 32 MB: 262,144 distinct (copy, IP, user agent) opens per dedup
+// window and 131,072 distinct IPs per hour, far more than a personal
+// relay's readers.
+const (
+	defaultMaxDedup = 1 << 18
+	defaultMaxIPs   = 1 << 17
+)
+
 func newLimiter() *limiter {
-	return &limiter{dedup: map[dedupKey]uint64{}, ips: map[string][]ipSlot{}}
+	return &limiter{dedup: map[dedupKey]uint64{}, ips: map[string][]ipSlot{},
+		maxDedup: defaultMaxDedup, maxIPs: defaultMaxIPs}
 }
 
 func keyOf(id, ip, ua string) dedupKey {
@@ -56,15 +78,25 @@ func keyOf(id, ip, ua string) dedupKey {
 }
 
 // duplicate reports whether an open of k was stored less than window
-// before at.
+// before at. A new k while the table is full counts as a duplicate (fail
+// closed; see limiter).
 func (l *limiter) duplicate(k dedupKey, at time.Time, window time.Duration) bool {
 	last, ok := l.dedup[k]
+	if !ok && len(l.dedup) >= l.maxDedup {
+		l.refused++
+		return true
+	}
 	return ok && at.Sub(fromTS(last)) < window
 }
 
 // ipCount is the number of opens stored for ip in the 60 minutes (minute
-// slots) up to and including slot.
+// slots) up to and including slot. A new ip while the table is full counts
+// as over any limit (fail closed; see limiter).
 func (l *limiter) ipCount(ip string, slot uint64) int {
+	if _, ok := l.ips[ip]; !ok && len(l.ips) >= l.maxIPs {
+		l.refused++
+		return math.MaxInt
+	}
 	n := 0
 	for _, s := range l.ips[ip] {
 		if s.minute+59 >= slot && s.minute <= slot {
@@ -74,14 +106,21 @@ func (l *limiter) ipCount(ip string, slot uint64) int {
 	return n
 }
 
-// note records a stored open; undone by rollback, kept by commit.
+// note records a stored open; undone by rollback, kept by commit. A new
+// entry is not added to a full table (dedup or limit are off then, or the
+// checks above refused the hit).
 func (l *limiter) note(k dedupKey, ip string, at uint64, slot uint64) {
 	prev, had := l.dedup[k]
-	l.undoDedup = append(l.undoDedup, dedupUndo{k, prev, had})
-	if at > prev {
-		l.dedup[k] = at
+	if had || len(l.dedup) < l.maxDedup {
+		l.undoDedup = append(l.undoDedup, dedupUndo{k, prev, had})
+		if at > prev {
+			l.dedup[k] = at
+		}
 	}
 	if ip == "" {
+		return
+	}
+	if _, ok := l.ips[ip]; !ok && len(l.ips) >= l.maxIPs {
 		return
 	}
 	l.addIP(ip, slot, 1)
