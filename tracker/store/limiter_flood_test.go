@@ -33,7 +33,9 @@ func limiterFlood(l *limiter, n int, at time.Time, dedup time.Duration, limit in
 	return stored
 }
 
-func floodIP(i int) string { return fmt.Sprintf("%d.%d.%d.%d", 1+i>>24&0x7f, i>>16&0xff, i>>8&0xff, i&0xff) }
+func floodIP(i int) string {
+	return fmt.Sprintf("%d.%d.%d.%d", 1+i>>24&0x7f, i>>16&0xff, i>>8&0xff, i&0xff)
+}
 
 // TestLimiterMemoryBound: a million distinct IPs (and a million distinct
 // copies from one IP) never grow the limiter's tables past their bounds;
