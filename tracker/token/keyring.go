@@ -60,8 +60,9 @@ type keyState struct {
 
 // OpenKeyring opens the secrets file at path (data_dir/secrets.json),
 // creating it with mode 0600, a random 32-byte admin key and tracking key
-// version 1 when it does not exist. An existing file with a looser mode is
-// set back to 0600 and a warning is logged.
+// version 1 when it does not exist. An existing file readable by group or
+// others is set back to 0600 and a warning is logged; one writable by them,
+// or owned by another user, is refused (see fixMode).
 func OpenKeyring(path string) (*Keyring, error) {
 	k := &Keyring{path: path, log: slog.Default()}
 	if err := k.load(true); err != nil {
@@ -173,20 +174,41 @@ func (k *Keyring) loadLocked(create bool) error {
 	return k.apply(f)
 }
 
-// fixMode sets the secrets file back to 0600 when it is readable or
-// writable by anybody but its owner.
+// fixMode checks the secrets file's owner and mode before it is read (at
+// start and on Reload). A file readable by group or others is set back to
+// 0600 and a warning names it and its old mode. A file that another user
+// could have written (group- or world-writable, or owned by another user)
+// is refused: its keys may have been replaced, so tokens and the admin key
+// could be forged; pixelrelay will not start on it until its owner checks
+// it (chmod 600, chown).
 func (k *Keyring) fixMode() error {
 	st, err := os.Stat(k.path)
 	if err != nil {
 		return fmt.Errorf("secrets %s: %w", k.path, err)
 	}
-	if mode := st.Mode().Perm(); mode&0o077 != 0 {
-		if err := os.Chmod(k.path, 0o600); err != nil {
-			return fmt.Errorf("secrets %s has mode %#o and cannot be set to 0600: %w", k.path, mode, err)
-		}
-		k.log.Warn("secrets file was readable by others; mode set to 0600", "path", k.path, "old_mode", fmt.Sprintf("%#o", mode))
+	tighten, err := checkSecrets(k.path, st.Mode().Perm(), fileOwner(st), os.Geteuid())
+	if err != nil || !tighten {
+		return err
 	}
+	mode := st.Mode().Perm()
+	if err := os.Chmod(k.path, 0o600); err != nil {
+		return fmt.Errorf("secrets %s has mode %#o and cannot be set to 0600: %w", k.path, mode, err)
+	}
+	k.log.Warn("secrets file was readable by others; mode set to 0600", "path", k.path, "old_mode", fmt.Sprintf("%#o", mode))
 	return nil
+}
+
+// checkSecrets decides about a secrets file of that mode and owner (-1:
+// unknown) read by user euid: refuse it (err), set it to 0600 (tighten),
+// or take it as is.
+func checkSecrets(path string, mode fs.FileMode, owner, euid int) (tighten bool, err error) {
+	if owner >= 0 && owner != euid {
+		return false, fmt.Errorf("secrets %s is owned by uid %d, not by uid %d running pixelrelay: another user could have replaced its keys; check it, then chown it", path, owner, euid)
+	}
+	if mode&0o022 != 0 {
+		return false, fmt.Errorf("secrets %s has mode %#o: writable by group or others, so its keys could have been replaced; check it, then chmod 600 it", path, mode)
+	}
+	return mode&0o077 != 0, nil
 }
 
 // apply installs a validated secrets file into the keyring.
