@@ -15,8 +15,20 @@ import (
 // purge never holds the writer off for long.
 const purgeChunk = 5000
 
-// compactTxSize bounds the transactions of a compaction.
-const compactTxSize = 64 << 20
+// compactTxSize bounds the transactions of a compaction (a variable for
+// the crash tests, which copy in small steps).
+var compactTxSize int64 = 64 << 20
+
+// compactStage, when set (crash tests only), is called as a compaction
+// reaches each stage: "copying", "copied", "closed" (the old file is
+// closed), "renamed" (the copy has replaced it).
+var compactStage func(stage string)
+
+func stage(name string) {
+	if compactStage != nil {
+		compactStage(name)
+	}
+}
 
 // Purge deletes opens with opened_at before the given time, in chunks of
 // 5000 per write transaction, together with their index entries. (Dedup
@@ -141,10 +153,12 @@ func (s *Store) compact() error {
 	}
 	before := s.fileSize()
 	s.log.Info("compact: start", "path", s.path, "size", before)
+	stage("copying")
 	if err := s.compactInto(tmp); err != nil {
 		os.Remove(tmp)
 		return err
 	}
+	stage("copied")
 	if err := s.swap(tmp); err != nil {
 		return err
 	}
@@ -180,8 +194,10 @@ func (s *Store) swap(tmp string) error {
 	if err := s.db.Close(); err != nil {
 		return fmt.Errorf("store: compact: close: %w", err)
 	}
+	stage("closed")
 	renameErr := os.Rename(tmp, s.path)
 	if renameErr == nil {
+		stage("renamed")
 		renameErr = syncDir(filepath.Dir(s.path))
 	}
 	db, err := openBolt(s.path)

@@ -122,10 +122,14 @@ func OpenStore(path string, opt Options) (*Store, error) {
 	if opt.QueueSize <= 0 {
 		opt.QueueSize = 16384
 	}
+	if err := verify(path); err != nil {
+		return nil, fmt.Errorf("store: open %s: %w", path, err)
+	}
 	db, err := openBolt(path)
 	if err != nil {
 		return nil, err
 	}
+	removeCompactLeftover(path, opt.Log)
 	s := &Store{
 		path: path, opt: opt, log: opt.Log, now: opt.Now, db: db,
 		in:   make(chan request, opt.QueueSize),
@@ -143,8 +147,15 @@ func OpenStore(path string, opt Options) (*Store, error) {
 }
 
 // openBolt opens the file and makes sure every bucket exists.
-func openBolt(path string) (*bolt.DB, error) {
-	db, err := bolt.Open(path, 0o600, boltOptions())
+func openBolt(path string) (db *bolt.DB, err error) {
+	defer func() {
+		// bbolt panics in the caller's goroutine when the free-page scan
+		// of a damaged file reports an error (verify catches most first).
+		if r := recover(); r != nil {
+			db, err = nil, fmt.Errorf("store: open %s: %w: %v", path, ErrDamaged, r)
+		}
+	}()
+	db, err = bolt.Open(path, 0o600, boltOptions())
 	if err != nil {
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}
@@ -161,6 +172,18 @@ func openBolt(path string) (*bolt.DB, error) {
 		return nil, fmt.Errorf("store: init %s: %w", path, err)
 	}
 	return db, nil
+}
+
+// removeCompactLeftover deletes PATH.compact, the half-written copy left by
+// a compaction that was killed before its swap. It is called with the
+// database open, so its lock keeps any other process from compacting.
+func removeCompactLeftover(path string, log *slog.Logger) {
+	tmp := path + ".compact"
+	if err := os.Remove(tmp); err == nil {
+		log.Warn("store: removed the leftover of an interrupted compaction", "path", tmp)
+	} else if !errors.Is(err, os.ErrNotExist) {
+		log.Warn("store: cannot remove the leftover of an interrupted compaction", "path", tmp, "err", err)
+	}
 }
 
 // SetLimits changes the dedup window and the per-IP hourly limit (hot
