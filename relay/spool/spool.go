@@ -8,6 +8,8 @@
 //	states.log  the States, one JSON record per line, appended (see WriteState)
 //	ID.state    a State as earlier versions wrote it (read, then removed)
 //	.tmp-*      files being written; removed by Scan
+//	damaged/    entries Scan or the queue found damaged, moved aside (never
+//	            deleted: they may be someone's mail); see MoveAside
 //
 // Put writes the message to a temporary file, fsyncs it, renames it into
 // place and then waits for a directory fsync that it shares with every other
@@ -90,9 +92,12 @@ type State struct {
 	MessageID string `json:"message_id,omitempty"` // as the copies carry it
 	// HTMLParts is how many parts of a tracked copy get a pixel
 	// (rewrite.Info.HTMLParts); 0 when unknown.
-	HTMLParts int       `json:"html_parts,omitempty"`
-	Copies    []Copy    `json:"copies"`
-	Failures  []Failure `json:"failures,omitempty"`
+	HTMLParts int `json:"html_parts,omitempty"`
+	// Size is the raw message's length in bytes when it was planned (0:
+	// unknown). A file found shorter is damaged (truncated).
+	Size     int64     `json:"size,omitempty"`
+	Copies   []Copy    `json:"copies"`
+	Failures []Failure `json:"failures,omitempty"`
 }
 
 // Message is one spooled message as Scan finds it.
@@ -113,6 +118,31 @@ type Options struct {
 	// OnSync, when set, is called after each fsync with "file" or "dir"
 	// (tests count them).
 	OnSync func(kind string)
+	// Fault, when set, runs before each step that writes to the disk, with
+	// the step's name (StepWrite, StepFsync, ...). A non-nil error fails
+	// the step as the system call would have: TESTS ONLY, to inject a full
+	// disk (syscall.ENOSPC) at a chosen point. A failed StepWrite or
+	// StepState first writes half of its bytes, as a disk filling up part
+	// way through does.
+	Fault func(step string) error
+}
+
+// The steps Options.Fault is asked about.
+const (
+	StepWrite   = "write"   // message data into its temporary file
+	StepFsync   = "fsync"   // the message file's fsync
+	StepRename  = "rename"  // the temporary file renamed to ID.msg
+	StepDirSync = "dirsync" // the spool directory's fsync
+	StepState   = "state"   // a record appended to the states journal
+	StepCompact = "compact" // the states journal rewritten
+)
+
+// fault runs Options.Fault for step.
+func (s *Spool) fault(step string) error {
+	if s.opt.Fault == nil {
+		return nil
+	}
+	return s.opt.Fault(step)
 }
 
 // Spool is an open spool directory. Safe for concurrent use.
@@ -124,6 +154,7 @@ type Spool struct {
 	jmu      sync.Mutex
 	journal  *os.File          // states.log, append only
 	jsize    int64             // its size
+	jtorn    bool              // a failed append may have left a partial line
 	live     map[string][]byte // id -> its last record in the journal
 	liveSize int64             // bytes of the live records
 	legacy   map[string]bool   // ids with an ID.state file of an earlier version
@@ -242,6 +273,13 @@ func (s *Spool) fail(err error) {
 }
 
 func (s *Spool) sync(f *os.File, kind string) error {
+	step := StepFsync
+	if kind == "dir" {
+		step = StepDirSync
+	}
+	if err := s.fault(step); err != nil {
+		return &os.PathError{Op: "sync", Path: f.Name(), Err: err}
+	}
 	if s.opt.NoFsync {
 		return nil
 	}
@@ -296,7 +334,11 @@ func (s *Spool) Put(env *Envelope, body io.Reader) (offset int64, err error) {
 			os.Remove(tmp.Name())
 		}
 	}()
-	if err = writeAll(tmp, head, body); err != nil {
+	var w io.Writer = tmp
+	if s.opt.Fault != nil {
+		w = &faultWriter{w: tmp, s: s}
+	}
+	if err = writeAll(w, head, body); err != nil {
 		return 0, fmt.Errorf("spool: writing %s: %w", env.ID, err)
 	}
 	if err = s.sync(tmp, "file"); err != nil {
@@ -305,7 +347,7 @@ func (s *Spool) Put(env *Envelope, body io.Reader) (offset int64, err error) {
 	if err = tmp.Close(); err != nil {
 		return 0, fmt.Errorf("spool: %w", err)
 	}
-	if err = os.Rename(tmp.Name(), s.msgPath(env.ID)); err != nil {
+	if err = s.rename(tmp.Name(), s.msgPath(env.ID)); err != nil {
 		return 0, fmt.Errorf("spool: %w", err)
 	}
 	if err = s.commitDir(); err != nil {
@@ -313,6 +355,27 @@ func (s *Spool) Put(env *Envelope, body io.Reader) (offset int64, err error) {
 		return 0, fmt.Errorf("spool: fsync dir: %w", err)
 	}
 	return int64(len(head)), nil
+}
+
+func (s *Spool) rename(from, to string) error {
+	if err := s.fault(StepRename); err != nil {
+		return &os.LinkError{Op: "rename", Old: from, New: to, Err: err}
+	}
+	return os.Rename(from, to)
+}
+
+// faultWriter runs Options.Fault before every write of a message file.
+type faultWriter struct {
+	w io.Writer
+	s *Spool
+}
+
+func (f *faultWriter) Write(p []byte) (int, error) {
+	if err := f.s.fault(StepWrite); err != nil {
+		n, _ := f.w.Write(p[:len(p)/2])
+		return n, &os.PathError{Op: "write", Path: "message", Err: err}
+	}
+	return f.w.Write(p)
 }
 
 // createFile creates a new file (0600, failing if it exists) for writing.
@@ -333,7 +396,7 @@ var copyBufs = sync.Pool{New: func() any { b := make([]byte, 64<<10); return &b 
 
 // writeAll writes head then body with one pooled buffer, so a small message
 // is written with a single write call.
-func writeAll(f *os.File, head []byte, body io.Reader) error {
+func writeAll(f io.Writer, head []byte, body io.Reader) error {
 	bp := copyBufs.Get().(*[]byte)
 	defer copyBufs.Put(bp)
 	buf := *bp
@@ -422,6 +485,10 @@ type record struct {
 // delivered twice but is never lost. A torn last line is ignored by Scan
 // (the previous state of that message counts). The journal is rewritten
 // with the live states only when it has grown large.
+//
+// A failed append (a full disk) is cut off again, so that it cannot spoil
+// the next record; when even that fails, the next record starts on a new
+// line and the fragment is skipped by Scan.
 func (s *Spool) WriteState(id string, st *State) error {
 	line, err := json.Marshal(record{ID: id, State: st})
 	if err != nil {
@@ -430,8 +497,22 @@ func (s *Spool) WriteState(id string, st *State) error {
 	line = append(line, '\n')
 	s.jmu.Lock()
 	defer s.jmu.Unlock()
-	if _, err := s.journal.Write(line); err != nil {
+	if s.jtorn {
+		line = append([]byte{'\n'}, line...)
+	}
+	if err := s.appendState(line); err != nil {
+		s.jtorn = s.journal.Truncate(s.jsize) != nil
 		return fmt.Errorf("spool: writing state: %w", err)
+	}
+	if s.jtorn {
+		// After the fragment: learn the journal's true size.
+		s.jtorn = false
+		line = line[1:]
+		fi, err := s.journal.Stat()
+		if err != nil {
+			return fmt.Errorf("spool: writing state: %w", err)
+		}
+		s.jsize = fi.Size() - int64(len(line))
 	}
 	s.jsize += int64(len(line))
 	s.liveSize += int64(len(line)) - int64(len(s.live[id]))
@@ -444,8 +525,19 @@ func (s *Spool) WriteState(id string, st *State) error {
 	return nil
 }
 
+// appendState appends line to the journal. The caller holds jmu.
+func (s *Spool) appendState(line []byte) error {
+	if err := s.fault(StepState); err != nil {
+		s.journal.Write(line[:len(line)/2])
+		return &os.PathError{Op: "write", Path: s.journal.Name(), Err: err}
+	}
+	_, err := s.journal.Write(line)
+	return err
+}
+
 // compact rewrites the journal with the live records (temporary file and
-// rename). The caller holds jmu.
+// rename). The new journal is open before it replaces the old one, so a
+// failure leaves the old one in use. The caller holds jmu.
 func (s *Spool) compact() error {
 	ids := make([]string, 0, len(s.live))
 	for id := range s.live {
@@ -457,20 +549,23 @@ func (s *Spool) compact() error {
 		buf.Write(s.live[id])
 	}
 	tmp := filepath.Join(s.dir, ".tmp-"+journalName)
-	if err := os.WriteFile(tmp, buf.Bytes(), 0o600); err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	if err := os.Rename(tmp, filepath.Join(s.dir, journalName)); err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	j, err := os.OpenFile(filepath.Join(s.dir, journalName), os.O_WRONLY|os.O_APPEND, 0o600)
+	j, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC|os.O_APPEND, 0o600)
 	if err != nil {
 		return err
 	}
+	if err = s.fault(StepCompact); err == nil {
+		_, err = j.Write(buf.Bytes())
+	}
+	if err == nil {
+		err = os.Rename(tmp, filepath.Join(s.dir, journalName))
+	}
+	if err != nil {
+		j.Close()
+		os.Remove(tmp)
+		return err
+	}
 	s.journal.Close()
-	s.journal, s.jsize, s.liveSize = j, int64(buf.Len()), int64(buf.Len())
+	s.journal, s.jsize, s.liveSize, s.jtorn = j, int64(buf.Len()), int64(buf.Len()), false
 	return nil
 }
 
@@ -487,7 +582,7 @@ func (s *Spool) Delete(id string) error {
 	legacy := s.legacy[id]
 	delete(s.legacy, id)
 	if len(s.live) == 0 && s.jsize > 0 && s.journal.Truncate(0) == nil {
-		s.jsize, s.liveSize = 0, 0 // no state left: an idle spool is empty
+		s.jsize, s.liveSize, s.jtorn = 0, 0, false // no state left: an idle spool is empty
 	}
 	s.jmu.Unlock()
 	if legacy {
@@ -523,9 +618,13 @@ func (s *Spool) readJournal() (map[string][]byte, error) {
 }
 
 // Scan reads every message in the spool, oldest first, with its state.
-// Leftover temporary files and state files without a message are removed;
-// a .msg file whose envelope cannot be read is reported in the error list
-// and left alone (never deleted: it may be someone's mail).
+// Leftover temporary files and state files without a message are removed.
+// A damaged entry is moved aside into DamagedDir (never deleted: it may be
+// someone's mail) and reported once, as a *DamagedError in the error list:
+// a .msg file whose envelope cannot be read, names no recipient or another
+// id, or that is shorter or longer than when it was planned, goes there
+// with its state; a state record that cannot be used is copied there and
+// its message is returned unplanned (planned again: at-least-once).
 func (s *Spool) Scan() ([]*Message, []error) {
 	s.jmu.Lock()
 	defer s.jmu.Unlock()
@@ -560,12 +659,15 @@ func (s *Spool) Scan() ([]*Message, []error) {
 			}
 		case strings.HasSuffix(name, ".msg"):
 			id := strings.TrimSuffix(name, ".msg")
-			m, err := s.load(id, journal[id])
-			if err != nil {
-				errs = append(errs, err)
+			m, bad := s.load(id, journal[id])
+			if bad.msg != "" {
+				errs = append(errs, s.moveMessage(id, bad.msg, journal[id]))
+				have[id] = false
 				continue
 			}
-			if line := journal[id]; line != nil {
+			if bad.state != "" {
+				errs = append(errs, s.moveState(id, bad.state, journal[id]))
+			} else if line := journal[id]; line != nil {
 				live[id] = line
 			}
 			msgs = append(msgs, m)
@@ -582,41 +684,208 @@ func (s *Spool) Scan() ([]*Message, []error) {
 	return msgs, errs
 }
 
+// damage says what is wrong with a spool entry: its message (it cannot be
+// delivered) or only its state (it can be planned again).
+type damage struct{ msg, state string }
+
 // load reads id's envelope and its state: the journal's record, else a
 // state file of an earlier version.
-func (s *Spool) load(id string, rec []byte) (*Message, error) {
+func (s *Spool) load(id string, rec []byte) (*Message, damage) {
 	f, err := os.Open(s.msgPath(id))
 	if err != nil {
-		return nil, fmt.Errorf("spool: %w", err)
+		return nil, damage{msg: err.Error()}
 	}
 	defer f.Close()
 	line, err := bufio.NewReaderSize(f, 4096).ReadSlice('\n')
 	if errors.Is(err, bufio.ErrBufferFull) {
 		line, err = readLongLine(f)
 	}
-	if err != nil {
-		return nil, fmt.Errorf("spool: %s: reading envelope: %w", id, err)
+	switch {
+	case err == io.EOF:
+		return nil, damage{msg: "truncated envelope (no end of line)"}
+	case err != nil:
+		return nil, damage{msg: "reading envelope: " + err.Error()}
 	}
 	m := &Message{Offset: int64(len(line))}
-	if err := json.Unmarshal(line, &m.Envelope); err != nil || m.ID != id {
-		return nil, fmt.Errorf("spool: %s: bad envelope (%v)", id, err)
+	if err := json.Unmarshal(line, &m.Envelope); err != nil {
+		return nil, damage{msg: "bad envelope: " + err.Error()}
 	}
-	var st *State
-	if rec != nil {
-		var r record
-		if json.Unmarshal(rec, &r) == nil {
-			st = r.State
+	if m.ID != id {
+		return nil, damage{msg: fmt.Sprintf("envelope names id %q", m.ID)}
+	}
+	if len(m.To) == 0 {
+		return nil, damage{msg: "envelope names no recipient"}
+	}
+	st, bad := s.loadState(id, rec)
+	if st != nil && st.Size > 0 {
+		fi, err := f.Stat()
+		if err != nil {
+			return nil, damage{msg: err.Error()}
 		}
-	} else if b, err := os.ReadFile(s.statePath(id)); err == nil {
-		st = new(State)
-		if json.Unmarshal(b, st) != nil {
-			st = nil
+		if size := fi.Size() - m.Offset; size != st.Size {
+			return nil, damage{msg: fmt.Sprintf("message is %d bytes, was %d when planned (truncated or overwritten)", size, st.Size)}
 		}
 	}
 	if st != nil && len(st.Copies) > 0 {
 		m.State = st
 	}
-	return m, nil
+	return m, damage{state: bad}
+}
+
+// loadState returns id's state from its journal record rec or a state file
+// of an earlier version; nil when it has none. bad says why a state it has
+// cannot be used.
+func (s *Spool) loadState(id string, rec []byte) (st *State, bad string) {
+	if rec != nil {
+		var r record
+		if err := json.Unmarshal(rec, &r); err != nil {
+			return nil, "bad state record: " + err.Error()
+		}
+		st = r.State
+	} else {
+		b, err := os.ReadFile(s.statePath(id))
+		if err != nil {
+			return nil, ""
+		}
+		st = new(State)
+		if err := json.Unmarshal(b, st); err != nil {
+			return nil, "bad state file: " + err.Error()
+		}
+	}
+	if err := st.check(); err != nil {
+		return nil, "bad state: " + err.Error()
+	}
+	return st, ""
+}
+
+// check reports a state no queue could have written.
+func (st *State) check() error {
+	if st == nil {
+		return errors.New("empty")
+	}
+	if st.Size < 0 {
+		return fmt.Errorf("size %d", st.Size)
+	}
+	for i, c := range st.Copies {
+		switch {
+		case len(c.Recipients) == 0:
+			return fmt.Errorf("copy %d has no recipient", i)
+		case c.Status != Queued && c.Status != Deferred && c.Status != Sent && c.Status != Failed:
+			return fmt.Errorf("copy %d has status %q", i, c.Status)
+		}
+	}
+	return nil
+}
+
+// DamagedDir is the folder, under the spool directory, where damaged
+// entries are moved.
+const DamagedDir = "damaged"
+
+// DamagedError reports a damaged spool entry and where it went.
+type DamagedError struct {
+	ID     string // the queue id (the file's name without .msg)
+	Reason string // what is wrong with it
+	// StateOnly is set when only its state was bad: the state went aside,
+	// the message stays queued and is planned again.
+	StateOnly bool
+	Path      string // where the entry is now; "" when it could not be moved
+	Err       error  // why it could not be moved
+}
+
+func (e *DamagedError) Error() string {
+	what := "message"
+	if e.StateOnly {
+		what = "state"
+	}
+	if e.Err != nil {
+		return fmt.Sprintf("spool: %s: damaged %s (%s), left in place: %v", e.ID, what, e.Reason, e.Err)
+	}
+	return fmt.Sprintf("spool: %s: damaged %s (%s), moved to %s", e.ID, what, e.Reason, e.Path)
+}
+
+func (e *DamagedError) Unwrap() error { return e.Err }
+
+// MoveAside moves id's message (with its state) into DamagedDir, because
+// of reason: the queue calls it when the message cannot be read back. Its
+// state is forgotten. It returns where the message went.
+func (s *Spool) MoveAside(id, reason string) *DamagedError {
+	s.jmu.Lock()
+	defer s.jmu.Unlock()
+	rec := s.live[id]
+	s.liveSize -= int64(len(rec))
+	delete(s.live, id)
+	return s.moveMessage(id, reason, rec)
+}
+
+// moveMessage moves ID.msg and its state into DamagedDir; rec is its
+// journal record, written beside it. The caller holds jmu.
+func (s *Spool) moveMessage(id, reason string, rec []byte) *DamagedError {
+	e := &DamagedError{ID: id, Reason: reason}
+	e.Path, e.Err = s.moveAside(id+".msg", nil)
+	if e.Err != nil {
+		return e
+	}
+	if rec != nil {
+		s.moveAside(id+".state", rec)
+	}
+	if _, err := os.Lstat(s.statePath(id)); err == nil {
+		s.moveAside(id+".state", nil)
+	}
+	delete(s.legacy, id)
+	s.syncDirs()
+	return e
+}
+
+// moveState puts id's unusable state aside: rec, its journal record, or
+// else its state file. The caller holds jmu.
+func (s *Spool) moveState(id, reason string, rec []byte) *DamagedError {
+	e := &DamagedError{ID: id, Reason: reason, StateOnly: true}
+	e.Path, e.Err = s.moveAside(id+".state", rec)
+	if rec == nil && e.Err == nil {
+		delete(s.legacy, id)
+	}
+	s.syncDirs()
+	return e
+}
+
+// moveAside moves the spool file name into DamagedDir under a name not
+// taken yet, or writes data there under that name when data is not nil.
+func (s *Spool) moveAside(name string, data []byte) (string, error) {
+	dir := filepath.Join(s.dir, DamagedDir)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", err
+	}
+	dst := filepath.Join(dir, name)
+	for i := 1; ; i++ {
+		if _, err := os.Lstat(dst); errors.Is(err, os.ErrNotExist) {
+			break
+		}
+		dst = filepath.Join(dir, fmt.Sprintf("%s.%d", name, i))
+	}
+	if data != nil {
+		return dst, os.WriteFile(dst, data, 0o600)
+	}
+	return dst, os.Rename(filepath.Join(s.dir, name), dst)
+}
+
+// syncDirs makes moves into DamagedDir durable (a move lost in a crash is
+// only made again by the next Scan).
+func (s *Spool) syncDirs() {
+	if s.opt.NoFsync {
+		return
+	}
+	syncDir(filepath.Join(s.dir, DamagedDir))
+	s.dirf.Sync()
+}
+
+// Damaged returns how many entries are in DamagedDir: damaged messages and
+// states waiting for someone to look at them.
+func (s *Spool) Damaged() (int, error) {
+	ents, err := os.ReadDir(filepath.Join(s.dir, DamagedDir))
+	if errors.Is(err, os.ErrNotExist) {
+		return 0, nil
+	}
+	return len(ents), err
 }
 
 func readLongLine(f *os.File) ([]byte, error) {

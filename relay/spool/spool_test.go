@@ -152,14 +152,19 @@ func TestScanCleansUp(t *testing.T) {
 	if len(msgs) != 1 || msgs[0].ID != env.ID || msgs[0].State != nil {
 		t.Fatalf("scan = %+v", msgs)
 	}
-	if len(errs) != 1 || !strings.Contains(errs[0].Error(), "broken") {
-		t.Errorf("errs = %v", errs)
+	// The broken message and the bad state file went aside, reported.
+	if len(errs) != 2 {
+		t.Fatalf("errs = %v", errs)
 	}
-	for name, want := range map[string]bool{".tmp-half": false, "orphan.state": false, "broken.msg": true} {
+	for name, want := range map[string]bool{".tmp-half": false, "orphan.state": false, "broken.msg": false,
+		env.ID + ".state": false, DamagedDir + "/broken.msg": true, DamagedDir + "/" + env.ID + ".state": true} {
 		_, err := os.Stat(filepath.Join(s.Dir(), name))
 		if (err == nil) != want {
 			t.Errorf("%s exists=%v, want %v", name, err == nil, want)
 		}
+	}
+	if msgs, errs := s.Scan(); len(msgs) != 1 || len(errs) != 0 {
+		t.Errorf("second scan: %d messages, errs %v", len(msgs), errs)
 	}
 }
 
@@ -288,7 +293,8 @@ func BenchmarkSpoolParallel(b *testing.B) { benchSpool(b, Options{}, true) }
 func BenchmarkSpoolNoFsync(b *testing.B) { benchSpool(b, Options{NoFsync: true}, true) }
 
 // FuzzScan: whatever a damaged spool file holds, Scan neither panics nor
-// deletes it, and a message it accepts opens at a sane offset.
+// deletes it (it is kept, or moved aside and reported), and a message it
+// accepts opens at a sane offset.
 func FuzzScan(f *testing.F) {
 	f.Add([]byte(`{"id":"0abc","from":"a@x","to":["b@y"]}` + "\nSubject: x\r\n\r\nbody"))
 	f.Add([]byte("\n"))
@@ -307,8 +313,15 @@ func FuzzScan(f *testing.F) {
 		if len(msgs)+len(errs) != 1 {
 			t.Fatalf("%d messages and %d errors for one file", len(msgs), len(errs))
 		}
-		if _, err := os.Stat(p); err != nil {
-			t.Fatalf("scan removed a message file: %v", err)
+		if len(errs) == 1 {
+			var de *DamagedError
+			if !errors.As(errs[0], &de) || de.ID != "0abc" || de.Err != nil {
+				t.Fatalf("error %v, want a message moved aside", errs[0])
+			}
+			p = de.Path
+		}
+		if got, err := os.ReadFile(p); err != nil || !bytes.Equal(got, data) {
+			t.Fatalf("scan lost or changed a message file: %v", err)
 		}
 		for _, m := range msgs {
 			if m.ID != "0abc" || m.Offset <= 0 || m.Offset > int64(len(data)) {
