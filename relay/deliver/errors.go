@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 
 	"github.com/emersion/go-smtp"
 
@@ -21,8 +22,8 @@ import (
 //     required", 504 mechanism), 530 "authentication required" at any
 //     stage, and 550 5.4.5 (Gmail's daily sending limit);
 //   - an untrusted, expired or mismatched upstream certificate is Setup;
-//   - anything else (network, TLS handshake, timeouts, cancellation) is
-//     Temporary.
+//   - anything else (network, TLS handshake, timeouts, cancellation, the
+//     upstream closing the connection) is Temporary.
 func classify(err error, stage string) *relay.DeliveryError {
 	var de *relay.DeliveryError
 	if errors.As(err, &de) {
@@ -42,6 +43,8 @@ func classify(err error, stage string) *relay.DeliveryError {
 		de.Class = relay.Setup
 		de.Stage = "tls"
 		de.Err = fmt.Errorf("untrusted upstream certificate (check the host name in upstream.url, or trust its CA with upstream.ca_file): %w", err)
+	case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
+		de.Err = fmt.Errorf("the upstream closed the connection: %w", err)
 	}
 	return de
 }

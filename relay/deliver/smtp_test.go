@@ -168,6 +168,7 @@ func TestErrorText(t *testing.T) {
 			[]string{"auth: upstream replied 535 5.7.8", "upstream.username"}},
 		{smtptest.Script{MailReply: smtptest.Reply(550, 5, 4, 5, "Daily user sending limit exceeded")}, "",
 			[]string{"mail: upstream replied 550 5.4.5 Daily user sending limit exceeded", "sending limit"}},
+		{smtptest.Script{ResetMidData: true}, "", []string{"data: the upstream closed the connection: EOF"}},
 	}
 	for _, tt := range tests {
 		srv := smtptest.Start(t, tt.script)
@@ -180,7 +181,7 @@ func TestErrorText(t *testing.T) {
 			}
 		}
 		var se *smtp.SMTPError
-		if !errors.As(err, &se) {
+		if !errors.As(err, &se) && !tt.script.ResetMidData {
 			t.Errorf("%v does not unwrap to *smtp.SMTPError", err)
 		}
 	}
