@@ -1,0 +1,433 @@
+package queue
+
+import (
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-smtp"
+
+	"pixelrelay/config"
+	"pixelrelay/relay"
+	"pixelrelay/relay/deliver"
+	"pixelrelay/relay/smtptest"
+	"pixelrelay/tracker/record"
+)
+
+// The upstream fault matrix (issue 7): the real queue delivering through the
+// real SMTP upstream client (relay/deliver) to a scripted fake server
+// (relay/smtptest). Every row injects one fault and asserts, by counting
+// what the server accepted, that the copy ends as CONTRACT.md §7 says:
+// delivered once the fault is gone, or exactly one DSN to the sender.
+
+// matrixOutcome is what a row's fault must lead to.
+type matrixOutcome int
+
+const (
+	// retried: a temporary failure; the copy is deferred and retried, and
+	// delivered exactly once after the fault is removed.
+	retried matrixOutcome = iota
+	// waits: a setup failure (our credentials, certificate, sending
+	// limit); deferred with the reason in last_error, never bounced, and
+	// delivered exactly once after the fault is fixed.
+	waits
+	// bounced: a permanent failure; exactly one DSN to the sender lists
+	// exactly the faulty recipients, which are tried once and get nothing.
+	bounced
+)
+
+func (o matrixOutcome) String() string {
+	return [...]string{"retried then delivered", "waits (setup) then delivered", "bounced"}[o]
+}
+
+// matrixRow is one fault.
+type matrixRow struct {
+	name    string
+	script  smtptest.Script  // the server while the fault lasts
+	healthy *smtptest.Script // the server after the fix; nil: smtptest.Script{}
+	down    bool             // the server is not listening (connection refused) until the fix
+	scheme  string           // "smtp" (default) or "smtps"
+	tls     string           // upstream.tls: "none" (default) or "required"
+	// config puts a fault on our side (credentials, CA); fixConfig fixes
+	// it (a hot reload).
+	config, fixConfig func(u *config.Upstream, srv *smtptest.Server)
+	rcpts             []string // default: one tracked recipient
+	faulty            []string // the recipients the fault hits; default: all
+	outcome           matrixOutcome
+	reason            string // in last_error (and the DSN's Diagnostic-Code)
+	status            string // the DSN's Status (bounced rows)
+	noMail            bool   // no MAIL FROM may reach the server during the fault
+}
+
+const (
+	matrixSender = "alice@example.com"
+	// matrixTimeout is the upstream client's dial, command and data
+	// timeout: a stalled server must be given up on after it.
+	matrixTimeout = 400 * time.Millisecond
+	// matrixAttempts: a deferred row is checked once the faulty copy was
+	// tried this many times (it keeps retrying and never bounces).
+	matrixAttempts = 3
+)
+
+func upstreamMatrix() []matrixRow {
+	users := map[string]string{"alice": "right"}
+	withUser := func(user, pass string) func(*config.Upstream, *smtptest.Server) {
+		return func(u *config.Upstream, _ *smtptest.Server) { u.Username, u.Password = user, pass }
+	}
+	refuseData := func(r *smtp.SMTPError) func(smtptest.Message) *smtp.SMTPError {
+		return func(m smtptest.Message) *smtp.SMTPError {
+			if m.From == "" {
+				return nil // the bounce itself goes through
+			}
+			return r
+		}
+	}
+	// byName: upstream.url names localhost, so the certificate is checked
+	// against a host name (the smtps row checks it against an IP address).
+	byName := func(u *config.Upstream, _ *smtptest.Server) {
+		u.URL = strings.Replace(u.URL, "127.0.0.1", "localhost", 1)
+	}
+	starttls, smtps := smtptest.Script{StartTLS: true}, smtptest.Script{ImplicitTLS: true}
+	authOK := smtptest.Script{AuthUsers: users}
+	requireTLS := smtptest.Script{RequireTLS: true}
+	shared := []string{"x@untracked.test", "y@untracked.test", "z@untracked.test"}
+	return []matrixRow{
+		{name: "connection refused", down: true, outcome: retried, reason: "connection refused", noMail: true},
+		{name: "TLS handshake failure STARTTLS", script: smtptest.Script{StartTLS: true, FailTLS: true}, healthy: &starttls,
+			tls: "required", outcome: retried, reason: "tls: internal error", noMail: true},
+		{name: "TLS handshake failure smtps", script: smtptest.Script{ImplicitTLS: true, FailTLS: true}, healthy: &smtps,
+			scheme: "smtps", tls: "required", outcome: retried, reason: "tls: internal error", noMail: true},
+		{name: "wrong-name certificate STARTTLS", script: smtptest.Script{StartTLS: true, WrongCert: true}, healthy: &starttls,
+			tls: "required", config: byName, outcome: waits, reason: "certificate is valid for wrong.invalid, not localhost", noMail: true},
+		{name: "wrong-name certificate smtps", script: smtptest.Script{ImplicitTLS: true, WrongCert: true}, healthy: &smtps,
+			scheme: "smtps", tls: "required", outcome: waits, reason: "127.0.0.1 because it doesn't contain any IP SANs", noMail: true},
+		{name: "untrusted certificate", script: requireTLS, healthy: &requireTLS, tls: "required",
+			config:    func(u *config.Upstream, _ *smtptest.Server) { u.CAFile = "" },
+			fixConfig: func(u *config.Upstream, srv *smtptest.Server) { u.CAFile = srv.CAFile },
+			outcome:   waits, reason: "untrusted upstream certificate", noMail: true},
+		{name: "AUTH 535", script: authOK, healthy: &authOK, config: withUser("alice", "wrong"), fixConfig: withUser("alice", "right"),
+			outcome: waits, reason: "535 5.7.8", noMail: true},
+		{name: "AUTH 534", script: smtptest.Script{AuthUsers: users, AuthFail: smtptest.Reply(534, 5, 7, 9, "Application-specific password required")},
+			healthy: &authOK, config: withUser("alice", "right"), outcome: waits, reason: "534 5.7.9", noMail: true},
+		{name: "530 authentication required", script: authOK, healthy: &authOK, fixConfig: withUser("alice", "right"),
+			outcome: waits, reason: "530 5.7.0"},
+		{name: "421 on greeting", script: smtptest.Script{Greeting: smtptest.Reply(421, 4, 3, 2, "Service not available")},
+			outcome: retried, reason: "421 4.3.2", noMail: true},
+		{name: "451 on one RCPT of three", script: smtptest.Script{RcptReplies: map[string]*smtp.SMTPError{
+			"y@untracked.test": smtptest.Reply(451, 4, 7, 1, "Greylisted, try again")}},
+			rcpts: shared, faulty: []string{"y@untracked.test"}, outcome: retried, reason: "451 4.7.1"},
+		{name: "452 on RCPT", script: smtptest.Script{RcptReplies: map[string]*smtp.SMTPError{
+			"a@ex.test": smtptest.Reply(452, 4, 2, 2, "Mailbox full")}},
+			outcome: retried, reason: "452 4.2.2"},
+		{name: "552 on DATA", script: smtptest.Script{OnData: refuseData(smtptest.Reply(552, 5, 3, 4, "Message too big"))},
+			outcome: bounced, reason: "552 5.3.4 Message too big", status: "5.3.4"},
+		{name: "554 on DATA", script: smtptest.Script{OnData: refuseData(smtptest.Reply(554, 5, 7, 1, "Message rejected as spam"))},
+			outcome: bounced, reason: "554 5.7.1 Message rejected as spam", status: "5.7.1"},
+		{name: "connection reset mid-DATA", script: smtptest.Script{ResetMidData: true}, outcome: retried, reason: "data: the upstream closed the connection: EOF"},
+		{name: "stall at greeting", script: smtptest.Script{Stall: "greeting"}, outcome: retried, reason: "i/o timeout", noMail: true},
+		{name: "stall at RCPT", script: smtptest.Script{Stall: "rcpt"}, outcome: retried, reason: "i/o timeout"},
+		{name: "stall after DATA", script: smtptest.Script{Stall: "data"}, outcome: retried, reason: "i/o timeout"},
+		{name: "Gmail 550 5.4.5 daily limit", script: smtptest.Script{MailReply: smtptest.Reply(550, 5, 4, 5, "Daily user sending limit exceeded")},
+			outcome: waits, reason: "550 5.4.5 Daily user sending limit exceeded"},
+		{name: "550 on one RCPT of three shared", script: smtptest.Script{RcptReplies: map[string]*smtp.SMTPError{
+			"y@untracked.test": smtptest.Reply(550, 5, 1, 1, "No such user")}},
+			rcpts: shared, faulty: []string{"y@untracked.test"}, outcome: bounced, reason: "550 5.1.1 No such user", status: "5.1.1"},
+		{name: "550 on one RCPT of three tracked", script: smtptest.Script{RcptReplies: map[string]*smtp.SMTPError{
+			"b@ex.test": smtptest.Reply(550, 5, 1, 1, "No such user")}},
+			rcpts: []string{"a@ex.test", "b@ex.test", "c@ex.test"}, faulty: []string{"b@ex.test"},
+			outcome: bounced, reason: "550 5.1.1 No such user", status: "5.1.1"},
+	}
+}
+
+// TestUpstreamMatrix runs every fault of upstreamMatrix (see matrixRow).
+func TestUpstreamMatrix(t *testing.T) {
+	for _, row := range upstreamMatrix() {
+		t.Run(strings.ReplaceAll(row.name, " ", "_"), func(t *testing.T) {
+			t.Parallel()
+			m := startMatrix(t, row)
+			if row.outcome == bounced {
+				m.checkBounced()
+				return
+			}
+			m.checkDeferred()
+			m.fix()
+			m.checkDelivered()
+		})
+	}
+}
+
+// matrixRun is one row running: the fake server, the config (hot
+// reloadable), the real upstream client and the real queue.
+type matrixRun struct {
+	t     *testing.T
+	row   matrixRow
+	srv   *smtptest.Server
+	cfg   atomic.Pointer[config.Config]
+	rec   *fakeRecorder
+	q     *Queue
+	start time.Time
+}
+
+func startMatrix(t *testing.T, row matrixRow) *matrixRun {
+	if row.scheme == "" {
+		row.scheme = "smtp"
+	}
+	if row.tls == "" {
+		row.tls = "none"
+	}
+	if row.rcpts == nil {
+		row.rcpts = []string{"a@ex.test"}
+	}
+	if row.faulty == nil {
+		row.faulty = row.rcpts
+	}
+	m := &matrixRun{t: t, row: row, rec: newFakeRecorder()}
+	m.srv = smtptest.Start(t, row.script)
+	if row.down {
+		m.srv.Down()
+	}
+	cfg := testConfig()
+	cfg.Upstream = config.Upstream{URL: m.srv.URL(row.scheme), TLS: row.tls, CAFile: m.srv.CAFile, Connections: 2}
+	cfg.Queue.MinRetry = config.Duration(20 * time.Millisecond)
+	cfg.Queue.MaxRetry = config.Duration(100 * time.Millisecond)
+	cfg.Queue.MaxAge = config.Duration(time.Hour)
+	if row.config != nil {
+		row.config(&cfg.Upstream, m.srv)
+	}
+	m.cfg.Store(cfg)
+
+	up := deliver.NewSMTP(m.cfg.Load, quiet)
+	up.DialTimeout, up.CommandTimeout, up.DataTimeout = matrixTimeout, matrixTimeout, matrixTimeout
+	t.Cleanup(func() { up.Close() })
+	q, err := New(Options{
+		Dir:             filepath.Join(t.TempDir(), "spool"),
+		Config:          m.cfg.Load,
+		Upstream:        func() relay.Upstream { return up },
+		Recorder:        m.rec,
+		Minter:          &fakeMinter{},
+		Log:             quiet,
+		ShutdownTimeout: 2 * time.Second,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { q.Close() })
+	q.Start()
+	m.q = q
+	m.start = time.Now()
+	if _, err := q.Spool(matrixSender, row.rcpts, strings.NewReader(htmlMsg)); err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// fix removes the fault: the server listens again and behaves, our config
+// is corrected (hot reload), and the deferred copies are kicked as a
+// reload does.
+func (m *matrixRun) fix() {
+	if m.row.down {
+		if err := m.srv.Up(); err != nil {
+			m.t.Fatal(err)
+		}
+	}
+	healthy := smtptest.Script{}
+	if m.row.healthy != nil {
+		healthy = *m.row.healthy
+	}
+	m.srv.SetScript(healthy)
+	if m.row.fixConfig != nil {
+		c := *m.cfg.Load()
+		m.row.fixConfig(&c.Upstream, m.srv)
+		m.cfg.Store(&c)
+	}
+	m.q.Kick()
+}
+
+// received counts the messages the server accepted from the sender per
+// recipient, and returns the DSNs (from <>).
+func (m *matrixRun) received() (perRcpt map[string]int, dsns []delivery) {
+	perRcpt = map[string]int{}
+	for _, msg := range m.srv.Messages() {
+		if msg.From == "" {
+			dsns = append(dsns, delivery{from: msg.From, to: msg.To, body: string(msg.Data)})
+			continue
+		}
+		if msg.From != matrixSender {
+			m.t.Errorf("envelope sender %q", msg.From)
+		}
+		for _, r := range msg.To {
+			perRcpt[r]++
+		}
+	}
+	return perRcpt, dsns
+}
+
+// faultyEntry returns the queue entry of the copy holding a faulty
+// recipient, or false.
+func (m *matrixRun) faultyEntry() (record.QueueEntry, bool) {
+	for _, e := range m.q.Entries() {
+		for _, r := range e.Recipients {
+			if slices.Contains(m.row.faulty, r) {
+				return e, true
+			}
+		}
+	}
+	return record.QueueEntry{}, false
+}
+
+// checkDeferred: while the fault lasts the faulty copy is deferred and
+// retried (matrixAttempts tries) with the reason in last_error; the faulty
+// recipients get nothing and nobody gets a bounce.
+func (m *matrixRun) checkDeferred() {
+	t := m.t
+	var e record.QueueEntry
+	var ok bool
+	waitFor(t, "retries of the faulty copy", func() bool {
+		e, ok = m.faultyEntry()
+		return ok && e.Attempts >= matrixAttempts || !ok && m.q.Len() == 0
+	})
+	if !ok {
+		perRcpt, dsns := m.received()
+		t.Fatalf("the faulty copy left the queue during a %s fault: delivered %v, %d bounces", m.row.outcome, perRcpt, len(dsns))
+	}
+	t.Logf("after %d attempts (%v): last_error %q", e.Attempts, time.Since(m.start).Round(time.Millisecond), e.LastError)
+	if e.Status != record.StatusDeferred || !strings.Contains(e.LastError, m.row.reason) {
+		t.Errorf("entry %+v: want deferred, last_error containing %q", e, m.row.reason)
+	}
+	if e.TrackingID != "" && !m.recorded(e.TrackingID, record.StatusDeferred, m.row.reason) {
+		t.Errorf("recorder has no deferred update with %q for %s: %+v", m.row.reason, e.TrackingID, m.updates(e.TrackingID))
+	}
+	perRcpt, dsns := m.received()
+	for _, r := range m.row.rcpts {
+		want := 1 // a recipient the fault does not hit is not held back by it
+		if slices.Contains(m.row.faulty, r) {
+			want = 0
+		}
+		if perRcpt[r] != want {
+			t.Errorf("%s got %d messages while the fault lasted, want %d", r, perRcpt[r], want)
+		}
+	}
+	if len(dsns) != 0 {
+		t.Errorf("%d bounces for a %s failure", len(dsns), m.row.outcome)
+	}
+	if m.row.noMail && strings.Contains(m.srv.Transcript(), "MAIL FROM") {
+		t.Errorf("MAIL FROM reached the server during the fault:\n%s", m.srv.Transcript())
+	}
+}
+
+// checkDelivered: after the fix every recipient gets exactly one message,
+// nobody a bounce, and the tracked copies end sent.
+func (m *matrixRun) checkDelivered() {
+	t := m.t
+	waitFor(t, "delivery after the fix", func() bool { return m.q.Len() == 0 })
+	time.Sleep(50 * time.Millisecond) // a late duplicate would show
+	perRcpt, dsns := m.received()
+	for _, r := range m.row.rcpts {
+		if perRcpt[r] != 1 {
+			t.Errorf("%s got %d messages, want exactly 1", r, perRcpt[r])
+		}
+	}
+	if len(dsns) != 0 {
+		t.Errorf("%d bounces for a %s failure", len(dsns), m.row.outcome)
+	}
+	for tid, c := range m.copies() {
+		st := m.rec.statuses(tid)
+		if len(st) == 0 || st[len(st)-1] != record.StatusSent || slices.Contains(st, record.StatusFailed) {
+			t.Errorf("copy to %s: updates %v, want deferred... then sent", c.Recipient, st)
+		}
+		if slices.Contains(m.row.faulty, c.Recipient) && st[0] != record.StatusDeferred {
+			t.Errorf("faulty copy to %s: updates %v, want deferred first", c.Recipient, st)
+		}
+	}
+}
+
+// checkBounced: the faulty recipients are tried once and listed in
+// exactly one DSN to the sender with the upstream's status; the others
+// get their message exactly once.
+func (m *matrixRun) checkBounced() {
+	t := m.t
+	waitFor(t, "the bounce", func() bool {
+		_, dsns := m.received()
+		return m.q.Len() == 0 && len(dsns) > 0
+	})
+	time.Sleep(50 * time.Millisecond)
+	perRcpt, dsns := m.received()
+	for _, r := range m.row.rcpts {
+		want := 1
+		if slices.Contains(m.row.faulty, r) {
+			want = 0
+		}
+		if perRcpt[r] != want {
+			t.Errorf("%s got %d messages, want %d", r, perRcpt[r], want)
+		}
+	}
+	if len(dsns) != 1 {
+		t.Fatalf("%d bounces, want 1", len(dsns))
+	}
+	info := parseDSN(t, dsns[0])
+	if !slices.Equal(info.to, []string{matrixSender}) {
+		t.Errorf("bounce to %v, want the sender", info.to)
+	}
+	if len(info.recipient) != len(m.row.faulty) {
+		t.Errorf("bounce lists %d recipients, want %v", len(info.recipient), m.row.faulty)
+	}
+	for _, r := range m.row.faulty {
+		f, ok := info.recipient[r]
+		switch {
+		case !ok:
+			t.Errorf("%s missing from the bounce", r)
+		case f.Get("Status") != m.row.status || f.Get("Action") != "failed" ||
+			!strings.Contains(f.Get("Diagnostic-Code"), m.row.reason):
+			t.Errorf("bounce fields for %s: %v, want Status %s, Diagnostic-Code with %q", r, f.Map(), m.row.status, m.row.reason)
+		}
+		if n := strings.Count(m.srv.Transcript(), "RCPT TO:<"+r+">"); n != 1 {
+			t.Errorf("%s tried %d times, want once (a permanent failure is not retried)", r, n)
+		}
+	}
+	for tid, c := range m.copies() {
+		want := []string{record.StatusSent}
+		if slices.Contains(m.row.faulty, c.Recipient) {
+			want = []string{record.StatusFailed}
+		}
+		if st := m.rec.statuses(tid); !slices.Equal(st, want) {
+			t.Errorf("copy to %s: updates %v, want %v", c.Recipient, st, want)
+		}
+	}
+}
+
+// copies returns the tracked copies recorded.
+func (m *matrixRun) copies() map[string]record.Copy {
+	m.rec.mu.Lock()
+	defer m.rec.mu.Unlock()
+	out := map[string]record.Copy{}
+	for tid, c := range m.rec.copies {
+		out[tid] = c
+	}
+	return out
+}
+
+func (m *matrixRun) updates(tid string) []event {
+	m.rec.mu.Lock()
+	defer m.rec.mu.Unlock()
+	var out []event
+	for _, e := range m.rec.updates {
+		if e.tid == tid {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// recorded reports whether tid got an update to status whose last_error
+// contains reason.
+func (m *matrixRun) recorded(tid, status, reason string) bool {
+	for _, e := range m.updates(tid) {
+		if e.status == status && strings.Contains(e.lastErr, reason) {
+			return true
+		}
+	}
+	return false
+}
