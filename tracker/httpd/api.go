@@ -1,10 +1,12 @@
 package httpd
 
 import (
+	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -14,6 +16,7 @@ import (
 	"pixelrelay/config"
 	"pixelrelay/tracker/record"
 	"pixelrelay/tracker/store"
+	"pixelrelay/tracker/token"
 )
 
 // Query limits, as CONTRACT.md.
@@ -28,10 +31,16 @@ const (
 	errLimit     = "limit: want a whole number from 1 (values above 500 are capped)"
 	errUnopened  = "unopened: want true or false"
 	errOlderThan = "older_than: want a positive Go duration like 720h or a number of days like 90d"
+	errID        = "id: want a tracking id, 16 letters and digits as /api/messages shows it"
 )
 
 // api authenticates and routes /api/*.
 func (s *Server) api(w http.ResponseWriter, r *http.Request) {
+	if name, ok := keyInQuery(r); ok {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="pixelrelay"`)
+		writeError(w, http.StatusUnauthorized, "the admin key is never taken from the URL (parameter "+name+"): URLs end up in logs; send Authorization: Bearer ADMIN_KEY")
+		return
+	}
 	if !s.authorized(r) {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="pixelrelay"`)
 		writeError(w, http.StatusUnauthorized, "missing or wrong admin key: send Authorization: Bearer ADMIN_KEY")
@@ -65,8 +74,8 @@ func (s *Server) api(w http.ResponseWriter, r *http.Request) {
 	rt.fn(w, r)
 }
 
-// authorized compares the bearer key with the admin key in constant time.
-// An empty admin key authorizes nobody.
+// authorized reports whether the request carries the admin key as
+// "Authorization: Bearer KEY". An empty admin key authorizes nobody.
 func (s *Server) authorized(r *http.Request) bool {
 	want := s.opt.Keys.AdminKey()
 	auth := r.Header.Get("Authorization")
@@ -74,14 +83,46 @@ func (s *Server) authorized(r *http.Request) bool {
 	if want == "" || !ok || !strings.EqualFold(scheme, "Bearer") {
 		return false
 	}
-	got = strings.TrimSpace(got)
-	return subtle.ConstantTimeCompare([]byte(got), []byte(want)) == 1
+	return keyMatches(strings.TrimSpace(got), want)
+}
+
+// keyMatches compares a presented key with the admin key in constant time,
+// also in their lengths: it compares their SHA-256 digests, so the time
+// taken says nothing about how much of the key, or which length, was right.
+func keyMatches(got, want string) bool {
+	g, w := sha256.Sum256([]byte(got)), sha256.Sum256([]byte(want))
+	return subtle.ConstantTimeCompare(g[:], w[:]) == 1
+}
+
+// queryKeyNames are query parameters that look like an attempt to pass the
+// admin key in the URL. Such a request is refused even with the right key
+// (and even with a right Authorization header): a key in a URL leaks into
+// logs, proxies and shell history.
+var queryKeyNames = []string{"key", "admin_key", "adminkey", "api_key", "apikey", "token", "access_token", "auth", "authorization", "bearer", "password"}
+
+// keyInQuery returns the first such parameter the request has, in any case.
+func keyInQuery(r *http.Request) (string, bool) {
+	if r.URL.RawQuery == "" {
+		return "", false
+	}
+	for name := range r.URL.Query() {
+		for _, k := range queryKeyNames {
+			if strings.EqualFold(strings.TrimSpace(name), k) {
+				return k, true
+			}
+		}
+	}
+	return "", false
 }
 
 func (s *Server) apiOpens(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
-	oq := store.OpenQuery{ID: strings.ToLower(strings.TrimSpace(q.Get("id"))), To: strings.TrimSpace(q.Get("to"))}
+	oq := store.OpenQuery{To: strings.TrimSpace(q.Get("to"))}
 	var err error
+	if oq.ID, err = trackingID(q); err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
 	if oq.Since, err = s.since(q); err != nil {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
@@ -103,8 +144,12 @@ func (s *Server) apiOpens(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) apiMessages(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
-	mq := store.MessageQuery{ID: strings.TrimSpace(q.Get("id")), To: strings.TrimSpace(q.Get("to"))}
+	mq := store.MessageQuery{To: strings.TrimSpace(q.Get("to"))}
 	var err error
+	if mq.ID, err = trackingID(q); err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
 	if mq.Since, err = s.since(q); err != nil {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
@@ -228,7 +273,10 @@ func (s *Server) apiPurge(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, res)
 }
 
-// since parses the "since" parameter ("" is the zero time: no filter).
+// since parses the "since" parameter ("" is the zero time: no filter). A
+// time before 1970 is no filter; one past what the store's nanosecond
+// timestamps reach (year 2262) is clamped to that end, so it matches
+// nothing instead of wrapping around.
 func (s *Server) since(q url.Values) (time.Time, error) {
 	v := q.Get("since")
 	if v == "" {
@@ -238,7 +286,26 @@ func (s *Server) since(q url.Values) (time.Time, error) {
 	if err != nil {
 		return time.Time{}, errors.New(errSince)
 	}
+	switch {
+	case t.Before(time.Unix(0, 0)):
+		return time.Time{}, nil
+	case t.After(maxSince):
+		return maxSince, nil
+	}
 	return t.UTC(), nil
+}
+
+// maxSince is the latest time the store can compare with.
+var maxSince = time.Unix(0, math.MaxInt64).UTC()
+
+// trackingID parses the "id" parameter: "" (no filter) or a tracking id
+// in any case, returned lowercase.
+func trackingID(q url.Values) (string, error) {
+	id := strings.ToLower(strings.TrimSpace(q.Get("id")))
+	if id != "" && !token.ValidID(id) {
+		return "", errors.New(errID)
+	}
+	return id, nil
 }
 
 // limit parses the "limit" parameter: default 100, capped at 500.
