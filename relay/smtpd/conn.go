@@ -19,6 +19,11 @@ type clientConn struct {
 	draining bool
 	inTx     bool
 	killed   bool
+	// dataPhase is set while go-smtp reads DATA on a plain-text
+	// connection, until the next reply is written; tail holds the last
+	// bytes read, to notice an end of data go-smtp missed (see guard.go).
+	dataPhase bool
+	tail      [len(endOfData)]byte
 
 	closeOnce sync.Once
 	closed    chan struct{}
@@ -30,12 +35,50 @@ func newClientConn(c net.Conn, timeout time.Duration) *clientConn {
 
 var past = time.Unix(1, 0)
 
-// Read sets the read deadline, then reads.
+// Read sets the read deadline, then reads. In the data phase, a read that
+// follows an end of data the client already sent fails with errMissedEnd:
+// go-smtp did not see that end and would wait for text that never comes.
 func (c *clientConn) Read(b []byte) (int, error) {
 	c.mu.Lock()
+	if c.dataPhase && string(c.tail[:]) == endOfData {
+		c.mu.Unlock()
+		return 0, errMissedEnd
+	}
 	c.Conn.SetReadDeadline(c.deadline())
 	c.mu.Unlock()
-	return c.Conn.Read(b)
+	n, err := c.Conn.Read(b)
+	if n > 0 {
+		c.mu.Lock()
+		c.keepTail(b[:n])
+		c.mu.Unlock()
+	}
+	return n, err
+}
+
+// keepTail appends p to the last bytes read; c.mu is held.
+func (c *clientConn) keepTail(p []byte) {
+	t := c.tail[:]
+	if len(p) >= len(t) {
+		copy(t, p[len(p)-len(t):])
+		return
+	}
+	copy(t, t[len(p):])
+	copy(t[len(t)-len(p):], p)
+}
+
+// Write writes a reply; a reply ends the data phase.
+func (c *clientConn) Write(b []byte) (int, error) {
+	c.mu.Lock()
+	c.dataPhase = false
+	c.mu.Unlock()
+	return c.Conn.Write(b)
+}
+
+// startData marks the start of the DATA text (go-smtp has sent 354).
+func (c *clientConn) startData() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.dataPhase = true
 }
 
 // deadline returns the read deadline to use now; c.mu is held.

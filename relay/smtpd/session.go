@@ -36,6 +36,10 @@ var (
 		Message: "Message size exceeds fixed maximum message size"}
 	errSpool = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0},
 		Message: "Temporary local problem, message not accepted: try again later"}
+	errBareLineEnd = &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 5, 2},
+		Message: "Message refused: a line holding only \".\" next to a bare CR or LF (SMTP smuggling); send CRLF line ends"}
+	errLineTooLong = &smtp.SMTPError{Code: 552, EnhancedCode: smtp.EnhancedCode{5, 3, 4},
+		Message: "Message refused: a line is longer than 1 MiB"}
 	errNoAuth = &smtp.SMTPError{Code: 502, EnhancedCode: smtp.EnhancedCode{5, 5, 1},
 		Message: "AUTH not available: no SMTP users are configured"}
 )
@@ -187,7 +191,11 @@ func (se *session) Data(r io.Reader) error {
 	// transaction under it: work on copies of the envelope.
 	from, rcpts := se.from, slices.Clone(se.rcpts)
 	cfg := se.s.cfg()
-	body := &sizeLimiter{r: r, max: int64(cfg.SMTP.MaxMessageSize)}
+	_, bdat := r.(*io.PipeReader) // go-smtp hands BDAT chunks over through a pipe
+	body := &sizeLimiter{r: r, max: int64(cfg.SMTP.MaxMessageSize), dots: dotScanner{bdat: bdat}}
+	if !bdat && !se.tls {
+		se.conn.startData()
+	}
 	hdr := receivedHeader(se.sc.Hostname(), se.remote, hostname(cfg), se.tls, se.user != "", start)
 	id, err := se.s.spool.Spool(from, rcpts, withReceived(hdr, body))
 	attrs := []any{"from", from, "rcpts", len(rcpts), "size", body.n,
@@ -199,7 +207,22 @@ func (se *session) Data(r io.Reader) error {
 	case body.tooBig:
 		se.log.Warn("message refused: too big", append(attrs, "max", body.max)...)
 		return errTooBig
+	case errors.Is(body.err, errSmuggling):
+		se.log.Warn("message refused: SMTP smuggling sequence", attrs...)
+		return errBareLineEnd
+	case errors.Is(body.err, errMissedEnd):
+		// go-smtp still reads text the client sent after its end of
+		// data: end the connection after the reply.
+		se.conn.kill()
+		se.log.Warn("message refused: end of data after a bare CR; closing the connection", attrs...)
+		return errBareLineEnd
+	case errors.Is(body.err, smtp.ErrTooLongLine):
+		se.log.Warn("message refused: line too long", append(attrs, "max", MaxLineLength)...)
+		return errLineTooLong
 	case body.err != nil:
+		if ne, ok := errors.AsType[net.Error](body.err); ok && ne.Timeout() {
+			se.conn.kill() // go-smtp would wait the timeout again to drain
+		}
 		se.log.Warn("message not accepted: DATA aborted", append(attrs, "err", body.err)...)
 		return errSpool
 	case err != nil:
@@ -228,20 +251,30 @@ func (se *session) Logout() error {
 // (when max > 0) have been read. go-smtp enforces the limit that was in force
 // when the connection opened; this enforces the current one, and also notes
 // go-smtp's own overflow.
+//
+// It also refuses SMTP smuggling sequences, see dotScanner.
 type sizeLimiter struct {
 	r      io.Reader
 	max    int64
 	n      int64
 	tooBig bool
-	err    error // a read error other than EOF: the client went away
+	err    error // a read error other than EOF (the client went away), or a smuggling sequence
+	dots   dotScanner
 }
 
 func (l *sizeLimiter) Read(p []byte) (int, error) {
 	if l.tooBig {
 		return 0, smtp.ErrDataTooLarge
 	}
+	if l.err != nil {
+		return 0, l.err
+	}
 	n, err := l.r.Read(p)
 	l.n += int64(n)
+	if serr := l.dots.scan(p[:n]); serr != nil {
+		l.err = serr
+		return 0, serr
+	}
 	if l.max > 0 && l.n > l.max || errors.Is(err, smtp.ErrDataTooLarge) {
 		l.tooBig = true
 		return 0, smtp.ErrDataTooLarge
