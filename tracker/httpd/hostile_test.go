@@ -14,6 +14,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"runtime"
 	"strings"
@@ -21,6 +22,7 @@ import (
 	"testing"
 	"time"
 
+	"pixelrelay/config"
 	"pixelrelay/tracker/store"
 )
 
@@ -439,4 +441,38 @@ func hostileConcurrently(n, workers int, fn func(i int)) {
 	}
 	close(next)
 	wg.Wait()
+}
+
+// FuzzAPIQuery: any query string and Authorization header on the query
+// routes gets 200, 400 or 401 with a JSON body, never a 500 or a panic;
+// only the right bearer key without a key-like parameter is let in.
+func FuzzAPIQuery(f *testing.F) {
+	const key = "fuzz-admin-key"
+	for _, s := range []struct{ q, auth string }{
+		{"limit=-1", "Bearer " + key}, {"since=9999-12-31&limit=1e3", "Bearer " + key},
+		{"id=" + strings.Repeat("a", 16), "Bearer " + key}, {"key=" + key, ""}, {"to=%00&unopened=x", "Basic Zm9vOmJhcg=="},
+		{"since=106752d", "Bearer " + key}, {"limit=1&limit=x", "bearer  " + key + " "},
+	} {
+		f.Add(s.q, s.auth)
+	}
+	s := New(Options{Config: config.Default, Store: newFakeStore(), Keys: &fakeKeys{admin: key}, Log: quiet})
+	f.Fuzz(func(t *testing.T, query, auth string) {
+		for _, route := range []string{"/api/opens", "/api/messages"} {
+			req := &http.Request{Method: "GET", URL: mustURL(route), Header: http.Header{"Authorization": {auth}}, RemoteAddr: "127.0.0.1:1"}
+			req.URL.RawQuery = query
+			rec := httptest.NewRecorder()
+			s.ServeHTTP(rec, req)
+			if rec.Code != 200 && rec.Code != 400 && rec.Code != 401 {
+				t.Fatalf("%s?%q auth %q: %d %s", route, query, auth, rec.Code, rec.Body)
+			}
+			if !json.Valid(rec.Body.Bytes()) || rec.Header().Get("Content-Type") != "application/json" {
+				t.Fatalf("%s?%q: not JSON: %q", route, query, rec.Body)
+			}
+			scheme, got, _ := strings.Cut(auth, " ")
+			right := strings.EqualFold(scheme, "Bearer") && strings.TrimSpace(got) == key
+			if _, inURL := keyInQuery(req); rec.Code != 401 && (!right || inURL) {
+				t.Fatalf("%s?%q auth %q let in: %d", route, query, auth, rec.Code)
+			}
+		}
+	})
 }
