@@ -17,6 +17,12 @@
 // "tracking_keys" in secrets.json (never the "current_version" one), and
 // start it again. Pixels of tokens made with the removed version are still
 // served, but their opens are no longer recorded.
+//
+// Permissions: the secrets file is made 0600. At start and on Reload, a file
+// readable by group or others is set back to 0600 with a warning naming the
+// file and its old mode; a file writable by group or others, or owned by
+// another user, is refused (its keys could have been replaced, which would
+// let someone forge tokens or use the admin API) until its owner checks it.
 package token
 
 import (
