@@ -520,3 +520,35 @@ func shutdown(t *testing.T, e *env) {
 		t.Fatal(err)
 	}
 }
+
+// TestLoopbackDecision: the server decides "local" from the client's
+// address (the seam TestRemoteClients replaces): only loopback IPs count.
+func TestLoopbackDecision(t *testing.T) {
+	tests := []struct {
+		addr net.Addr
+		want bool
+	}{
+		{&net.TCPAddr{IP: net.ParseIP("127.0.0.1")}, true},
+		{&net.TCPAddr{IP: net.ParseIP("127.0.0.2")}, true},
+		{&net.TCPAddr{IP: net.ParseIP("::1")}, true},
+		{&net.TCPAddr{IP: net.ParseIP("::ffff:127.0.0.1")}, true},
+		{&net.TCPAddr{IP: net.ParseIP("10.0.0.1")}, false},
+		{&net.TCPAddr{IP: net.ParseIP("192.168.1.2")}, false},
+		{&net.TCPAddr{IP: net.ParseIP("::ffff:10.0.0.1")}, false},
+		{&net.TCPAddr{IP: net.ParseIP("0.0.0.0")}, false},
+		{&net.TCPAddr{IP: net.ParseIP("fe80::1")}, false},
+		{&net.UnixAddr{Name: "/tmp/sock", Net: "unix"}, false},
+		{fakeAddr("localhost:25"), false},
+		{fakeAddr("127.0.0.1:25"), true},
+	}
+	for _, tt := range tests {
+		if got := isLoopbackAddr(tt.addr); got != tt.want {
+			t.Errorf("isLoopbackAddr(%v) = %v, want %v", tt.addr, got, tt.want)
+		}
+	}
+}
+
+type fakeAddr string
+
+func (a fakeAddr) Network() string { return "tcp" }
+func (a fakeAddr) String() string  { return string(a) }
