@@ -60,7 +60,13 @@ type matrixRow struct {
 	reason            string // in last_error (and the DSN's Diagnostic-Code)
 	status            string // the DSN's Status (bounced rows)
 	noMail            bool   // no MAIL FROM may reach the server during the fault
+	msg               string // the message; default htmlMsg
 }
+
+// bigHTMLMsg is over maxCached: the queue streams it from the spool file
+// through the rewrite, and the upstream can drop the connection while it
+// is still being written.
+var bigHTMLMsg = htmlMsg + strings.Repeat("<p>Lorem ipsum dolor sit amet, consectetur adipiscing elit.</p>\r\n", maxCached/64+1000)
 
 const (
 	matrixSender = "alice@example.com"
@@ -69,7 +75,7 @@ const (
 	matrixTimeout = 400 * time.Millisecond
 	// matrixAttempts: a deferred row is checked once the faulty copy was
 	// tried this many times (it keeps retrying and never bounces).
-	matrixAttempts = 3
+	matrixAttempts = 2
 )
 
 func upstreamMatrix() []matrixRow {
@@ -127,6 +133,8 @@ func upstreamMatrix() []matrixRow {
 		{name: "554 on DATA", script: smtptest.Script{OnData: refuseData(smtptest.Reply(554, 5, 7, 1, "Message rejected as spam"))},
 			outcome: bounced, reason: "554 5.7.1 Message rejected as spam", status: "5.7.1"},
 		{name: "connection reset mid-DATA", script: smtptest.Script{ResetMidData: true}, outcome: retried, reason: "data: the upstream closed the connection: EOF"},
+		{name: "connection reset mid-DATA while writing 1 MB", script: smtptest.Script{ResetMidData: true}, msg: bigHTMLMsg,
+			outcome: retried, reason: "data: "},
 		{name: "stall at greeting", script: smtptest.Script{Stall: "greeting"}, outcome: retried, reason: "i/o timeout", noMail: true},
 		{name: "stall at RCPT", script: smtptest.Script{Stall: "rcpt"}, outcome: retried, reason: "i/o timeout"},
 		{name: "stall after DATA", script: smtptest.Script{Stall: "data"}, outcome: retried, reason: "i/o timeout"},
@@ -203,6 +211,9 @@ func startMatrix(t *testing.T, row matrixRow) *matrixRun {
 	if row.faulty == nil {
 		row.faulty = row.rcpts
 	}
+	if row.msg == "" {
+		row.msg = htmlMsg
+	}
 	m := &matrixRun{t: t, row: row, rec: newFakeRecorder()}
 	m.srv = smtptest.Start(t, row.script)
 	if row.down {
@@ -238,7 +249,7 @@ func startMatrix(t *testing.T, row matrixRow) *matrixRun {
 	q.Start()
 	m.q = q
 	m.start = time.Now()
-	if _, err := q.Spool(matrixSender, row.rcpts, strings.NewReader(htmlMsg)); err != nil {
+	if _, err := q.Spool(matrixSender, row.rcpts, strings.NewReader(row.msg)); err != nil {
 		t.Fatal(err)
 	}
 	return m
@@ -362,6 +373,13 @@ func (m *matrixRun) checkDelivered() {
 	for _, r := range m.row.rcpts {
 		if perRcpt[r] != 1 {
 			t.Errorf("%s got %d messages, want exactly 1", r, perRcpt[r])
+		}
+	}
+	tail := m.row.msg[len(m.row.msg)-16:] // after the pixel in both test messages
+	for _, msg := range m.srv.Messages() {
+		if msg.From == matrixSender && (len(msg.Data) < len(m.row.msg) || !strings.HasSuffix(string(msg.Data), tail)) {
+			t.Errorf("message to %v truncated: %d bytes (the original has %d), ends %q", msg.To, len(msg.Data), len(m.row.msg),
+				string(msg.Data[max(0, len(msg.Data)-40):]))
 		}
 	}
 	if len(dsns) != 0 {
