@@ -2,8 +2,14 @@ package queue
 
 import (
 	"bytes"
+	"errors"
+	"fmt"
 	"io"
 	"sync"
+
+	"github.com/emersion/go-smtp"
+
+	"pixelrelay/relay"
 
 	"pixelrelay/relay/rewrite"
 	"pixelrelay/relay/spool"
@@ -23,10 +29,12 @@ const maxCacheTotal = 64 << 20
 type captureReader struct {
 	r   io.Reader
 	buf *bytes.Buffer // nil: not capturing
+	n   int64         // bytes read
 }
 
 func (c *captureReader) Read(p []byte) (int, error) {
 	n, err := c.r.Read(p)
+	c.n += int64(n)
 	if c.buf != nil && n > 0 {
 		if c.buf.Len()+n > maxCached {
 			putBuf(c.buf)
@@ -50,29 +58,45 @@ func (q *Queue) setData(m *message, buf *bytes.Buffer) {
 // The bytes stay cached while a copy of m is in flight or not tried yet,
 // so the copies of a message, dispatched one after the other, read the
 // spool file once.
+//
+// A spool file that cannot be read back, or whose size changed, is
+// damaged: it is moved aside (markDamaged) and the error is permanent.
 func (q *Queue) body(m *message) (data []byte, f *spool.Body, err error) {
 	q.mu.Lock()
+	if m.damaged != "" {
+		q.mu.Unlock()
+		return nil, nil, damagedErr(m.damaged)
+	}
 	if m.data != nil {
 		m.refs++
 		data = m.data.Bytes()
 		q.mu.Unlock()
 		return data, nil, nil
 	}
+	want := m.size
 	q.mu.Unlock()
 	f, err = q.sp.Open(m.env.ID, m.off)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, q.markDamaged(m, "opening the spool file: "+err.Error())
 	}
 	size, err := f.Size()
-	if err != nil || size >= maxCached {
-		return nil, f, nil // stream it (a Stat error shows again on reading)
+	if err != nil {
+		f.Close()
+		return nil, nil, q.markDamaged(m, err.Error())
+	}
+	if want > 0 && size != want || size < 0 {
+		f.Close()
+		return nil, nil, q.markDamaged(m, fmt.Sprintf("the message is %d bytes, was %d when spooled", size, want))
+	}
+	if size >= maxCached {
+		return nil, f, nil // stream it
 	}
 	buf := getBuf(int(size))
 	_, err = buf.ReadFrom(f)
 	f.Close()
 	if err != nil {
 		putBuf(buf)
-		return nil, nil, err
+		return nil, nil, q.markDamaged(m, "reading the spool file: "+err.Error())
 	}
 	q.mu.Lock()
 	defer q.mu.Unlock()
@@ -157,6 +181,66 @@ func (q *Queue) setTemplate(m *message, t *template) {
 	m.tmpl, m.tmplTried = t, true
 	if t != nil {
 		q.cacheUsed.Add(int64(t.out.Len()))
+	}
+}
+
+// markDamaged moves m's spool file aside (once) because of reason, and
+// returns the error that fails every copy of m from now on: permanent, so
+// that the sender gets a bounce instead of a copy retried until max_age.
+func (q *Queue) markDamaged(m *message, reason string) error {
+	q.mu.Lock()
+	first := m.damaged == ""
+	if first {
+		m.damaged = reason
+	}
+	reason = m.damaged
+	q.mu.Unlock()
+	if first {
+		de := q.sp.MoveAside(m.env.ID, reason)
+		q.log.Error("spool: damaged message moved aside", "queue_id", m.env.ID, "reason", reason,
+			"moved_to", de.Path, "move_err", de.Err)
+	}
+	return damagedErr(reason)
+}
+
+// damagedErr is the failure of a copy whose message cannot be read back.
+func damagedErr(reason string) error {
+	return &relay.DeliveryError{Class: relay.Permanent, Code: 554, Stage: "spool",
+		Err: &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 3, 0},
+			Message: "the relay could not read the message back from its spool (" + reason +
+				"); it is kept aside for the administrator"}}
+}
+
+// spoolReader notes the read errors of a spool file (not the parse errors
+// of whoever reads it).
+type spoolReader struct {
+	r   io.Reader
+	err error
+}
+
+func (s *spoolReader) Read(p []byte) (int, error) {
+	n, err := s.r.Read(p)
+	if err != nil && err != io.EOF && s.err == nil {
+		s.err = err
+	}
+	return n, err
+}
+
+// logScanError logs one problem Scan reported.
+func (q *Queue) logScanError(err error) {
+	var de *spool.DamagedError
+	if !errors.As(err, &de) {
+		q.log.Error("spool: scanning", "err", err)
+		return
+	}
+	switch {
+	case de.Err != nil:
+		q.log.Error("spool: damaged entry could not be moved aside", "queue_id", de.ID, "reason", de.Reason, "err", de.Err)
+	case de.StateOnly:
+		q.log.Error("spool: damaged state moved aside; the message is planned again", "queue_id", de.ID,
+			"reason", de.Reason, "moved_to", de.Path)
+	default:
+		q.log.Error("spool: damaged message moved aside", "queue_id", de.ID, "reason", de.Reason, "moved_to", de.Path)
 	}
 }
 

@@ -21,7 +21,9 @@ func (q *Queue) bounce(m *message, fails []spool.Failure) error {
 	}
 	hdr, err := q.originalHeader(m)
 	if err != nil {
-		return err
+		// Bounce without quoting it rather than never.
+		q.log.Warn("bounce without the original header", "queue_id", m.env.ID, "err", err)
+		hdr = nil
 	}
 	q.mu.Lock()
 	subject := m.st.Subject
@@ -58,6 +60,12 @@ func (q *Queue) bounce(m *message, fails []spool.Failure) error {
 
 // originalHeader reads the header section of m's spooled message.
 func (q *Queue) originalHeader(m *message) ([]byte, error) {
+	q.mu.Lock()
+	damaged := m.damaged
+	q.mu.Unlock()
+	if damaged != "" {
+		return nil, errors.New("the message is damaged")
+	}
 	body, err := q.sp.Open(m.env.ID, m.off)
 	if err != nil {
 		return nil, err

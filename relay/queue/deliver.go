@@ -107,15 +107,21 @@ func (q *Queue) send(m *message, a attempt) error {
 		return up.Deliver(q.ctx, m.env.From, a.rcpts, bytes.NewReader(out.Bytes()))
 	}
 	defer body.Close()
+	sr := &spoolReader{r: body}
 	pr, pw := io.Pipe()
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		pw.CloseWithError(safeRewrite(bufio.NewWriterSize(pw, 32<<10), body, opt))
+		pw.CloseWithError(safeRewrite(bufio.NewWriterSize(pw, 32<<10), sr, opt))
 	}()
 	err = up.Deliver(q.ctx, m.env.From, a.rcpts, pr)
 	pr.CloseWithError(errAborted)
 	<-done
+	if sr.err != nil {
+		// The upstream saw the copy end early (or took a truncated one,
+		// which only a broken upstream would): the file is the problem.
+		return q.markDamaged(m, "reading the spool file: "+sr.err.Error())
+	}
 	return err
 }
 
@@ -349,7 +355,12 @@ func (q *Queue) save(m *message, now time.Time) {
 	st := cloneState(m.st)
 	q.mu.Unlock()
 	if err := q.sp.WriteState(m.env.ID, st); err != nil {
-		q.log.Error("writing queue state", "queue_id", m.env.ID, "err", err)
+		// Delivery goes on from the state in memory; the write is tried
+		// again (a crash meanwhile can only cause duplicates).
+		q.log.Error("writing queue state; will retry", "queue_id", m.env.ID, "err", err)
+		m.saved, m.dirty = time.Time{}, true
+		q.retrySave(m)
+		return
 	}
 	m.saved, m.dirty = now, false
 }
@@ -370,6 +381,35 @@ func (q *Queue) saveDirty() {
 		}
 		m.wmu.Unlock()
 	}
+}
+
+// retrySave writes m's state again after min_retry unless that is planned
+// already (a full disk may take a while to clear). The caller holds
+// m.wmu.
+func (q *Queue) retrySave(m *message) {
+	if m.saveRetry {
+		return
+	}
+	m.saveRetry = true
+	minRetry, _, _, _ := q.limits()
+	time.AfterFunc(minRetry, func() {
+		q.mu.Lock()
+		closed := q.closed
+		if !closed {
+			q.flight.Add(1)
+		}
+		q.mu.Unlock()
+		if closed {
+			return // Close saves what is dirty
+		}
+		defer q.flight.Done()
+		m.wmu.Lock()
+		defer m.wmu.Unlock()
+		m.saveRetry = false
+		if m.dirty && !m.done {
+			q.save(m, time.Now())
+		}
+	})
 }
 
 func (q *Queue) retrySettle(m *message) {

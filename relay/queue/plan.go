@@ -118,10 +118,14 @@ func (q *Queue) publish(p planned) {
 	m := p.m
 	m.wmu.Lock()
 	if err := q.sp.WriteState(m.env.ID, p.st); err != nil {
-		// Still deliverable; a restart would plan it again.
-		q.log.Error("writing queue state", "queue_id", m.env.ID, "err", err)
+		// Still deliverable; a restart would plan it again. The write is
+		// tried again.
+		q.log.Error("writing queue state; will retry", "queue_id", m.env.ID, "err", err)
+		m.dirty = true
+		q.retrySave(m)
+	} else {
+		m.saved = time.Now()
 	}
-	m.saved = time.Now()
 	q.mu.Lock()
 	m.st = p.st
 	for i := range p.st.Copies {
@@ -145,23 +149,50 @@ func safeInspect(r io.Reader) (info rewrite.Info, err error) {
 
 // inspect runs rewrite.Inspect on m, in memory when m.data holds it (no
 // copy is using it before the plan exists, so it cannot be dropped
-// meanwhile).
+// meanwhile). A message Inspect fails on is untouchable (forwarded as it
+// is). The only error is a spool file that cannot be read back: the
+// message is damaged (moved aside, see markDamaged).
 func (q *Queue) inspect(m *message) (rewrite.Info, error) {
 	q.mu.Lock()
-	data := m.data
+	data, damaged := m.data, m.damaged
 	q.mu.Unlock()
+	if damaged != "" {
+		return rewrite.Info{}, damagedErr(damaged)
+	}
 	if data != nil {
 		if info, ok := q.inspectTemplate(m, data.Bytes()); ok {
 			return info, nil
 		}
-		return safeInspect(bytes.NewReader(data.Bytes()))
+		return untouchableOnError(safeInspect(bytes.NewReader(data.Bytes())))
 	}
 	body, err := q.sp.Open(m.env.ID, m.off)
 	if err != nil {
-		return rewrite.Info{}, err
+		return rewrite.Info{}, q.markDamaged(m, "opening the spool file: "+err.Error())
 	}
 	defer body.Close()
-	return safeInspect(body)
+	size, err := body.Size()
+	if err != nil || size < 0 {
+		return rewrite.Info{}, q.markDamaged(m, fmt.Sprintf("spool file size %d: %v", size, err))
+	}
+	q.mu.Lock()
+	if m.size == 0 {
+		m.size = size
+	}
+	q.mu.Unlock()
+	sr := &spoolReader{r: body}
+	info, err := safeInspect(sr)
+	if sr.err != nil {
+		return rewrite.Info{}, q.markDamaged(m, "reading the spool file: "+sr.err.Error())
+	}
+	return untouchableOnError(info, err)
+}
+
+// untouchableOnError makes a message Inspect failed on untouchable.
+func untouchableOnError(info rewrite.Info, err error) (rewrite.Info, error) {
+	if err != nil {
+		return rewrite.Info{Untouchable: "inspect failed: " + err.Error()}, nil
+	}
+	return info, nil
 }
 
 // inspectTemplate learns what Inspect would from a tracked copy made with
@@ -219,7 +250,11 @@ func (q *Queue) makePlan(m *message) (*spool.State, []record.Copy, error) {
 	}
 	info, err := q.inspect(m)
 	if err != nil {
-		return nil, nil, err
+		// Damaged: one copy for everybody, which fails at once and
+		// bounces (see markDamaged), instead of planning again forever.
+		return &spool.State{Copies: []spool.Copy{{
+			Recipients: m.env.To, Status: spool.Queued,
+		}}}, nil, nil
 	}
 	cfg := q.cfg()
 	pol := rewrite.Policy{
@@ -230,7 +265,10 @@ func (q *Queue) makePlan(m *message) (*spool.State, []record.Copy, error) {
 	if msgID == "" {
 		msgID = m.env.MessageID
 	}
-	st := &spool.State{Subject: info.Subject, MessageID: msgID, HTMLParts: info.HTMLParts}
+	q.mu.Lock()
+	size := m.size
+	q.mu.Unlock()
+	st := &spool.State{Subject: info.Subject, MessageID: msgID, HTMLParts: info.HTMLParts, Size: size}
 	if m.planFails >= maxPlanFails {
 		q.log.Error("tracking unavailable; delivering untracked", "queue_id", m.env.ID, "failed_plans", m.planFails)
 	}

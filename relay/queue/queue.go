@@ -68,6 +68,10 @@ type Options struct {
 	// NoFsync skips every fsync of the spool. BENCHMARK ONLY: it shows
 	// what durability costs; with it a crash can lose acknowledged mail.
 	NoFsync bool
+
+	// SpoolFault is passed to the spool as spool.Options.Fault. TESTS
+	// ONLY: it injects a full disk at chosen write steps.
+	SpoolFault func(step string) error
 }
 
 // Queue is the delivery queue. It implements relay.Spooler and record.Queue.
@@ -104,9 +108,14 @@ type Queue struct {
 // message is one spooled message in memory (never its body).
 type message struct {
 	env  spool.Envelope
-	off  int64        // where the body starts in the spool file
-	st   *spool.State // nil until planned; guarded by Queue.mu
-	busy int          // copies being delivered; guarded by Queue.mu
+	off  int64 // where the body starts in the spool file
+	size int64 // the raw message's length; 0 until known
+	// damaged is why m's spool file cannot be read back ("" while it
+	// can): every copy then fails at once (see markDamaged). Guarded by
+	// Queue.mu.
+	damaged string
+	st      *spool.State // nil until planned; guarded by Queue.mu
+	busy    int          // copies being delivered; guarded by Queue.mu
 	// data is the raw message while its copies are being delivered (small
 	// messages only; see body), refs the copies using it. Guarded by
 	// Queue.mu.
@@ -126,6 +135,9 @@ type message struct {
 	done  bool       // deleted; guarded by wmu
 	dirty bool       // state changed since saved; guarded by wmu
 	saved time.Time  // last state write; guarded by wmu
+	// saveRetry: a write of the state failed and another is planned
+	// (retrySave); guarded by wmu.
+	saveRetry bool
 }
 
 // item is one copy in the ready heap.
@@ -166,7 +178,7 @@ func New(opt Options) (*Queue, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	sp, err := spool.Open(opt.Dir, spool.Options{NoFsync: opt.NoFsync})
+	sp, err := spool.Open(opt.Dir, spool.Options{NoFsync: opt.NoFsync, Fault: opt.SpoolFault})
 	if err != nil {
 		return nil, err
 	}
@@ -195,16 +207,30 @@ func New(opt Options) (*Queue, error) {
 }
 
 // resume loads the spool: unplanned messages are planned again, the other
-// ones continue where they were.
+// ones continue where they were. A message Scan moved aside because its
+// body is damaged is kept too: its copies fail at once (see markDamaged),
+// which bounces it and tells the recorder.
 func (q *Queue) resume() {
 	msgs, errs := q.sp.Scan()
+	var all []*message
 	for _, err := range errs {
-		q.log.Error("spool: unreadable message left in place", "err", err)
+		q.logScanError(err)
+		var de *spool.DamagedError
+		if errors.As(err, &de) && de.Message != nil {
+			// Moved aside, but its sender and the recorder can be told.
+			all = append(all, &message{env: de.Message.Envelope, st: de.Message.State,
+				damaged: de.Reason})
+		}
 	}
 	var unplanned, finished []*message
 	q.mu.Lock()
 	for _, sm := range msgs {
-		m := &message{env: sm.Envelope, off: sm.Offset, st: sm.State}
+		all = append(all, &message{env: sm.Envelope, off: sm.Offset, st: sm.State})
+	}
+	for _, m := range all {
+		if m.st != nil {
+			m.size = m.st.Size
+		}
 		q.msgs[m.env.ID] = m
 		if m.st == nil {
 			unplanned = append(unplanned, m)
@@ -285,7 +311,7 @@ func (q *Queue) put(env *spool.Envelope, body io.Reader) (*message, error) {
 		}
 		return nil, err
 	}
-	m := &message{env: *env, off: off}
+	m := &message{env: *env, off: off, size: cr.n}
 	q.mu.Lock()
 	q.msgs[env.ID] = m
 	if cr.buf != nil {
@@ -412,6 +438,16 @@ func (q *Queue) Entries() []record.QueueEntry {
 		}
 	}
 	return out
+}
+
+// Damaged returns how many damaged entries the spool holds aside (in
+// spool.DamagedDir) for someone to look at.
+func (q *Queue) Damaged() int {
+	n, err := q.sp.Damaged()
+	if err != nil {
+		q.log.Warn("counting damaged spool entries", "err", err)
+	}
+	return n
 }
 
 // Len returns the number of messages in the spool.

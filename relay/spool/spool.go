@@ -529,9 +529,13 @@ func (s *Spool) WriteState(id string, st *State) error {
 func (s *Spool) appendState(line []byte) error {
 	if err := s.fault(StepState); err != nil {
 		s.journal.Write(line[:len(line)/2])
-		return &os.PathError{Op: "write", Path: s.journal.Name(), Err: err}
+		return &os.PathError{Op: "write", Path: filepath.Join(s.dir, journalName), Err: err}
 	}
 	_, err := s.journal.Write(line)
+	var pe *os.PathError
+	if errors.As(err, &pe) {
+		pe.Path = filepath.Join(s.dir, journalName) // not the name it was compacted under
+	}
 	return err
 }
 
@@ -661,7 +665,11 @@ func (s *Spool) Scan() ([]*Message, []error) {
 			id := strings.TrimSuffix(name, ".msg")
 			m, bad := s.load(id, journal[id])
 			if bad.msg != "" {
-				errs = append(errs, s.moveMessage(id, bad.msg, journal[id]))
+				de := s.moveMessage(id, bad.msg, journal[id])
+				if m != nil && de.Err == nil {
+					de.Message = m
+				}
+				errs = append(errs, de)
 				have[id] = false
 				continue
 			}
@@ -723,7 +731,10 @@ func (s *Spool) load(id string, rec []byte) (*Message, damage) {
 			return nil, damage{msg: err.Error()}
 		}
 		if size := fi.Size() - m.Offset; size != st.Size {
-			return nil, damage{msg: fmt.Sprintf("message is %d bytes, was %d when planned (truncated or overwritten)", size, st.Size)}
+			if len(st.Copies) > 0 {
+				m.State = st
+			}
+			return m, damage{msg: fmt.Sprintf("message is %d bytes, was %d when planned (truncated or overwritten)", size, st.Size)}
 		}
 	}
 	if st != nil && len(st.Copies) > 0 {
@@ -790,6 +801,10 @@ type DamagedError struct {
 	StateOnly bool
 	Path      string // where the entry is now; "" when it could not be moved
 	Err       error  // why it could not be moved
+	// Message is the envelope and state of a message moved aside whose
+	// envelope could still be read (its body is what is damaged), so
+	// that its sender can be told; else nil. Offset means nothing.
+	Message *Message
 }
 
 func (e *DamagedError) Error() string {
