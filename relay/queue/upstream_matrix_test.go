@@ -140,6 +140,8 @@ func upstreamMatrix() []matrixRow {
 		{name: "stall after DATA", script: smtptest.Script{Stall: "data"}, outcome: retried, reason: "i/o timeout"},
 		{name: "Gmail 550 5.4.5 daily limit", script: smtptest.Script{MailReply: smtptest.Reply(550, 5, 4, 5, "Daily user sending limit exceeded")},
 			outcome: waits, reason: "550 5.4.5 Daily user sending limit exceeded"},
+		{name: "Gmail 550 5.4.5 daily limit at DATA", script: smtptest.Script{OnData: refuseData(smtptest.Reply(550, 5, 4, 5, "Daily user sending limit exceeded"))},
+			outcome: waits, reason: "550 5.4.5 Daily user sending limit exceeded"},
 		{name: "550 on one RCPT of three shared", script: smtptest.Script{RcptReplies: map[string]*smtp.SMTPError{
 			"y@untracked.test": smtptest.Reply(550, 5, 1, 1, "No such user")}},
 			rcpts: shared, faulty: []string{"y@untracked.test"}, outcome: bounced, reason: "550 5.1.1 No such user", status: "5.1.1"},
