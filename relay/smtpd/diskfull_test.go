@@ -217,15 +217,18 @@ func TestDiskFullSpooling(t *testing.T) {
 			r.fault.set(tc.step, true)
 			refusedMsg := diskFullMessage("refused-"+tc.step, 300<<10)
 			_, err := send(c, "a@example.com", []string{"b@example.com"}, refusedMsg)
-			if r.fault.injected() == 0 {
-				t.Fatalf("no fault injected at %s", tc.step)
-			}
 			if tc.accept {
 				if err != nil {
 					t.Fatalf("DATA with a full states journal: %v", err)
 				}
 				diskFullWait(t, "delivery", func() bool { return r.up.count("refused-"+tc.step) == 1 && r.q.Len() == 0 })
+				if r.fault.injected() == 0 {
+					t.Fatalf("no fault injected at %s", tc.step)
+				}
 				return
+			}
+			if r.fault.injected() == 0 {
+				t.Fatalf("no fault injected at %s", tc.step)
 			}
 			diskFullRefused(t, err)
 			if left := diskFullLeftovers(t, r.dir); len(left) > 0 {
