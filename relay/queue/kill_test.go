@@ -5,8 +5,10 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -14,6 +16,7 @@ import (
 	"time"
 
 	"pixelrelay/relay"
+	"pixelrelay/tracker/record"
 )
 
 // blockedUpstream never finishes a delivery: the child process is killed
@@ -34,12 +37,25 @@ func TestKillChild(t *testing.T) {
 	if dir == "" {
 		t.Skip("child process of TestKill9 only")
 	}
+	var up relay.Upstream = blockedUpstream{}
+	var minter record.Minter = &fakeMinter{}
+	prefix, untracked := "m", "z@untracked.test"
+	if log := os.Getenv("PIXELRELAY_QUEUE_KILL_LOG"); log != "" { // TestKill9Repeated
+		f, err := os.OpenFile(log, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+		if err != nil {
+			t.Fatal(err)
+		}
+		up = &loggedUpstream{f: f}
+		prefix = os.Getenv("PIXELRELAY_QUEUE_KILL_PREFIX")
+		minter = &prefixMinter{prefix: prefix}
+		untracked = ""
+	}
 	q, err := New(Options{
 		Dir:      dir,
 		Config:   testConfig,
-		Upstream: func() relay.Upstream { return blockedUpstream{} },
+		Upstream: func() relay.Upstream { return up },
 		Recorder: newFakeRecorder(),
-		Minter:   &fakeMinter{},
+		Minter:   minter,
 		Log:      quiet,
 	})
 	if err != nil {
@@ -53,9 +69,13 @@ func TestKillChild(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for i := 0; ; i++ {
-				n := fmt.Sprintf("m%d-%d", g, i)
+				n := fmt.Sprintf("%s%d-%d", prefix, g, i)
 				msg := strings.Replace(htmlMsg, "Quarterly report", n, 1)
-				if _, err := q.Spool("s@x.test", []string{n + "@ex.test", "z@untracked.test"}, strings.NewReader(msg)); err != nil {
+				to := []string{n + "@ex.test", untracked}
+				if untracked == "" {
+					to[1] = n + "@untracked.test"
+				}
+				if _, err := q.Spool("s@x.test", to, strings.NewReader(msg)); err != nil {
 					fmt.Println("error", err)
 					return
 				}
@@ -122,4 +142,133 @@ func TestKill9(t *testing.T) {
 	if got["z@untracked.test"] < len(acked) {
 		t.Errorf("untracked recipient got %d copies for %d acknowledged messages", got["z@untracked.test"], len(acked))
 	}
+}
+
+// loggedUpstream delivers for real: each delivery appends its recipients to
+// a file, one line each, in one write (a kill cannot tear it), after a
+// moment on the wire, so that kills land mid-delivery too.
+type loggedUpstream struct {
+	mu sync.Mutex
+	f  *os.File
+}
+
+func (u *loggedUpstream) Deliver(ctx context.Context, _ string, to []string, r io.Reader) error {
+	io.Copy(io.Discard, r)
+	time.Sleep(2 * time.Millisecond)
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	_, err := u.f.WriteString(strings.Join(to, "\n") + "\n")
+	return err
+}
+func (u *loggedUpstream) Close() error { return nil }
+
+// prefixMinter mints tracking ids that differ from one child to the next.
+type prefixMinter struct {
+	fakeMinter
+	prefix string
+}
+
+func (m *prefixMinter) Mint() (string, string, error) {
+	id, tok, err := m.fakeMinter.Mint()
+	return m.prefix + id, m.prefix + tok, err
+}
+
+// TestKill9Repeated: the child of TestKillChild is killed with SIGKILL
+// several times on one spool while it spools and really delivers (kills
+// land mid-spool, mid-plan and mid-delivery, at seeded random moments),
+// and restarted each time; in the end every recipient of every
+// acknowledged message got it at least once. Duplicates (delivered, then
+// killed before the state said so) are counted and reported.
+func TestKill9Repeated(t *testing.T) {
+	if testing.Short() {
+		t.Skip("spawns child processes")
+	}
+	seed := uint64(time.Now().UnixNano())
+	if s := os.Getenv("PIXELRELAY_KILL_SEED"); s != "" {
+		fmt.Sscan(s, &seed)
+	}
+	t.Logf("seed %d (rerun with PIXELRELAY_KILL_SEED=%d)", seed, seed)
+	rng := rand.New(rand.NewPCG(seed, 9))
+	rounds := 6
+	if os.Getenv("PIXELRELAY_SOAK") == "1" {
+		rounds = 40
+	}
+	dir := t.TempDir()
+	log := filepath.Join(t.TempDir(), "deliveries")
+	var acked []string
+	for round := range rounds {
+		acked = append(acked, killRound(t, dir, log, fmt.Sprintf("r%d.", round), time.Duration(100+rng.IntN(600))*time.Millisecond)...)
+	}
+	h := newHarness(t, testConfig())
+	h.dir = dir
+	q := h.open(true)
+	start := time.Now()
+	for q.Len() > 0 {
+		if time.Since(start) > 60*time.Second {
+			es := q.Entries()
+			t.Fatalf("%d copies still queued 60s after the restart (%d damaged); first: %+v", len(es), q.Damaged(), es[:min(3, len(es))])
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	t.Logf("the last restart delivered the rest in %v", time.Since(start).Round(time.Millisecond))
+	got := map[string]int{}
+	b, err := os.ReadFile(log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	delivered := strings.Count(string(b), "\n")
+	for _, r := range strings.Fields(string(b)) {
+		got[r]++
+	}
+	for _, d := range h.up.deliveries() {
+		for _, r := range d.to {
+			got[r]++
+			delivered++
+		}
+	}
+	dups := 0
+	for _, n := range acked {
+		for _, r := range []string{n + "@ex.test", n + "@untracked.test"} {
+			if got[r] == 0 {
+				t.Errorf("acknowledged message %s never reached %s", n, r)
+			}
+			dups += max(got[r]-1, 0)
+		}
+	}
+	t.Logf("%d kills, %d messages acknowledged (%d copies), %d deliveries, %d duplicates, %d copies delivered after the last kill",
+		rounds, len(acked), 2*len(acked), delivered, dups, len(h.up.deliveries()))
+}
+
+// killRound runs the child on dir, kills it after the given time (counted
+// from its first acknowledged message) and returns what it acknowledged.
+func killRound(t *testing.T, dir, log, prefix string, after time.Duration) []string {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestKillChild$")
+	cmd.Env = append(os.Environ(), "PIXELRELAY_QUEUE_KILL_DIR="+dir,
+		"PIXELRELAY_QUEUE_KILL_LOG="+log, "PIXELRELAY_QUEUE_KILL_PREFIX="+prefix)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var acked []string
+	sc := bufio.NewScanner(out)
+	var timer *time.Timer
+	hung := time.AfterFunc(30*time.Second, func() { cmd.Process.Signal(syscall.SIGKILL) })
+	defer hung.Stop()
+	for sc.Scan() {
+		if n, ok := strings.CutPrefix(sc.Text(), "ok "); ok {
+			acked = append(acked, n)
+			if timer == nil {
+				timer = time.AfterFunc(after, func() { cmd.Process.Signal(syscall.SIGKILL) })
+			}
+		}
+	}
+	cmd.Wait()
+	if len(acked) == 0 {
+		t.Fatalf("child %s acknowledged nothing within 30s", prefix)
+	}
+	return acked
 }
