@@ -37,6 +37,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"sort"
@@ -251,6 +252,11 @@ func (q *Queue) resume() {
 	q.mu.Unlock()
 	if len(msgs) > 0 {
 		q.log.Info("spool resumed", "messages", len(msgs), "unplanned", len(unplanned))
+	}
+	if n, _ := q.sp.Damaged(); n > 0 {
+		// Each was reported when it was moved; this is a reminder.
+		q.log.Warn("spool: damaged entries kept aside for the administrator", "count", n,
+			"dir", filepath.Join(q.opt.Dir, spool.DamagedDir))
 	}
 	go func() {
 		for _, m := range unplanned {
