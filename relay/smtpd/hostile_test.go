@@ -552,3 +552,35 @@ type fakeAddr string
 
 func (a fakeAddr) Network() string { return "tcp" }
 func (a fakeAddr) String() string  { return string(a) }
+
+// TestSmugglingBDAT: BDAT text is not dot-stuffed, so "\r\n.\r\n" and
+// "\r\r\n.\r\n" inside a chunk are plain text; a "." line next to a bare
+// CR or LF is still refused (it could end the data at a lenient upstream).
+func TestSmugglingBDAT(t *testing.T) {
+	e := start(t, baseConfig(), nil)
+	tests := []struct {
+		text string
+		code int
+	}{
+		{"Subject: b\r\n\r\na\r\n.\r\nb\r\n", 250},
+		{"Subject: b\r\n\r\na\r\r\n.\r\nb\r\n", 250},
+		{"Subject: b\r\n\r\na\r.\r\nb\r\n", 550},
+		{"Subject: b\r\n\r\na\n.\nb\r\n", 550},
+	}
+	for _, tt := range tests {
+		n := len(e.sp.messages())
+		h := dialHostile(t, e.addr)
+		h.cmd(250, "MAIL FROM:<sender@example.com>")
+		h.cmd(250, "RCPT TO:<rcpt@example.com>")
+		fmt.Fprintf(h.nc, "BDAT %d LAST\r\n%s", len(tt.text), tt.text)
+		code, msg := h.reply()
+		if code != tt.code {
+			t.Fatalf("%q: %d %q, want %d", tt.text, code, msg, tt.code)
+		}
+		got := e.sp.messages()[n:]
+		if want := map[int]int{250: 1, 550: 0}[tt.code]; len(got) != want || want == 1 && !strings.HasSuffix(got[0].body, tt.text) {
+			t.Fatalf("%q: spooled %+v", tt.text, got)
+		}
+		h.cmd(250, "NOOP")
+	}
+}
