@@ -185,7 +185,8 @@ func (q *Queue) result(it *item, a attempt, err error) {
 	default:
 		c.Status = spool.Failed
 	}
-	up := update{tid: c.TrackingID, status: c.Status, lastErr: c.LastError, at: now}
+	it.seq++
+	up := update{tid: c.TrackingID, status: c.Status, lastErr: c.LastError, at: now, seq: it.seq}
 	q.mu.Unlock()
 	q.wakeUp() // the upstream slot is free: start the next copy now
 
@@ -193,13 +194,19 @@ func (q *Queue) result(it *item, a attempt, err error) {
 		q.log.Info("delivery failed", "queue_id", m.env.ID, "rcpts", a.rcpts, "class", relay.ClassOf(err).String(),
 			"status", up.status, "err", err)
 	}
-	q.update(up)
+	it.umu.Lock()
+	if up.seq > it.sent {
+		it.sent = up.seq
+		q.update(up)
+	}
+	it.umu.Unlock()
 	q.settle(m, up.status != spool.Sent)
 }
 
 type update struct {
 	tid, status, lastErr string
 	at                   time.Time
+	seq                  uint64 // the copy's item.seq when made
 }
 
 // update tells the recorder about a tracked copy's new state.
@@ -261,14 +268,17 @@ func statusCode(err error, expired bool) string {
 	return "5.0.0"
 }
 
-// describe is the text for last_error and Diagnostic-Code.
+// describe is the text for last_error and Diagnostic-Code: the upstream's
+// reply as sent, or for the relay's own setup problems the whole error with
+// its stage and the hint on what to fix ("auth: upstream replied 535 ...
+// (check upstream.username and upstream.password)").
 func describe(err error, expired bool) string {
 	if err == nil {
 		return ""
 	}
 	s := err.Error()
 	var se *smtp.SMTPError
-	if errors.As(err, &se) {
+	if relay.ClassOf(err) != relay.Setup && errors.As(err, &se) { // setup errors keep their hint
 		s = fmt.Sprintf("%d %s", se.Code, se.Message)
 		if se.EnhancedCode[0] >= 2 && se.EnhancedCode != smtp.NoEnhancedCode {
 			s = fmt.Sprintf("%d %d.%d.%d %s", se.Code, se.EnhancedCode[0], se.EnhancedCode[1], se.EnhancedCode[2], se.Message)

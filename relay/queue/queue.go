@@ -146,6 +146,14 @@ type item struct {
 	m   *message
 	c   *spool.Copy
 	idx int
+
+	// A deferred copy is back in the heap before its update reaches the
+	// recorder, so its next attempt may finish first. Updates are numbered
+	// (seq, under Queue.mu) and one older than the last sent is dropped
+	// (sent, under umu): the recorder never ends on a stale state.
+	seq  uint64
+	umu  sync.Mutex
+	sent uint64
 }
 
 var _ relay.Spooler = (*Queue)(nil)

@@ -125,6 +125,7 @@ type fakeRecorder struct {
 	copies  map[string]record.Copy
 	adds    int
 	updates []event
+	before  func(status string) // if set, runs at the start of Update (a slow store)
 }
 
 func newFakeRecorder() *fakeRecorder { return &fakeRecorder{copies: map[string]record.Copy{}} }
@@ -140,6 +141,9 @@ func (r *fakeRecorder) Add(cs []record.Copy) error {
 }
 
 func (r *fakeRecorder) Update(tid, status, lastErr string, at time.Time) error {
+	if r.before != nil {
+		r.before(status)
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if _, ok := r.copies[tid]; !ok {
@@ -420,6 +424,37 @@ func TestRetryThenSuccess(t *testing.T) {
 	}
 	if n := countDSN(h.up.deliveries()); n != 0 {
 		t.Errorf("%d bounces for a delivered message", n)
+	}
+}
+
+// A deferred copy is back in the ready heap before its update reaches the
+// recorder. When that update is slow and the retry succeeds meanwhile, the
+// recorder must still end on "sent", not on the stale "deferred".
+func TestUpdatesStayInOrder(t *testing.T) {
+	h := newHarness(t, testConfig())
+	h.up.script["a@ex.test"] = []error{temporary("try later")}
+	var once sync.Once
+	h.rec.before = func(status string) {
+		if status != record.StatusDeferred {
+			return
+		}
+		once.Do(func() { // the first deferred update waits for the retry to deliver
+			deadline := time.Now().Add(5 * time.Second)
+			for len(h.up.deliveries()) < 2 && time.Now().Before(deadline) {
+				time.Sleep(5 * time.Millisecond)
+			}
+		})
+	}
+	h.open(true)
+	h.spool("s@x.test", []string{"a@ex.test"}, htmlMsg)
+	waitFor(t, "delivery", func() bool { return h.q.Len() == 0 })
+	waitFor(t, "the last update", func() bool {
+		st := h.rec.statuses("tid1")
+		return len(st) > 0 && st[len(st)-1] == record.StatusSent
+	})
+	time.Sleep(50 * time.Millisecond) // a stale update would land now
+	if st := h.rec.statuses("tid1"); st[len(st)-1] != record.StatusSent {
+		t.Errorf("updates %v: the recorder ends on a stale state", st)
 	}
 }
 
