@@ -46,11 +46,10 @@ type fakeUpstream struct {
 	active    int
 	maxActive int
 	delay     time.Duration
-	changed   chan struct{}
 }
 
 func newFakeUpstream() *fakeUpstream {
-	return &fakeUpstream{script: map[string][]error{}, always: map[string]error{}, changed: make(chan struct{}, 1000)}
+	return &fakeUpstream{script: map[string][]error{}, always: map[string]error{}}
 }
 
 func (f *fakeUpstream) Deliver(ctx context.Context, from string, to []string, r io.Reader) error {
@@ -63,7 +62,6 @@ func (f *fakeUpstream) Deliver(ctx context.Context, from string, to []string, r 
 		time.Sleep(f.delay)
 	}
 	f.mu.Lock()
-	defer func() { f.changed <- struct{}{} }()
 	defer f.mu.Unlock()
 	f.active--
 	if err != nil {
