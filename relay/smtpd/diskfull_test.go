@@ -153,15 +153,16 @@ func diskFullMessage(marker string, size int) string {
 }
 
 // diskFullRefused checks err is the temporary reply for a message that
-// could not be spooled: 451, enhanced code 4.3.x (local mail system).
+// could not be spooled for want of space: 452 4.3.1 (RFC 5321 4.2.2
+// "insufficient system storage"; RFC 3463 "mail system full").
 func diskFullRefused(t *testing.T, err error) {
 	t.Helper()
 	var se *smtp.SMTPError
 	if !errors.As(err, &se) {
-		t.Fatalf("DATA = %v (%T), want a 451 reply", err, err)
+		t.Fatalf("DATA = %v (%T), want a 452 reply", err, err)
 	}
-	if se.Code != 451 || se.EnhancedCode[0] != 4 || se.EnhancedCode[1] != 3 {
-		t.Fatalf("DATA reply %d %v %q, want 451 4.3.x", se.Code, se.EnhancedCode, se.Message)
+	if se.Code != 452 || se.EnhancedCode != (smtp.EnhancedCode{4, 3, 1}) {
+		t.Fatalf("DATA reply %d %v %q, want 452 4.3.1", se.Code, se.EnhancedCode, se.Message)
 	}
 }
 
@@ -195,7 +196,7 @@ func diskFullWait(t *testing.T, what string, cond func() bool) {
 
 // TestDiskFullSpooling: over a real SMTP conversation with the real queue
 // and spool, a full disk at each step of spooling (data written, file
-// fsync, rename, directory fsync) answers 451 4.3.x, leaves no temporary
+// fsync, rename, directory fsync) answers 452 4.3.1, leaves no temporary
 // or partial message file and nothing is delivered; the same connection
 // stays usable, and once there is room the next message is accepted and
 // delivered exactly once. A full disk for the states journal does not stop
@@ -232,13 +233,13 @@ func TestDiskFullSpooling(t *testing.T) {
 			}
 			diskFullRefused(t, err)
 			if left := diskFullLeftovers(t, r.dir); len(left) > 0 {
-				t.Fatalf("left in the spool after 451: %v", left)
+				t.Fatalf("left in the spool after 452: %v", left)
 			}
 			if n := r.q.Len(); n != 0 {
-				t.Fatalf("queue holds %d messages after 451", n)
+				t.Fatalf("queue holds %d messages after 452", n)
 			}
 			if err := c.Noop(); err != nil {
-				t.Fatalf("connection unusable after 451: %v", err)
+				t.Fatalf("connection unusable after 452: %v", err)
 			}
 			r.fault.set(tc.step, false)
 			id, err := send(c, "a@example.com", []string{"b@example.com"}, diskFullMessage("accepted-"+tc.step, 300<<10))
@@ -258,7 +259,7 @@ func TestDiskFullSpooling(t *testing.T) {
 }
 
 // TestDiskFullTmpfs: the same on a real 1 MB tmpfs filled up by another
-// file: the kernel's own ENOSPC gives 451, nothing is left behind, and
+// file: the kernel's own ENOSPC gives 452, nothing is left behind, and
 // once the file is removed the message is accepted and delivered. It needs
 // the right to mount (root outside a restricted container).
 func TestDiskFullTmpfs(t *testing.T) {
@@ -296,10 +297,10 @@ func TestDiskFullTmpfs(t *testing.T) {
 	_, err = send(c, "a@example.com", []string{"b@example.com"}, diskFullMessage("too-big-for-the-disk", 300<<10))
 	diskFullRefused(t, err)
 	if left := diskFullLeftovers(t, r.dir); len(left) > 0 {
-		t.Fatalf("left in the spool after 451: %v", left)
+		t.Fatalf("left in the spool after 452: %v", left)
 	}
 	if err := c.Noop(); err != nil {
-		t.Fatalf("connection unusable after 451: %v", err)
+		t.Fatalf("connection unusable after 452: %v", err)
 	}
 	if err := os.Remove(filler); err != nil {
 		t.Fatal(err)

@@ -9,6 +9,7 @@ import (
 	"net"
 	"slices"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/emersion/go-sasl"
@@ -36,6 +37,8 @@ var (
 		Message: "Message size exceeds fixed maximum message size"}
 	errSpool = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0},
 		Message: "Temporary local problem, message not accepted: try again later"}
+	errDiskFull = &smtp.SMTPError{Code: 452, EnhancedCode: smtp.EnhancedCode{4, 3, 1},
+		Message: "Insufficient system storage, message not accepted: try again later"}
 	errBareLineEnd = &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 5, 2},
 		Message: "Message refused: a line holding only \".\" next to a bare CR or LF (SMTP smuggling); send CRLF line ends"}
 	errLineTooLong = &smtp.SMTPError{Code: 552, EnhancedCode: smtp.EnhancedCode{5, 3, 4},
@@ -227,6 +230,9 @@ func (se *session) Data(r io.Reader) error {
 		return errSpool
 	case err != nil:
 		se.log.Error("message not accepted: spool failed", append(attrs, "err", err)...)
+		if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
+			return errDiskFull
+		}
 		return errSpool
 	}
 	se.log.Info("message queued", append([]any{"queue_id", id}, attrs...)...)
