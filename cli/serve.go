@@ -131,7 +131,10 @@ func serve(flagPath string, log *slog.Logger) error {
 		if errors.Is(err, bolt.ErrTimeout) {
 			return fmt.Errorf("database %s is locked: is another pixelrelay serve running with data_dir %s?", cfg.DBPath(), cfg.DataDir)
 		}
-		return fmt.Errorf("database %s: %w", cfg.DBPath(), err)
+		if errors.Is(err, store.ErrDamaged) {
+			return fmt.Errorf("%w; move the file aside (keep it for recovery) to start with an empty database", err)
+		}
+		return err // the store's errors name the file
 	}
 	defer st.Close()
 

@@ -140,7 +140,7 @@ func OpenStore(path string, opt Options) (*Store, error) {
 	s.SetLimits(opt.DedupWindow, opt.IPHourlyLimit)
 	if err := s.rebuildLimiter(); err != nil {
 		db.Close()
-		return nil, err
+		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}
 	go s.writer()
 	return s, nil
