@@ -658,3 +658,38 @@ func TestPurgeProgress(t *testing.T) {
 		t.Errorf("no progress while waiting: %q", errOut)
 	}
 }
+
+// TestStatusDamagedLine: damaged spool entries get their own line, only
+// when there are some, and are not counted as waiting copies.
+func TestStatusDamagedLine(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		queue     map[string]int
+		wantQueue string
+		damaged   bool
+	}{
+		{"some damaged", map[string]int{"queued": 2, "deferred": 0, "damaged": 3}, "2 waiting: 2 queued", true},
+		{"only damaged", map[string]int{"queued": 0, "deferred": 0, "damaged": 1}, "empty", true},
+		{"none damaged", map[string]int{"queued": 0, "deferred": 1, "damaged": 0}, "1 waiting: 1 deferred", false},
+		{"older server", map[string]int{"queued": 1}, "1 waiting: 1 queued", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := sampleAPI()
+			f.status.Queue = tc.queue
+			code, out, errOut := run(0, "status", "--config", startAPI(t, f))
+			if code != 0 {
+				t.Fatalf("exit %d, stderr %q", code, errOut)
+			}
+			if want := "queue           " + tc.wantQueue + "\n"; !strings.Contains(out, want) {
+				t.Errorf("status lacks %q:\n%s", want, out)
+			}
+			line := fmt.Sprintf("damaged         %d (moved aside in /var/lib/pixelrelay/spool/damaged; see the server log)\n", tc.queue["damaged"])
+			if got := strings.Contains(out, line); got != tc.damaged {
+				t.Errorf("damaged line shown = %v, want %v:\n%s", got, tc.damaged, out)
+			}
+			if !tc.damaged && strings.Contains(out, "\ndamaged") {
+				t.Errorf("a damaged line without damaged entries:\n%s", out)
+			}
+		})
+	}
+}

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"pixelrelay/config"
+	"pixelrelay/relay/queue"
 	"pixelrelay/tracker/httpd"
 	"pixelrelay/tracker/record"
 	"pixelrelay/tracker/store"
@@ -142,5 +144,77 @@ func TestAgainstRealAdminAPI(t *testing.T) {
 	code, _, errOut = realRun("queue")
 	if code != 0 {
 		t.Errorf("queue: exit %d, stderr %q", code, errOut)
+	}
+}
+
+// TestStatusShowsDamagedSpool: spool files the real queue cannot read are
+// moved aside at start; `pixelrelay status` over the real admin API says
+// how many and where, not as waiting copies, and --json carries the count
+// in the queue section.
+func TestStatusShowsDamagedSpool(t *testing.T) {
+	dir := t.TempDir()
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	cfgPath := filepath.Join(dir, "pixelrelay.toml")
+	cfg := config.Default()
+	cfg.DataDir = dir
+	cfg.Path = cfgPath
+	current := func() *config.Config { return cfg }
+	spoolDir := cfg.SpoolDir()
+	if err := os.MkdirAll(spoolDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"garbled.msg", "empty.msg"} {
+		data := "\x00\x01 not an envelope\nSubject: x\r\n\r\nbody"
+		if name == "empty.msg" {
+			data = ""
+		}
+		if err := os.WriteFile(filepath.Join(spoolDir, name), []byte(data), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	q, err := queue.New(queue.Options{Config: current, Log: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	damaged := q.Damaged()
+	if damaged < 2 {
+		t.Fatalf("the queue moved %d files aside, want the 2 damaged ones", damaged)
+	}
+	keys, err := token.OpenKeyring(filepath.Join(dir, "secrets.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := store.OpenStore(filepath.Join(dir, "pixelrelay.db"), store.Options{Log: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	srv := httpd.New(httpd.Options{Config: current, Store: st, Keys: keys, Queue: q, Version: "7.7.7", Log: quiet})
+	ts := httptest.NewServer(srv.Handler())
+	defer ts.Close()
+	body := "data_dir = \"" + dir + "\"\n[http]\nlisten = \"" + ts.Listener.Addr().String() + "\"\n"
+	if err := os.WriteFile(cfgPath, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PIXELRELAY_ADMIN_KEY", "")
+	realRun := func(args ...string) (int, string, string) {
+		var out, errb strings.Builder
+		e := &env{stdout: &out, stderr: &errb, now: time.Now}
+		code := e.main(append(args, "--config", cfgPath))
+		return code, out.String(), errb.String()
+	}
+
+	code, out, errOut := realRun("status")
+	wantLine := fmt.Sprintf("damaged         %d (moved aside in %s; see the server log)\n",
+		damaged, filepath.Join(spoolDir, "damaged"))
+	if code != 0 || !strings.Contains(out, wantLine) || !strings.Contains(out, "queue           empty\n") {
+		t.Errorf("status: exit %d, stderr %q, want %q and an empty queue:\n%s", code, errOut, wantLine, out)
+	}
+
+	code, out, _ = realRun("status", "--json")
+	var resp httpd.StatusResponse
+	if err := json.Unmarshal([]byte(out), &resp); code != 0 || err != nil || resp.Queue["damaged"] != damaged {
+		t.Errorf("status --json: exit %d, err %v, queue %v, want damaged %d", code, err, resp.Queue, damaged)
 	}
 }

@@ -2,11 +2,14 @@ package cli
 
 import (
 	"fmt"
+	"maps"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
 
+	"pixelrelay/relay/spool"
 	"pixelrelay/tracker/httpd"
 	"pixelrelay/tracker/record"
 )
@@ -73,10 +76,17 @@ func statusRows(st *httpd.StatusResponse) [][]string {
 		{"upstream", st.Upstream},
 		{"tracking key", "version " + strconv.Itoa(st.TrackingKeyVersion)},
 		{"queue", queueLine(st.Queue)},
+	}
+	if n := st.Queue[httpd.QueueDamaged]; n > 0 {
+		// Spool files the queue could not use: kept for a person to read.
+		rows = append(rows, []string{"damaged", fmt.Sprintf("%d (moved aside in %s; see the server log)",
+			n, filepath.Join(st.DataDir, "spool", spool.DamagedDir))})
+	}
+	rows = append(rows, [][]string{
 		{"database", dbLine},
 		{"tracked copies", strconv.Itoa(db.Copies)},
 		{"opens", fmt.Sprintf("%d (%d human, %d bot)", db.Opens, db.OpensHuman, db.Opens-db.OpensHuman)},
-	}
+	}...)
 	if db.Dropped > 0 {
 		rows = append(rows, []string{"dropped opens", fmt.Sprintf("%d since start (store errors; see the server log)", db.Dropped)})
 	}
@@ -86,8 +96,11 @@ func statusRows(st *httpd.StatusResponse) [][]string {
 	return rows
 }
 
-// queueLine is "3 waiting: 2 queued, 1 deferred" or "empty".
+// queueLine is "3 waiting: 2 queued, 1 deferred" or "empty". Damaged
+// entries are not waiting: statusRows shows them on their own line.
 func queueLine(q map[string]int) string {
+	q = maps.Clone(q)
+	delete(q, httpd.QueueDamaged)
 	total := 0
 	for _, n := range q {
 		total += n

@@ -203,6 +203,9 @@ func (s *Server) status() (StatusResponse, error) {
 	for _, e := range s.queue() {
 		counts[e.Status]++
 	}
+	if d, ok := s.opt.Queue.(DamagedCounter); ok {
+		counts[QueueDamaged] = d.Damaged()
+	}
 	return StatusResponse{
 		Version:            s.opt.Version,
 		ConfigFile:         cfg.Path,

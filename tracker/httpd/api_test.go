@@ -3,6 +3,7 @@ package httpd
 import (
 	"context"
 	"encoding/json"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"pixelrelay/config"
+	"pixelrelay/tracker/record"
 	"pixelrelay/tracker/store"
 )
 
@@ -404,5 +406,44 @@ func TestRunPurge(t *testing.T) {
 		if !b.Equal(t0.Add(-48 * time.Hour)) {
 			t.Errorf("purged before %v, want now - retention", b)
 		}
+	}
+}
+
+// damagedQueue is a queue that also counts damaged spool entries.
+type damagedQueue struct {
+	fakeQueue
+	damaged int
+}
+
+func (q damagedQueue) Damaged() int { return q.damaged }
+
+// TestAPIStatusDamaged: the queue section of /api/status carries the
+// number of damaged spool entries when the queue counts them (zero
+// included), next to the waiting copies, and nothing when it cannot.
+func TestAPIStatusDamaged(t *testing.T) {
+	waiting := fakeQueue{{QueueID: "q1", Status: "deferred", Attempts: 2}}
+	for _, tc := range []struct {
+		name  string
+		queue record.Queue
+		want  map[string]int
+	}{
+		{"two damaged", damagedQueue{waiting, 2}, map[string]int{"queued": 0, "deferred": 1, "damaged": 2}},
+		{"none damaged", damagedQueue{waiting, 0}, map[string]int{"queued": 0, "deferred": 1, "damaged": 0}},
+		{"queue cannot count", waiting, map[string]int{"queued": 0, "deferred": 1}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t, nil)
+			f.srv.opt.Queue = tc.queue
+			resp, body := f.api("GET", "/api/status")
+			var st struct {
+				Queue map[string]int `json:"queue"`
+			}
+			if err := json.Unmarshal(body, &st); err != nil || resp.StatusCode != 200 {
+				t.Fatalf("%d %s (%v)", resp.StatusCode, body, err)
+			}
+			if !maps.Equal(st.Queue, tc.want) {
+				t.Errorf("queue section %v, want %v", st.Queue, tc.want)
+			}
+		})
 	}
 }

@@ -87,6 +87,8 @@ type Options struct {
 	Store  Store
 	Keys   Keys
 	// Queue lists the copies waiting in the spool; nil shows an empty queue.
+	// When it is also a DamagedCounter, /api/status counts the damaged
+	// spool entries it moved aside.
 	Queue record.Queue
 	// Version is what /api/status reports.
 	Version string

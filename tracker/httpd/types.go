@@ -25,15 +25,29 @@ type QueueResponse struct {
 
 // StatusResponse is GET /api/status.
 type StatusResponse struct {
-	Version            string         `json:"version"`
-	ConfigFile         string         `json:"config_file"` // "" = built-in defaults
-	DataDir            string         `json:"data_dir"`
-	SMTPListen         string         `json:"smtp_listen"`
-	HTTPListen         string         `json:"http_listen"`
-	Upstream           string         `json:"upstream"` // URL without credentials
-	TrackingKeyVersion int            `json:"tracking_key_version"`
-	Queue              map[string]int `json:"queue"` // "queued", "deferred" -> count
-	Database           store.Stats    `json:"database"`
+	Version            string `json:"version"`
+	ConfigFile         string `json:"config_file"` // "" = built-in defaults
+	DataDir            string `json:"data_dir"`
+	SMTPListen         string `json:"smtp_listen"`
+	HTTPListen         string `json:"http_listen"`
+	Upstream           string `json:"upstream"` // URL without credentials
+	TrackingKeyVersion int    `json:"tracking_key_version"`
+	// Queue counts the copies waiting by status ("queued", "deferred")
+	// and, under QueueDamaged, the damaged spool entries kept aside.
+	Queue    map[string]int `json:"queue"`
+	Database store.Stats    `json:"database"`
+}
+
+// QueueDamaged is the key, in StatusResponse.Queue, of the number of
+// damaged spool entries moved aside (into DATA_DIR/spool/damaged): they
+// wait for a person, not for delivery. It is present when the queue can
+// count them (see DamagedCounter).
+const QueueDamaged = "damaged"
+
+// DamagedCounter is implemented by a Queue that moves damaged spool
+// entries aside (*queue.Queue does): Damaged is how many it holds there.
+type DamagedCounter interface {
+	Damaged() int
 }
 
 // RotateResponse is POST /api/keys/rotate.
