@@ -171,7 +171,8 @@ func (s *Store) commit(batch []request) {
 	errs := make([]error, len(batch)) // per request: an Update's unknown id
 	dedup := time.Duration(s.dedup.Load())
 	limit := int(s.ipHourly.Load())
-	if now := s.now(); now.Sub(s.lim.lastSweep) >= time.Minute || now.Before(s.lim.lastSweep) {
+	now := s.now()
+	if now.Sub(s.lim.lastSweep) >= time.Minute || now.Before(s.lim.lastSweep) {
 		s.lim.sweep(now, dedup)
 	}
 	err := s.updateLocked(func(tx *bolt.Tx) error {
@@ -211,6 +212,7 @@ func (s *Store) commit(batch []request) {
 	} else {
 		s.lim.commit()
 	}
+	s.reportRefused(now)
 	for i, r := range batch {
 		if r.done != nil {
 			e := err
@@ -220,6 +222,31 @@ func (s *Store) commit(batch []request) {
 			r.done <- result{stored: stored[i] && err == nil, err: e}
 		}
 	}
+}
+
+// reportRefused publishes the limiter's refused count for Stats and, at
+// most once a minute, warns about the hits it refused since the last
+// warning. Called by the writer after each commit.
+func (s *Store) reportRefused(now time.Time) {
+	total := s.lim.refused
+	s.refused.Store(total)
+	n := total - s.refusedWarned
+	last := s.refusedWarnAt
+	if n <= 0 || (!last.IsZero() && !now.Before(last) && now.Sub(last) < time.Minute) {
+		return
+	}
+	opens := "opens"
+	if n == 1 {
+		opens = "open"
+	}
+	span := ""
+	if !last.IsZero() && now.After(last) {
+		span = " in the last " + now.Sub(last).Round(time.Second).String()
+	}
+	s.log.Warn(fmt.Sprintf("tracker limiter full: %d %s not stored%s; a flood from many addresses?", n, opens, span),
+		"refused_total", total, "dedup_entries", len(s.lim.dedup), "max_dedup", s.lim.maxDedup,
+		"ips", len(s.lim.ips), "max_ips", s.lim.maxIPs)
+	s.refusedWarned, s.refusedWarnAt = total, now
 }
 
 // hitTx applies hits inside one write transaction.

@@ -26,6 +26,7 @@ type limiter struct {
 
 	maxDedup, maxIPs int   // table bounds (defaultMaxDedup, defaultMaxIPs)
 	refused          int64 // hits not stored because a table was full
+	refusedCommitted int64 // refused as of the last commit
 
 	undoDedup []dedupUndo
 	undoIP    []ipUndo
@@ -156,11 +157,13 @@ func (l *limiter) setIP(ip string, slots []ipSlot) {
 func (l *limiter) commit() {
 	l.undoDedup = l.undoDedup[:0]
 	l.undoIP = l.undoIP[:0]
+	l.refusedCommitted = l.refused
 }
 
 // rollback forgets the changes noted since the last commit: their
-// transaction failed.
+// transaction failed (its hits count as dropped, not as refused).
 func (l *limiter) rollback() {
+	l.refused = l.refusedCommitted
 	for i := len(l.undoDedup) - 1; i >= 0; i-- {
 		u := l.undoDedup[i]
 		if u.had {

@@ -1,9 +1,13 @@
 package store
 
 import (
+	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"runtime"
+	"slices"
+	"sync"
 	"testing"
 	"time"
 )
@@ -179,5 +183,93 @@ func TestStoreFloodStaysWithinLimits(t *testing.T) {
 	s.Flush()
 	if len(s.lim.dedup) > 40 || len(s.lim.ips) > 25 {
 		t.Errorf("limiter grew past its bounds: %d dedup, %d IPs", len(s.lim.dedup), len(s.lim.ips))
+	}
+}
+
+// limiterLog collects the store's warnings (the writer goroutine logs).
+type limiterLog struct {
+	mu   sync.Mutex
+	msgs []string
+}
+
+func (l *limiterLog) Enabled(context.Context, slog.Level) bool { return true }
+func (l *limiterLog) WithAttrs([]slog.Attr) slog.Handler       { return l }
+func (l *limiterLog) WithGroup(string) slog.Handler            { return l }
+func (l *limiterLog) Handle(_ context.Context, r slog.Record) error {
+	if r.Level >= slog.LevelWarn {
+		l.mu.Lock()
+		l.msgs = append(l.msgs, r.Message)
+		l.mu.Unlock()
+	}
+	return nil
+}
+
+// take returns the warnings logged since the last take.
+func (l *limiterLog) take() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	m := l.msgs
+	l.msgs = nil
+	return m
+}
+
+// TestLimiterRefusalsReported: opens the full limiter refuses are counted
+// in Stats().LimiterRefused and warned about at most once a minute, with
+// the number refused since the last warning; a failed batch's hits count
+// as dropped, not refused.
+func TestLimiterRefusalsReported(t *testing.T) {
+	clk := newClock()
+	logs := &limiterLog{}
+	s := openTest(t, Options{Now: clk.Now, DedupWindow: time.Hour, IPHourlyLimit: 10, BatchDelay: -1, Log: slog.New(logs)})
+	s.lim.maxDedup, s.lim.maxIPs = 1000, 2 // set before the writer sees a hit
+	addCopy(t, s, "c1", "r1@example.com", clk.Now())
+	next := 0 // distinct client addresses
+	steps := []struct {
+		name        string
+		advance     time.Duration
+		clients     int // new addresses, one hit each
+		wantStored  int
+		wantRefused int64
+		wantWarn    string // "" = no warning
+	}{
+		{"room for two addresses", 0, 2, 2, 0, ""},
+		{"table full: warned at once", 0, 3, 0, 3, "tracker limiter full: 3 opens not stored; a flood from many addresses?"},
+		{"within the minute: counted, not warned", 30 * time.Second, 4, 0, 7, ""},
+		{"a minute after the warning", 31 * time.Second, 1, 0, 8, "tracker limiter full: 5 opens not stored in the last 1m1s; a flood from many addresses?"},
+		{"quiet: no refusal, no warning", 2 * time.Minute, 0, 0, 8, ""},
+		{"one more, later", 0, 1, 0, 9, "tracker limiter full: 1 open not stored in the last 2m0s; a flood from many addresses?"},
+	}
+	for _, st := range steps {
+		clk.Advance(st.advance)
+		before := mustStats(t, s).Opens
+		for i := 0; i < st.clients; i++ {
+			if err := s.Enqueue(Hit{TrackingID: "c1", IP: floodIP(next), UserAgent: "UA"}); err != nil {
+				t.Fatal(err)
+			}
+			next++
+		}
+		if err := s.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		got := mustStats(t, s)
+		if got.Opens-before != st.wantStored || got.LimiterRefused != st.wantRefused {
+			t.Errorf("%s: %d stored, %d refused; want %d, %d", st.name, got.Opens-before, got.LimiterRefused, st.wantStored, st.wantRefused)
+		}
+		var want []string
+		if st.wantWarn != "" {
+			want = []string{st.wantWarn}
+		}
+		if warns := logs.take(); !slices.Equal(warns, want) {
+			t.Errorf("%s: warnings %q, want %q", st.name, warns, want)
+		}
+	}
+
+	// A batch that fails to commit: its hits are dropped, not refused.
+	l := newLimiter()
+	l.maxIPs = 1
+	limiterFlood(l, 3, clk.Now(), time.Hour, 10, floodIP, func(int) string { return "c1" }) // commits 2 refused
+	l.ipCount("198.51.100.7", minute(clk.Now()))                                            // a refusal in the failing batch
+	if l.rollback(); l.refused != 2 {
+		t.Errorf("after a rollback the limiter says %d refused, want the committed 2", l.refused)
 	}
 }

@@ -223,7 +223,7 @@ func syncDir(dir string) error {
 
 // Stats returns the file size, free space and the stored counts.
 func (s *Store) Stats() (Stats, error) {
-	st := Stats{Path: s.path, Dropped: s.dropped.Load()}
+	st := Stats{Path: s.path, Dropped: s.dropped.Load(), LimiterRefused: s.refused.Load()}
 	s.dbMu.RLock()
 	defer s.dbMu.RUnlock()
 	bs := s.db.Stats()

@@ -89,10 +89,16 @@ type Store struct {
 	done   chan struct{} // writer exited
 	lim    *limiter      // owned by the writer goroutine
 
-	purgeMu   sync.Mutex
-	dropped   atomic.Int64
-	closeOnce sync.Once
-	closeErr  error
+	purgeMu sync.Mutex
+	dropped atomic.Int64
+	// refused is the limiter's refused count as of the last commit (the
+	// limiter itself is the writer's); refusedWarned and refusedWarnAt
+	// are the count and time of the last warning about it (writer only).
+	refused       atomic.Int64
+	refusedWarned int64
+	refusedWarnAt time.Time
+	closeOnce     sync.Once
+	closeErr      error
 }
 
 // boltOptions are used for the database and for compaction targets.

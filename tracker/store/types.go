@@ -79,6 +79,10 @@ type Stats struct {
 	Opens      int    `json:"opens"`
 	OpensHuman int    `json:"opens_human"`
 	Dropped    int64  `json:"dropped"` // opens answered but not stored (store errors) since start
+	// LimiterRefused counts the opens not stored since start because the
+	// dedup or per-IP table was full (a flood from more distinct clients
+	// than it holds; the limiter fails closed).
+	LimiterRefused int64 `json:"limiter_refused"`
 }
 
 // PurgeResult reports one purge.
