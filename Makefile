@@ -28,10 +28,10 @@ lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 
-# A short run of every fuzz target, FUZZTIME each: a time ("10s"; keep it at
-# several seconds: on a busy machine the fuzzer can overrun a short deadline
-# and report "context deadline exceeded") or a count of inputs ("3000x", what
-# CI uses).
+# A short run of every fuzz target, FUZZTIME each: a count of inputs ("3000x",
+# what CI uses) or a time ("10s"). A time can end in a spurious "context
+# deadline exceeded" failure with no crasher: a race in Go 1.26's fuzzing
+# coordinator (go.dev/issue/75804, fixed in Go 1.27); counts avoid it.
 fuzz:
 	@for pkg in $$($(GO) list ./...); do \
 	  for t in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
@@ -42,7 +42,7 @@ fuzz:
 
 # The long versions of the fault tests (thousands of messages, many kill -9s,
 # floods) and a longer fuzz run of every target. Not part of CI.
-SOAKFUZZTIME ?= 2m
+SOAKFUZZTIME ?= 300000x
 soak:
 	PIXELRELAY_SOAK=1 $(GO) test -race -count=1 -timeout 120m ./...
 	$(MAKE) fuzz FUZZTIME=$(SOAKFUZZTIME)
