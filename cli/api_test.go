@@ -693,3 +693,40 @@ func TestStatusDamagedLine(t *testing.T) {
 		})
 	}
 }
+
+// TestStatusLostOpens: opens answered but not stored get a line each,
+// only when there are some: store errors (dropped) and a full limiter
+// (refused).
+func TestStatusLostOpens(t *testing.T) {
+	dropped := "dropped opens   4 since start (store errors; see the server log)\n"
+	refused := "refused opens   1234 since start (dedup/per-IP tables full: a flood from many addresses? see the server log)\n"
+	for _, tc := range []struct {
+		name             string
+		dropped, refused int64
+		want, notWant    []string
+	}{
+		{"none lost", 0, 0, nil, []string{"dropped opens", "refused opens"}},
+		{"limiter refused", 0, 1234, []string{refused}, []string{"dropped opens"}},
+		{"both", 4, 1234, []string{dropped, refused}, nil},
+		{"store errors", 4, 0, []string{dropped}, []string{"refused opens"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := sampleAPI()
+			f.status.Database.Dropped, f.status.Database.LimiterRefused = tc.dropped, tc.refused
+			code, out, errOut := run(0, "status", "--config", startAPI(t, f))
+			if code != 0 {
+				t.Fatalf("exit %d, stderr %q", code, errOut)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(out, w) {
+					t.Errorf("status lacks %q:\n%s", w, out)
+				}
+			}
+			for _, w := range tc.notWant {
+				if strings.Contains(out, w) {
+					t.Errorf("status shows %q:\n%s", w, out)
+				}
+			}
+		})
+	}
+}

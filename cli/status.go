@@ -23,6 +23,8 @@ func statusCommand() *command {
 Asks the running server what it is doing: its version, the config file it
 loaded, where it listens, where copies go, the current tracking key version,
 how many copies wait in the queue, and the database's size and counts.
+Damaged spool files (moved aside) and opens that were answered but not
+stored get a line of their own when there are any.
 
 Flags:
   --json          print the admin API's JSON instead of text
@@ -89,6 +91,9 @@ func statusRows(st *httpd.StatusResponse) [][]string {
 	}...)
 	if db.Dropped > 0 {
 		rows = append(rows, []string{"dropped opens", fmt.Sprintf("%d since start (store errors; see the server log)", db.Dropped)})
+	}
+	if db.LimiterRefused > 0 {
+		rows = append(rows, []string{"refused opens", fmt.Sprintf("%d since start (dedup/per-IP tables full: a flood from many addresses? see the server log)", db.LimiterRefused)})
 	}
 	for _, r := range rows {
 		r[1] = clean(r[1])

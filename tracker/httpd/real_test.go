@@ -249,4 +249,13 @@ func TestRealStorePurgeAndStatus(t *testing.T) {
 	if err := json.Unmarshal(body, &st); err != nil || resp.StatusCode != 200 || st.Database.Opens != 1 || st.Database.Copies != 1 {
 		t.Errorf("status: %d %s", resp.StatusCode, body)
 	}
+	var raw struct {
+		Database map[string]json.RawMessage `json:"database"`
+	}
+	json.Unmarshal(body, &raw)
+	for _, k := range []string{"dropped", "limiter_refused"} {
+		if string(raw.Database[k]) != "0" {
+			t.Errorf("status: database.%s = %s, want 0 (present, nothing lost): %s", k, raw.Database[k], body)
+		}
+	}
 }
