@@ -893,14 +893,20 @@ func (s *Spool) syncDirs() {
 	s.dirf.Sync()
 }
 
-// Damaged returns how many entries are in DamagedDir: damaged messages and
-// states waiting for someone to look at them.
+// Damaged returns how many spool entries (queue ids) are in DamagedDir:
+// damaged messages and states waiting for someone to look at them. A
+// message moved aside with its state counts once.
 func (s *Spool) Damaged() (int, error) {
 	ents, err := os.ReadDir(filepath.Join(s.dir, DamagedDir))
 	if errors.Is(err, os.ErrNotExist) {
 		return 0, nil
 	}
-	return len(ents), err
+	ids := map[string]bool{} // ID.msg, ID.state, ID.msg.1 …: one entry per id
+	for _, e := range ents {
+		id, _, _ := strings.Cut(e.Name(), ".")
+		ids[id] = true
+	}
+	return len(ids), err
 }
 
 func readLongLine(f *os.File) ([]byte, error) {
