@@ -102,6 +102,11 @@ func joinLines(err error) string {
 
 // serve wires the parts together and blocks until a signal.
 func serve(flagPath string, log *slog.Logger) error {
+	// Catch signals from the start: a SIGTERM while starting up then stops
+	// the server gracefully once it is up, instead of killing it midway.
+	sigc := make(chan os.Signal, 4)
+	signal.Notify(sigc, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	defer signal.Stop(sigc)
 	path, err := config.Find(flagPath)
 	if err != nil {
 		return err
@@ -188,11 +193,12 @@ func serve(flagPath string, log *slog.Logger) error {
 	go func() { errc <- watcher.Run(ctx) }()
 	q.Start()
 	go web.RunPurge(ctx)
+	// The listeners are bound: say so before the first client is answered.
+	logStartup(log, cfg, path, smtpLn.Addr(), httpLn.Addr())
 	go func() { errc <- serveErr("smtp", smtpSrv.Serve(smtpLn)) }()
 	go func() { errc <- serveErr("http", web.Serve(httpLn)) }()
 
-	logStartup(log, cfg, path, smtpLn.Addr(), httpLn.Addr())
-	err = waitForStop(errc, watcher, log)
+	err = waitForStop(sigc, errc, watcher, log)
 
 	log.Info("shutting down: no new connections; finishing in-flight transactions", "grace", shutdownGrace)
 	sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
@@ -221,10 +227,7 @@ func serveErr(name string, err error) error {
 
 // waitForStop blocks until SIGINT/SIGTERM or a listener fails; SIGHUP
 // reloads the config.
-func waitForStop(errc <-chan error, w *config.Watcher, log *slog.Logger) error {
-	sigc := make(chan os.Signal, 4)
-	signal.Notify(sigc, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
-	defer signal.Stop(sigc)
+func waitForStop(sigc <-chan os.Signal, errc <-chan error, w *config.Watcher, log *slog.Logger) error {
 	for {
 		select {
 		case err := <-errc:
