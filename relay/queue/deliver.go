@@ -402,17 +402,7 @@ func (q *Queue) retrySave(m *message) {
 	}
 	m.saveRetry = true
 	minRetry, _, _, _ := q.limits()
-	time.AfterFunc(minRetry, func() {
-		q.mu.Lock()
-		closed := q.closed
-		if !closed {
-			q.flight.Add(1)
-		}
-		q.mu.Unlock()
-		if closed {
-			return // Close saves what is dirty
-		}
-		defer q.flight.Done()
+	q.later(minRetry, func() { // once closed, Close saves what is dirty
 		m.wmu.Lock()
 		defer m.wmu.Unlock()
 		m.saveRetry = false
@@ -424,17 +414,24 @@ func (q *Queue) retrySave(m *message) {
 
 func (q *Queue) retrySettle(m *message) {
 	minRetry, _, _, _ := q.limits()
-	time.AfterFunc(minRetry, func() {
+	q.later(minRetry, func() { q.settle(m, true) })
+}
+
+// later runs fn after d unless the queue is closed by then; Close waits
+// for a run that has started.
+func (q *Queue) later(d time.Duration, fn func()) {
+	time.AfterFunc(d, func() {
 		q.mu.Lock()
 		closed := q.closed
 		if !closed {
 			q.flight.Add(1)
 		}
 		q.mu.Unlock()
-		if !closed {
-			defer q.flight.Done()
-			q.settle(m, true)
+		if closed {
+			return
 		}
+		defer q.flight.Done()
+		fn()
 	})
 }
 

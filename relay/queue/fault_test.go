@@ -97,25 +97,7 @@ func (d *faultDisk) injected() int {
 // faultOpen opens h's queue like h.open, with a spool fault and a logger.
 func faultOpen(h *harness, fault func(string) error, log *slog.Logger, start bool) *Queue {
 	h.t.Helper()
-	q, err := New(Options{
-		Dir:        h.dir,
-		Config:     func() *config.Config { return h.cfg },
-		Upstream:   func() relay.Upstream { return h.up },
-		Recorder:   h.rec,
-		Minter:     h.mint,
-		Now:        h.now,
-		Log:        log,
-		SpoolFault: fault,
-	})
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	h.t.Cleanup(func() { q.Close() })
-	if start {
-		q.Start()
-	}
-	h.q = q
-	return q
+	return h.openWith(func(o *Options) { o.SpoolFault, o.Log = fault, log }, start)
 }
 
 // faultPlanned waits until every message in q has its plan.

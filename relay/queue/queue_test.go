@@ -212,9 +212,13 @@ func newHarness(t *testing.T, cfg *config.Config) *harness {
 	return h
 }
 
-func (h *harness) open(start bool) *Queue {
+func (h *harness) open(start bool) *Queue { return h.openWith(nil, start) }
+
+// openWith opens the queue on h's parts; change, when set, adjusts the
+// options first.
+func (h *harness) openWith(change func(*Options), start bool) *Queue {
 	h.t.Helper()
-	q, err := New(Options{
+	opt := Options{
 		Dir:      h.dir,
 		Config:   func() *config.Config { return h.cfg },
 		Upstream: func() relay.Upstream { return h.up },
@@ -222,7 +226,11 @@ func (h *harness) open(start bool) *Queue {
 		Minter:   h.mint,
 		Now:      h.now,
 		Log:      quiet,
-	})
+	}
+	if change != nil {
+		change(&opt)
+	}
+	q, err := New(opt)
 	if err != nil {
 		h.t.Fatal(err)
 	}
