@@ -3,8 +3,6 @@ package main
 import (
 	"fmt"
 	"io"
-	"net"
-	"net/textproto"
 	"os"
 	"strconv"
 	"strings"
@@ -14,69 +12,13 @@ import (
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 	"golang.org/x/crypto/bcrypt"
+
+	"pixelrelay/relay/smtptest"
 )
 
 // Hostile SMTP input through the real binary (issue 7, "Hostile input —
 // SMTP" and "Abuse and access — Open relay"); the outcome is read from the
 // outbox. Unit-level versions are in relay/smtpd/hostile_test.go.
-
-// hostileSMTPConn is a raw SMTP client: commands through textproto, message
-// text written byte for byte, as no real client library would send it.
-type hostileSMTPConn struct {
-	t  *testing.T
-	nc net.Conn
-	tp *textproto.Conn
-}
-
-func hostileSMTPDial(t *testing.T, addr string) *hostileSMTPConn {
-	t.Helper()
-	nc, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { nc.Close() })
-	nc.SetDeadline(time.Now().Add(60 * time.Second))
-	h := &hostileSMTPConn{t: t, nc: nc, tp: textproto.NewConn(nc)}
-	if _, _, err := h.tp.ReadResponse(220); err != nil {
-		t.Fatal(err)
-	}
-	return h
-}
-
-func (h *hostileSMTPConn) cmd(want int, line string) string {
-	h.t.Helper()
-	if err := h.tp.PrintfLine("%s", line); err != nil {
-		h.t.Fatal(err)
-	}
-	_, msg, err := h.tp.ReadResponse(want)
-	if err != nil {
-		h.t.Fatalf("%q: %v", line, err)
-	}
-	return msg
-}
-
-// reply reads one reply; code 0 when the connection ended.
-func (h *hostileSMTPConn) reply() (int, string) {
-	code, msg, err := h.tp.ReadResponse(0)
-	if err != nil {
-		if _, ok := err.(*textproto.Error); !ok {
-			return 0, err.Error()
-		}
-	}
-	return code, msg
-}
-
-// send runs MAIL, RCPT, DATA and writes text (with its own end of data).
-func (h *hostileSMTPConn) send(from, to, text string) (int, string) {
-	h.t.Helper()
-	h.cmd(250, "MAIL FROM:<"+from+">")
-	h.cmd(250, "RCPT TO:<"+to+">")
-	h.cmd(354, "DATA")
-	if _, err := io.WriteString(h.nc, text); err != nil {
-		h.t.Fatal(err)
-	}
-	return h.reply()
-}
 
 // hostileSMTPBody strips what the relay puts in front of a message in the
 // outbox: Return-Path, Delivered-To and our three-line Received header.
@@ -111,10 +53,10 @@ func TestHostileSMTPSmugglingEndToEnd(t *testing.T) {
 	}
 	accepted := 0
 	for _, tt := range tests {
-		h := hostileSMTPDial(t, in.smtpAddr)
-		h.cmd(250, "EHLO hostile.test")
+		h := smtptest.Dial(t, in.smtpAddr)
+		h.Cmd(250, "EHLO hostile.test")
 		text := "From: me@example.com\r\nSubject: smuggling test\r\nMessage-ID: <s@e2e.test>\r\n\r\nhello" + tt.seq + smuggled + "\r\n.\r\n"
-		code, msg := h.send("me@example.com", "rcpt@example.org", text)
+		code, msg := h.Send("me@example.com", "rcpt@example.org", text)
 		if code != tt.code || (code == 550 && !strings.HasPrefix(msg, "5.5.2 ")) {
 			t.Fatalf("%q: reply %d %q, want %d", tt.seq, code, msg, tt.code)
 		}
@@ -122,14 +64,14 @@ func TestHostileSMTPSmugglingEndToEnd(t *testing.T) {
 			accepted++
 		}
 		if strings.HasPrefix(tt.seq, "\r\r\n") {
-			h.tp.PrintfLine("NOOP")
-			if code, _ := h.reply(); code == 250 {
+			h.Text.PrintfLine("NOOP")
+			if code, _ := h.Reply(); code == 250 {
 				t.Fatalf("%q: connection still open after a missed end", tt.seq)
 			}
 			continue
 		}
-		h.cmd(250, "NOOP") // the next reply is NOOP's: no smuggled command ran
-		h.cmd(221, "QUIT")
+		h.Cmd(250, "NOOP") // the next reply is NOOP's: no smuggled command ran
+		h.Cmd(221, "QUIT")
 	}
 	// A marker sent last: once it is in the outbox, everything before is.
 	if _, err := sendMail(t, in.smtpAddr, "me@example.com", []string{"marker@example.org"}, "Subject: marker\r\n\r\nmarker\r\n"); err != nil {
@@ -198,10 +140,10 @@ func TestHostileSMTPBytesEndToEnd(t *testing.T) {
 			msg += "\r\n" // a bare LF before the final dot would be a smuggling line
 		}
 		want[rcpt] = msg
-		h := hostileSMTPDial(t, in.smtpAddr)
-		h.cmd(250, "EHLO hostile.test")
+		h := smtptest.Dial(t, in.smtpAddr)
+		h.Cmd(250, "EHLO hostile.test")
 		wire := strings.ReplaceAll(msg, "\r\n.", "\r\n..") + ".\r\n"
-		if code, reply := h.send("me@example.com", rcpt, wire); code != 250 {
+		if code, reply := h.Send("me@example.com", rcpt, wire); code != 250 {
 			t.Fatalf("%s: %d %q", tt.name, code, reply)
 		}
 	}
@@ -349,21 +291,21 @@ func (s *hostileSMTPLines) Read(p []byte) (int, error) {
 func TestHostileSMTPHeaderInjectionEndToEnd(t *testing.T) {
 	in := newInstance(t, "")
 	in.start()
-	h := hostileSMTPDial(t, in.smtpAddr)
-	h.cmd(250, "EHLO evil\rX-Injected:\x00yes")
+	h := smtptest.Dial(t, in.smtpAddr)
+	h.Cmd(250, "EHLO evil\rX-Injected:\x00yes")
 	for _, a := range []string{"<a\rX-Injected: yes@example.com>", "<a\x00@example.com>", "<\"a\rb\"@example.com>", "<a@example.com>\rX-Injected: yes", "<a@ex\rample.com>"} {
-		h.tp.PrintfLine("MAIL FROM:%s", a)
-		if code, msg := h.reply(); code/100 != 5 {
+		h.Text.PrintfLine("MAIL FROM:%s", a)
+		if code, msg := h.Reply(); code/100 != 5 {
 			t.Fatalf("MAIL FROM:%q: %d %q", a, code, msg)
 		}
-		h.cmd(250, "MAIL FROM:<me@example.com>")
-		h.tp.PrintfLine("RCPT TO:%s", a)
-		if code, msg := h.reply(); code/100 != 5 {
+		h.Cmd(250, "MAIL FROM:<me@example.com>")
+		h.Text.PrintfLine("RCPT TO:%s", a)
+		if code, msg := h.Reply(); code/100 != 5 {
 			t.Fatalf("RCPT TO:%q: %d %q", a, code, msg)
 		}
-		h.cmd(250, "RSET")
+		h.Cmd(250, "RSET")
 	}
-	if code, msg := h.send("me@example.com", "rcpt@example.org", "Subject: inj\r\nMessage-ID: <i@e2e.test>\r\n\r\nbody\r\n.\r\n"); code != 250 {
+	if code, msg := h.Send("me@example.com", "rcpt@example.org", "Subject: inj\r\nMessage-ID: <i@e2e.test>\r\n\r\nbody\r\n.\r\n"); code != 250 {
 		t.Fatalf("%d %q", code, msg)
 	}
 	copies := in.waitOutbox(1, 15*time.Second)

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/textproto"
 	"os"
 	"runtime"
 	"strings"
@@ -15,67 +14,16 @@ import (
 	"time"
 
 	"github.com/emersion/go-smtp"
+
+	"pixelrelay/relay/smtptest"
 )
 
-// hostileConn is a raw client: commands go through textproto, the message
-// text is written byte for byte (what go-smtp's client would repair).
-type hostileConn struct {
-	t  *testing.T
-	nc net.Conn
-	tp *textproto.Conn
-}
-
-func dialHostile(t *testing.T, addr string) *hostileConn {
+// dialHostile connects a raw client (smtptest.Raw) and says EHLO.
+func dialHostile(t *testing.T, addr string) *smtptest.Raw {
 	t.Helper()
-	nc, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { nc.Close() })
-	nc.SetDeadline(time.Now().Add(30 * time.Second))
-	h := &hostileConn{t: t, nc: nc, tp: textproto.NewConn(nc)}
-	if _, _, err := h.tp.ReadResponse(220); err != nil {
-		t.Fatal(err)
-	}
-	h.cmd(250, "EHLO hostile.test")
+	h := smtptest.Dial(t, addr)
+	h.Cmd(250, "EHLO hostile.test")
 	return h
-}
-
-func (h *hostileConn) cmd(want int, line string) string {
-	h.t.Helper()
-	if err := h.tp.PrintfLine("%s", line); err != nil {
-		h.t.Fatal(err)
-	}
-	_, msg, err := h.tp.ReadResponse(want)
-	if err != nil {
-		h.t.Fatalf("%q: %v", line, err)
-	}
-	return msg
-}
-
-// reply reads one reply and returns its code and text ("" and 0 when the
-// connection ended).
-func (h *hostileConn) reply() (int, string) {
-	code, msg, err := h.tp.ReadResponse(0)
-	if err != nil {
-		if _, ok := err.(*textproto.Error); !ok {
-			return 0, err.Error()
-		}
-	}
-	return code, msg
-}
-
-// transaction runs MAIL, RCPT and DATA, writes text as it is (it must hold
-// its own end of data), and returns the reply to it.
-func (h *hostileConn) transaction(text string) (int, string) {
-	h.t.Helper()
-	h.cmd(250, "MAIL FROM:<sender@example.com>")
-	h.cmd(250, "RCPT TO:<rcpt@example.com>")
-	h.cmd(354, "DATA")
-	if _, err := io.WriteString(h.nc, text); err != nil {
-		h.t.Fatal(err)
-	}
-	return h.reply()
 }
 
 const smuggled = "MAIL FROM:<smuggler@evil.test>\r\nRCPT TO:<victim@example.org>\r\nDATA\r\n" +
@@ -108,7 +56,7 @@ func TestSmuggling(t *testing.T) {
 		t.Run(s.name, func(t *testing.T) {
 			n := len(e.sp.messages())
 			h := dialHostile(t, e.addr)
-			code, msg := h.transaction("Subject: hi\r\n\r\nhello" + s.seq + smuggled + "\r\n.\r\n")
+			code, msg := h.Send("sender@example.com", "rcpt@example.com", "Subject: hi\r\n\r\nhello"+s.seq+smuggled+"\r\n.\r\n")
 			switch {
 			case s.text && code != 250:
 				t.Fatalf("reply %d %q, want 250 (text)", code, msg)
@@ -118,13 +66,13 @@ func TestSmuggling(t *testing.T) {
 			missed := strings.HasSuffix(s.seq, "\r\r\n.\r\n") && strings.Count(s.seq, "\r")%2 == 1
 			if missed {
 				// go-smtp read on past the real end: the connection is closed.
-				h.tp.PrintfLine("NOOP")
-				if code, msg := h.reply(); code/100 == 2 {
+				h.Text.PrintfLine("NOOP")
+				if code, msg := h.Reply(); code/100 == 2 {
 					t.Fatalf("connection still open after a missed end: %d %q", code, msg)
 				}
 			} else {
-				h.cmd(250, "NOOP") // the very next reply: nothing smuggled ran
-				if code, msg := h.transaction("Subject: next\r\n\r\nnext\r\n.\r\n"); code != 250 {
+				h.Cmd(250, "NOOP") // the very next reply: nothing smuggled ran
+				if code, msg := h.Send("sender@example.com", "rcpt@example.com", "Subject: next\r\n\r\nnext\r\n.\r\n"); code != 250 {
 					t.Fatalf("next transaction: %d %q", code, msg)
 				}
 			}
@@ -162,9 +110,9 @@ func TestMissedEndDoesNotHang(t *testing.T) {
 	e := start(t, baseConfig(), nil)
 	for _, text := range []string{"Subject: cr\r\n\r\nlast line\r\r\n.\r\n", "Subject: cr\r\n\r\nx\r\r\r\r\n.\r\n"} {
 		h := dialHostile(t, e.addr)
-		h.nc.SetDeadline(time.Now().Add(5 * time.Second))
+		h.Conn.SetDeadline(time.Now().Add(5 * time.Second))
 		start := time.Now()
-		code, msg := h.transaction(text)
+		code, msg := h.Send("sender@example.com", "rcpt@example.com", text)
 		if code != 550 || !strings.HasPrefix(msg, "5.5.2 ") {
 			t.Fatalf("%q: reply %d %q after %v, want 550 5.5.2 at once", text, code, msg, time.Since(start))
 		}
@@ -179,7 +127,7 @@ func TestMissedEndDoesNotHang(t *testing.T) {
 func TestOddCRRunBeforeEnd(t *testing.T) {
 	e := start(t, baseConfig(), nil)
 	h := dialHostile(t, e.addr)
-	if code, msg := h.transaction("Subject: odd\r\n\r\nx\r\r\r\n.\r\n"); code != 250 {
+	if code, msg := h.Send("sender@example.com", "rcpt@example.com", "Subject: odd\r\n\r\nx\r\r\r\n.\r\n"); code != 250 {
 		t.Fatalf("%d %q", code, msg)
 	}
 	if m := e.sp.messages(); len(m) != 1 || !strings.HasSuffix(m[0].body, "\r\n\r\nx\r\r\r\n") {
@@ -265,7 +213,7 @@ func TestHostileBytesKept(t *testing.T) {
 			if strings.HasPrefix(wire, ".") {
 				wire = "." + wire
 			}
-			if code, msg := h.transaction(wire + ".\r\n"); code != 250 {
+			if code, msg := h.Send("sender@example.com", "rcpt@example.com", wire+".\r\n"); code != 250 {
 				t.Fatalf("%d %q", code, msg)
 			}
 			got := e.sp.messages()[n:]
@@ -299,11 +247,11 @@ func TestLineTooLong(t *testing.T) {
 	cfg.SMTP.MaxMessageSize = 4 << 20
 	e := start(t, cfg, nil)
 	h := dialHostile(t, e.addr)
-	h.cmd(250, "MAIL FROM:<sender@example.com>")
-	h.cmd(250, "RCPT TO:<rcpt@example.com>")
-	h.cmd(354, "DATA")
-	go io.WriteString(h.nc, "Subject: x\r\n\r\n"+strings.Repeat("b", MaxLineLength+10)+"\r\n.\r\n")
-	if code, msg := h.reply(); code != 552 || !strings.HasPrefix(msg, "5.3.4 ") {
+	h.Cmd(250, "MAIL FROM:<sender@example.com>")
+	h.Cmd(250, "RCPT TO:<rcpt@example.com>")
+	h.Cmd(354, "DATA")
+	go io.WriteString(h.Conn, "Subject: x\r\n\r\n"+strings.Repeat("b", MaxLineLength+10)+"\r\n.\r\n")
+	if code, msg := h.Reply(); code != 552 || !strings.HasPrefix(msg, "5.3.4 ") {
 		t.Fatalf("%d %q", code, msg)
 	}
 	if n := len(e.sp.messages()); n != 0 {
@@ -311,8 +259,8 @@ func TestLineTooLong(t *testing.T) {
 	}
 	// A command line over the limit ends the connection too.
 	h2 := dialHostile(t, e.addr)
-	go io.WriteString(h2.nc, "NOOP "+strings.Repeat("c", MaxLineLength+10)+"\r\n")
-	if code, _ := h2.reply(); code != 500 {
+	go io.WriteString(h2.Conn, "NOOP "+strings.Repeat("c", MaxLineLength+10)+"\r\n")
+	if code, _ := h2.Reply(); code != 500 {
 		t.Fatalf("overlong command: %d", code)
 	}
 }
@@ -339,20 +287,20 @@ func TestHeaderInjectionThroughAddresses(t *testing.T) {
 	}
 	for _, a := range addrs {
 		h := dialHostile(t, e.addr)
-		h.tp.PrintfLine("MAIL FROM:%s", a)
-		if code, msg := h.reply(); code/100 != 5 {
+		h.Text.PrintfLine("MAIL FROM:%s", a)
+		if code, msg := h.Reply(); code/100 != 5 {
 			t.Errorf("MAIL FROM:%q: %d %q, want 5xx", a, code, msg)
 		}
-		h.cmd(250, "MAIL FROM:<sender@example.com>")
-		h.tp.PrintfLine("RCPT TO:%s", a)
-		if code, msg := h.reply(); code/100 != 5 {
+		h.Cmd(250, "MAIL FROM:<sender@example.com>")
+		h.Text.PrintfLine("RCPT TO:%s", a)
+		if code, msg := h.Reply(); code/100 != 5 {
 			t.Errorf("RCPT TO:%q: %d %q, want 5xx", a, code, msg)
 		}
 	}
 	// EHLO with odd bytes: the Received header stays three lines.
 	h := dialHostile(t, e.addr)
-	h.cmd(250, "EHLO evil\rX-Injected:\x00yes")
-	if code, msg := h.transaction("Subject: x\r\n\r\nbody\r\n.\r\n"); code != 250 {
+	h.Cmd(250, "EHLO evil\rX-Injected:\x00yes")
+	if code, msg := h.Send("sender@example.com", "rcpt@example.com", "Subject: x\r\n\r\nbody\r\n.\r\n"); code != 250 {
 		t.Fatalf("%d %q", code, msg)
 	}
 	m := e.sp.messages()
@@ -570,10 +518,10 @@ func TestSmugglingBDAT(t *testing.T) {
 	for _, tt := range tests {
 		n := len(e.sp.messages())
 		h := dialHostile(t, e.addr)
-		h.cmd(250, "MAIL FROM:<sender@example.com>")
-		h.cmd(250, "RCPT TO:<rcpt@example.com>")
-		fmt.Fprintf(h.nc, "BDAT %d LAST\r\n%s", len(tt.text), tt.text)
-		code, msg := h.reply()
+		h.Cmd(250, "MAIL FROM:<sender@example.com>")
+		h.Cmd(250, "RCPT TO:<rcpt@example.com>")
+		fmt.Fprintf(h.Conn, "BDAT %d LAST\r\n%s", len(tt.text), tt.text)
+		code, msg := h.Reply()
 		if code != tt.code {
 			t.Fatalf("%q: %d %q, want %d", tt.text, code, msg, tt.code)
 		}
@@ -581,6 +529,6 @@ func TestSmugglingBDAT(t *testing.T) {
 		if want := map[int]int{250: 1, 550: 0}[tt.code]; len(got) != want || want == 1 && !strings.HasSuffix(got[0].body, tt.text) {
 			t.Fatalf("%q: spooled %+v", tt.text, got)
 		}
-		h.cmd(250, "NOOP")
+		h.Cmd(250, "NOOP")
 	}
 }

@@ -1,6 +1,7 @@
 // Package smtptest runs a scriptable fake SMTP server on 127.0.0.1 for
 // tests: it plays the upstream (Gmail, any SMTP server) that pixelrelay
-// delivers to, built on go-smtp's server.
+// delivers to, built on go-smtp's server. Raw (raw.go) is the other side:
+// a client that writes hostile bytes to pixelrelay's own SMTP server.
 //
 // Typical use:
 //
