@@ -1,6 +1,9 @@
 package smtpd
 
-import "errors"
+import (
+	"bytes"
+	"errors"
+)
 
 // SMTP smuggling (CVE-2023-51764 and kin): a line holding only "." that a
 // bare CR or a bare LF starts or ends ("\n.\r\n", "\r.\r\n", "\n.\n",
@@ -67,7 +70,9 @@ type dotScanner struct {
 // scan checks p, which follows what was scanned before. It returns
 // errSmuggling or errMissedEnd at the first offending line.
 func (s *dotScanner) scan(p []byte) error {
-	for _, c := range p {
+	lf := -1 // the next LF in p at or after i (len(p): none); -1: not looked for
+	for i := 0; i < len(p); i++ {
+		c := p[i]
 		switch s.dot {
 		case dotSeen:
 			switch c {
@@ -101,8 +106,25 @@ func (s *dotScanner) scan(p []byte) error {
 			s.crRun = 0
 		}
 		s.prev, s.started = c, true
+		if s.dot == noDot && c != '\r' && c != '\n' {
+			// In the middle of a line nothing counts until the next CR or
+			// LF: skip to it. (The bytes skipped would leave the state as
+			// it is: crRun 0, prev neither CR nor LF.)
+			if lf <= i {
+				lf = indexFrom(p, i+1, '\n')
+			}
+			i = indexFrom(p[:lf], i+1, '\r') - 1
+		}
 	}
 	return nil
+}
+
+// indexFrom returns the index of the first c in p at or after i, or len(p).
+func indexFrom(p []byte, i int, c byte) int {
+	if j := bytes.IndexByte(p[i:], c); j >= 0 {
+		return i + j
+	}
+	return len(p)
 }
 
 // lineStart says whether the current byte starts a line, and how.

@@ -1,6 +1,7 @@
 package smtpd
 
 import (
+	"strings"
 	"testing"
 )
 
@@ -68,4 +69,20 @@ func FuzzDotScanner(f *testing.F) {
 			t.Fatalf("%q in pieces of %d (bdat %v): %v, want %v", p, size, bdat, got, want)
 		}
 	})
+}
+
+// BenchmarkDotScanner is the smuggling scan of a plain 50 KB message, which
+// runs over every byte of DATA.
+func BenchmarkDotScanner(b *testing.B) {
+	line := "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ!?\r\n"
+	body := []byte("Subject: bench\r\n\r\n" + strings.Repeat(line, 50*1024/len(line)) + "..dot-stuffed\r\n")
+	b.SetBytes(int64(len(body)))
+	for b.Loop() {
+		s := dotScanner{}
+		for off := 0; off < len(body); off += 4096 {
+			if err := s.scan(body[off:min(off+4096, len(body))]); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
 }
