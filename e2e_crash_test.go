@@ -308,10 +308,24 @@ func (r *crashRig) halfData(subject string) net.Conn {
 
 // fillOld puts opens older than the purge cut into the database (serve is
 // down) so that the next purge deletes them and compacts the file.
+// Purge compacts only when a quarter of the file is free, so the old
+// opens are made at least as large as what the file held before (a long
+// soak run grows the file with every message).
 func (r *crashRig) fillOld() {
 	r.t.Helper()
-	storeFill(r.t, storeDB(r.in), "crash"+string(rune('a'+r.fills%26)), 400, 20, time.Now().Add(-100*24*time.Hour))
-	r.fills++
+	path := storeDB(r.in)
+	var before int64
+	if fi, err := os.Stat(path); err == nil {
+		before = fi.Size()
+	}
+	for range 8 {
+		prefix := "crash" + string(rune('a'+r.fills/26%26)) + string(rune('a'+r.fills%26))
+		storeFill(r.t, path, prefix, 400, 20, time.Now().Add(-100*24*time.Hour))
+		r.fills++
+		if fi, err := os.Stat(path); err != nil || fi.Size() >= 2*before {
+			return
+		}
+	}
 }
 
 // delivered counts the upstream's deliveries per recipient.
