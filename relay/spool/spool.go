@@ -154,7 +154,7 @@ type Spool struct {
 	jmu      sync.Mutex
 	journal  *os.File          // states.log, append only
 	jsize    int64             // its size
-	jtorn    bool              // a failed append may have left a partial line
+	jtorn    bool              // a failed append left a fragment: jsize is short of the true size
 	live     map[string][]byte // id -> its last record in the journal
 	liveSize int64             // bytes of the live records
 	legacy   map[string]bool   // ids with an ID.state file of an earlier version
@@ -487,8 +487,9 @@ type record struct {
 // with the live states only when it has grown large.
 //
 // A failed append (a full disk) is cut off again, so that it cannot spoil
-// the next record; when even that fails, the next record starts on a new
-// line and the fragment is skipped by Scan.
+// the next record; when even that fails, the journal is torn: each record
+// starts on a new line (the fragment is skipped by Scan) and nothing is cut
+// off again (its true size is unknown) until the journal is rewritten.
 func (s *Spool) WriteState(id string, st *State) error {
 	line, err := json.Marshal(record{ID: id, State: st})
 	if err != nil {
@@ -497,24 +498,17 @@ func (s *Spool) WriteState(id string, st *State) error {
 	line = append(line, '\n')
 	s.jmu.Lock()
 	defer s.jmu.Unlock()
+	out := line
 	if s.jtorn {
-		line = append([]byte{'\n'}, line...)
+		out = append([]byte{'\n'}, line...)
 	}
-	if err := s.appendState(line); err != nil {
-		s.jtorn = s.journal.Truncate(s.jsize) != nil
+	if err := s.appendState(out); err != nil {
+		if !s.jtorn {
+			s.jtorn = s.journal.Truncate(s.jsize) != nil
+		}
 		return fmt.Errorf("spool: writing state: %w", err)
 	}
-	if s.jtorn {
-		// After the fragment: learn the journal's true size.
-		s.jtorn = false
-		line = line[1:]
-		fi, err := s.journal.Stat()
-		if err != nil {
-			return fmt.Errorf("spool: writing state: %w", err)
-		}
-		s.jsize = fi.Size() - int64(len(line))
-	}
-	s.jsize += int64(len(line))
+	s.jsize += int64(len(out))
 	s.liveSize += int64(len(line)) - int64(len(s.live[id]))
 	s.live[id] = line
 	if s.jsize >= compactAt && s.liveSize < s.jsize/2 {
