@@ -719,22 +719,23 @@ func (s *Spool) load(id string, rec []byte) (*Message, damage) {
 		return nil, damage{msg: "envelope names no recipient"}
 	}
 	st, bad := s.loadState(id, rec)
-	if st != nil && st.Size > 0 {
-		fi, err := f.Stat()
-		if err != nil {
-			return nil, damage{msg: err.Error()}
-		}
-		if size := fi.Size() - m.Offset; size != st.Size {
-			if len(st.Copies) > 0 {
-				m.State = st
-			}
-			return m, damage{msg: fmt.Sprintf("message is %d bytes, was %d when planned (truncated or overwritten)", size, st.Size)}
-		}
+	if st == nil {
+		return m, damage{state: bad}
 	}
-	if st != nil && len(st.Copies) > 0 {
+	if len(st.Copies) > 0 {
 		m.State = st
 	}
-	return m, damage{state: bad}
+	if st.Size == 0 {
+		return m, damage{}
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, damage{msg: err.Error()}
+	}
+	if size := fi.Size() - m.Offset; size != st.Size {
+		return m, damage{msg: fmt.Sprintf("message is %d bytes, was %d when planned (truncated or overwritten)", size, st.Size)}
+	}
+	return m, damage{}
 }
 
 // loadState returns id's state from its journal record rec or a state file
