@@ -186,11 +186,11 @@ func (k *Keyring) fixMode() error {
 	if err != nil {
 		return fmt.Errorf("secrets %s: %w", k.path, err)
 	}
-	tighten, err := checkSecrets(k.path, st.Mode().Perm(), fileOwner(st), os.Geteuid())
+	mode := st.Mode().Perm()
+	tighten, err := checkSecrets(k.path, mode, fileOwner(st), os.Geteuid())
 	if err != nil || !tighten {
 		return err
 	}
-	mode := st.Mode().Perm()
 	if err := os.Chmod(k.path, 0o600); err != nil {
 		return fmt.Errorf("secrets %s has mode %#o and cannot be set to 0600: %w", k.path, mode, err)
 	}
