@@ -147,7 +147,7 @@ func (s *Store) compact() error {
 	start := time.Now()
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
-	tmp := s.path + ".compact"
+	tmp := compactPath(s.path)
 	if err := os.Remove(tmp); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("store: compact: %w", err)
 	}
@@ -165,6 +165,10 @@ func (s *Store) compact() error {
 	s.log.Info("compact: done", "size_before", before, "size_after", s.fileSize(), "duration", time.Since(start).Round(time.Millisecond))
 	return nil
 }
+
+// compactPath is where a compaction of the database at path writes its
+// copy before swapping it in.
+func compactPath(path string) string { return path + ".compact" }
 
 // compactInto copies the current database into a new, fsynced file.
 func (s *Store) compactInto(tmp string) error {

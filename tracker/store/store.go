@@ -181,10 +181,11 @@ func openBolt(path string) (db *bolt.DB, err error) {
 }
 
 // removeCompactLeftover deletes PATH.compact, the half-written copy left by
-// a compaction that was killed before its swap. It is called with the
+// a compaction that was killed before its swap (the next compaction would
+// remove it too; this frees its space at start). It is called with the
 // database open, so its lock keeps any other process from compacting.
 func removeCompactLeftover(path string, log *slog.Logger) {
-	tmp := path + ".compact"
+	tmp := compactPath(path)
 	if err := os.Remove(tmp); err == nil {
 		log.Warn("store: removed the leftover of an interrupted compaction", "path", tmp)
 	} else if !errors.Is(err, os.ErrNotExist) {
