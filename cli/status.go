@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"pixelrelay/config"
 	"pixelrelay/relay/spool"
 	"pixelrelay/tracker/httpd"
 	"pixelrelay/tracker/record"
@@ -82,7 +83,7 @@ func statusRows(st *httpd.StatusResponse) [][]string {
 	if n := st.Queue[httpd.QueueDamaged]; n > 0 {
 		// Spool files the queue could not use: kept for a person to read.
 		rows = append(rows, []string{"damaged", fmt.Sprintf("%d (moved aside in %s; see the server log)",
-			n, filepath.Join(st.DataDir, "spool", spool.DamagedDir))})
+			n, filepath.Join((&config.Config{DataDir: st.DataDir}).SpoolDir(), spool.DamagedDir))})
 	}
 	rows = append(rows, [][]string{
 		{"database", dbLine},
