@@ -73,20 +73,10 @@ func (q *Queue) body(m *message) (data []byte, f *spool.Body, err error) {
 		q.mu.Unlock()
 		return data, nil, nil
 	}
-	want := m.size
 	q.mu.Unlock()
-	f, err = q.sp.Open(m.env.ID, m.off)
+	f, size, err := q.openSpool(m)
 	if err != nil {
-		return nil, nil, q.markDamaged(m, "opening the spool file: "+err.Error())
-	}
-	size, err := f.Size()
-	if err != nil {
-		f.Close()
-		return nil, nil, q.markDamaged(m, err.Error())
-	}
-	if want > 0 && size != want || size < 0 {
-		f.Close()
-		return nil, nil, q.markDamaged(m, fmt.Sprintf("the message is %d bytes, was %d when spooled", size, want))
+		return nil, nil, err
 	}
 	if size >= maxCached {
 		return nil, f, nil // stream it
@@ -182,6 +172,32 @@ func (q *Queue) setTemplate(m *message, t *template) {
 	if t != nil {
 		q.cacheUsed.Add(int64(t.out.Len()))
 	}
+}
+
+// openSpool opens m's spooled message and checks its size against the one
+// it had when spooled or planned (or learns it, when unknown). A file that
+// cannot be opened or whose size changed is damaged (markDamaged).
+func (q *Queue) openSpool(m *message) (*spool.Body, int64, error) {
+	f, err := q.sp.Open(m.env.ID, m.off)
+	if err != nil {
+		return nil, 0, q.markDamaged(m, "opening the spool file: "+err.Error())
+	}
+	size, err := f.Size()
+	if err != nil {
+		f.Close()
+		return nil, 0, q.markDamaged(m, err.Error())
+	}
+	q.mu.Lock()
+	want := m.size
+	if want == 0 {
+		m.size = size
+	}
+	q.mu.Unlock()
+	if want > 0 && size != want || size < 0 {
+		f.Close()
+		return nil, 0, q.markDamaged(m, fmt.Sprintf("the message is %d bytes, was %d when spooled", size, want))
+	}
+	return f, size, nil
 }
 
 // markDamaged moves m's spool file aside (once) because of reason, and

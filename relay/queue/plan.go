@@ -165,20 +165,11 @@ func (q *Queue) inspect(m *message) (rewrite.Info, error) {
 		}
 		return untouchableOnError(safeInspect(bytes.NewReader(data.Bytes())))
 	}
-	body, err := q.sp.Open(m.env.ID, m.off)
+	body, _, err := q.openSpool(m)
 	if err != nil {
-		return rewrite.Info{}, q.markDamaged(m, "opening the spool file: "+err.Error())
+		return rewrite.Info{}, err
 	}
 	defer body.Close()
-	size, err := body.Size()
-	if err != nil || size < 0 {
-		return rewrite.Info{}, q.markDamaged(m, fmt.Sprintf("spool file size %d: %v", size, err))
-	}
-	q.mu.Lock()
-	if m.size == 0 {
-		m.size = size
-	}
-	q.mu.Unlock()
 	sr := &spoolReader{r: body}
 	info, err := safeInspect(sr)
 	if sr.err != nil {
