@@ -106,10 +106,11 @@ func (s *dotScanner) scan(p []byte) error {
 			s.crRun = 0
 		}
 		s.prev, s.started = c, true
-		if s.dot == noDot && c != '\r' && c != '\n' {
+		if s.dot == noDot && !isLineEnd(c) && i+1 < len(p) && !isLineEnd(p[i+1]) {
 			// In the middle of a line nothing counts until the next CR or
 			// LF: skip to it. (The bytes skipped would leave the state as
-			// it is: crRun 0, prev neither CR nor LF.)
+			// it is: crRun 0, prev neither CR nor LF.) A line end right
+			// after c needs no search: short lines stay cheap.
 			if lf <= i {
 				lf = indexFrom(p, i+1, '\n')
 			}
@@ -118,6 +119,8 @@ func (s *dotScanner) scan(p []byte) error {
 	}
 	return nil
 }
+
+func isLineEnd(c byte) bool { return c == '\r' || c == '\n' }
 
 // indexFrom returns the index of the first c in p at or after i, or len(p).
 func indexFrom(p []byte, i int, c byte) int {
