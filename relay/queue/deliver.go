@@ -194,13 +194,16 @@ func (q *Queue) result(it *item, a attempt, err error) {
 		q.log.Info("delivery failed", "queue_id", m.env.ID, "rcpts", a.rcpts, "class", relay.ClassOf(err).String(),
 			"status", up.status, "err", err)
 	}
+	// The spool's state first: it decides what is sent again after a
+	// crash. The recorder can be slow (it waits while the database is
+	// compacted) and only tells the tracker.
+	q.settle(m, up.status != spool.Sent)
 	it.umu.Lock()
 	if up.seq > it.sent {
 		it.sent = up.seq
 		q.update(up)
 	}
 	it.umu.Unlock()
-	q.settle(m, up.status != spool.Sent)
 }
 
 type update struct {
