@@ -41,14 +41,14 @@ func floodIP(i int) string {
 	return fmt.Sprintf("%d.%d.%d.%d", 1+i>>24&0x7f, i>>16&0xff, i>>8&0xff, i&0xff)
 }
 
-// TestLimiterMemoryBound: a million distinct IPs (and a million distinct
+// TestLimiterMemoryBound: over a million distinct IPs (and as many distinct
 // copies from one IP) never grow the limiter's tables past their bounds;
 // the hits past the bound are refused (fail closed), and the tables' heap
 // stays under what the bounds promise.
 func TestLimiterMemoryBound(t *testing.T) {
 	flood := defaultMaxDedup + 40_000 // past both bounds
 	if os.Getenv("PIXELRELAY_SOAK") == "1" {
-		flood = 1 << 20 // 1,048,576 distinct clients
+		flood = 1 << 21 // 2,097,152 distinct clients
 	}
 	at := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
 	rows := []struct {
