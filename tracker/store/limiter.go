@@ -3,6 +3,7 @@ package store
 import (
 	"crypto/sha256"
 	"math"
+	"net/netip"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -96,6 +97,7 @@ func (l *limiter) duplicate(k dedupKey, at time.Time, window time.Duration) bool
 // slots) up to and including slot. A new ip while the table is full counts
 // as over any limit (fail closed; see limiter).
 func (l *limiter) ipCount(ip string, slot uint64) int {
+	ip = rateKey(ip)
 	if _, ok := l.ips[ip]; !ok && len(l.ips) >= l.maxIPs {
 		l.refused++
 		return math.MaxInt
@@ -123,11 +125,32 @@ func (l *limiter) note(k dedupKey, ip string, at uint64, slot uint64) {
 	if ip == "" {
 		return
 	}
+	ip = rateKey(ip)
 	if _, ok := l.ips[ip]; !ok && len(l.ips) >= l.maxIPs {
 		return
 	}
 	l.addIP(ip, slot, 1)
 	l.undoIP = append(l.undoIP, ipUndo{ip, slot})
+}
+
+// rateKey is what the per-IP limit counts by: an IPv4 address (also when
+// written v4-mapped), or the /64
+// of an IPv6 address (one host, or one home's router, usually holds a
+// whole /64 and could otherwise walk through its addresses to escape the
+// limit and fill the table).
+func rateKey(ip string) string {
+	a, err := netip.ParseAddr(ip)
+	switch {
+	case err != nil:
+		return ip
+	case a.Unmap().Is4():
+		return a.Unmap().String()
+	}
+	p, err := a.WithZone("").Prefix(64)
+	if err != nil {
+		return ip
+	}
+	return p.String()
 }
 
 func (l *limiter) addIP(ip string, slot uint64, d int) {

@@ -273,3 +273,36 @@ func TestLimiterRefusalsReported(t *testing.T) {
 		t.Errorf("after a rollback the limiter says %d refused, want the committed 2", l.refused)
 	}
 }
+
+// TestLimiterIPv6CountsPerSlash64: the per-IP limit counts an IPv6 client
+// by its /64, so walking through the addresses of one /64 neither escapes
+// ip_hourly_limit nor fills the IP table; other /64s and IPv4 (also
+// v4-mapped) are counted on their own.
+func TestLimiterIPv6CountsPerSlash64(t *testing.T) {
+	at := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
+	copyID := func(i int) string { return fmt.Sprint("id", i) } // no dedup
+	rows := []struct {
+		name       string
+		ipOf       func(int) string
+		wantStored int
+		wantIPs    int
+	}{
+		{"one /64, 1000 addresses", func(i int) string { return fmt.Sprintf("2001:db8:1:2::%x", i+1) }, 5, 1},
+		{"one /64, with zones", func(i int) string { return fmt.Sprintf("fe80::%x%%eth%d", i+1, i%3) }, 5, 1},
+		{"1000 /64s", func(i int) string { return fmt.Sprintf("2001:db8:%x::1", i+1) }, 1000, 1000},
+		{"v4-mapped and plain IPv4 are one address", func(i int) string {
+			if i%2 == 0 {
+				return "::ffff:192.0.2.7"
+			}
+			return "192.0.2.7"
+		}, 5, 1},
+	}
+	for _, row := range rows {
+		t.Run(row.name, func(t *testing.T) {
+			l := newLimiter()
+			if got := limiterFlood(l, 1000, at, time.Hour, 5, row.ipOf, copyID); got != row.wantStored || len(l.ips) != row.wantIPs {
+				t.Errorf("stored %d with %d IP entries, want %d and %d", got, len(l.ips), row.wantStored, row.wantIPs)
+			}
+		})
+	}
+}
