@@ -12,6 +12,8 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -172,33 +174,39 @@ func serve(flagPath string, log *slog.Logger) error {
 	}
 
 	smtpSrv := smtpd.New(current, q, log)
+	lns := &listeners{
+		smtp: binding{key: "smtp.listen", want: cfg.SMTP.Listen, ln: smtpLn, serve: smtpSrv.Serve},
+		http: binding{key: "http.listen", want: cfg.HTTP.Listen, ln: httpLn},
+		errc: make(chan error, 4),
+		log:  log,
+	}
 	web := httpd.New(httpd.Options{
 		Config:   current,
 		Store:    st,
 		Keys:     keys,
 		Queue:    q,
 		Version:  Version,
-		SMTPAddr: smtpLn.Addr().String(),
+		SMTPAddr: lns.smtpAddr,
 		Log:      log,
 	})
+	lns.http.serve = web.Serve
 
 	ctx, stop := context.WithCancel(context.Background())
 	defer stop()
-	bound := *cfg // listen addresses and data_dir in use until a restart
+	dataDir := cfg.DataDir // in use until a restart
 	watcher.Subscribe(func(old, new *config.Config) {
-		applyReload(old, new, &bound, st, q, log)
+		applyReload(old, new, dataDir, lns, st, q, log)
 	})
 
-	errc := make(chan error, 4)
-	go func() { errc <- watcher.Run(ctx) }()
+	go func() { lns.report(watcher.Run(ctx)) }()
 	q.Start()
 	go web.RunPurge(ctx)
 	// The listeners are bound: say so before the first client is answered.
 	logStartup(log, cfg, path, smtpLn.Addr(), httpLn.Addr())
-	go func() { errc <- serveErr("smtp", smtpSrv.Serve(smtpLn)) }()
-	go func() { errc <- serveErr("http", web.Serve(httpLn)) }()
+	lns.start()
 
-	err = waitForStop(sigc, errc, watcher, log)
+	err = waitForStop(sigc, lns.errc, watcher, lns, log)
+	lns.stop()
 
 	log.Info("shutting down: no new connections; finishing in-flight transactions", "grace", shutdownGrace)
 	sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
@@ -217,7 +225,8 @@ func serve(flagPath string, log *slog.Logger) error {
 	return err
 }
 
-// serveErr turns a listener's normal close into nil.
+// serveErr turns a listener's normal close (Shutdown, or a re-bind closing
+// the old listener) into nil.
 func serveErr(name string, err error) error {
 	if err == nil || errors.Is(err, net.ErrClosed) || errors.Is(err, http.ErrServerClosed) {
 		return nil
@@ -226,8 +235,8 @@ func serveErr(name string, err error) error {
 }
 
 // waitForStop blocks until SIGINT/SIGTERM or a listener fails; SIGHUP
-// reloads the config.
-func waitForStop(sigc <-chan os.Signal, errc <-chan error, w *config.Watcher, log *slog.Logger) error {
+// reloads the config and retries a listen address that could not be bound.
+func waitForStop(sigc <-chan os.Signal, errc <-chan error, w *config.Watcher, lns *listeners, log *slog.Logger) error {
 	for {
 		select {
 		case err := <-errc:
@@ -243,26 +252,131 @@ func waitForStop(sigc <-chan os.Signal, errc <-chan error, w *config.Watcher, lo
 			if err := w.Reload(); err != nil {
 				log.Error("config reload failed; keeping the last good config", "problems", joinLines(err))
 			}
+			lns.apply(w.Current())
 		}
 	}
 }
 
-// applyReload pushes a new config into the parts that keep state. bound
-// holds the listen addresses and data_dir actually in use.
-func applyReload(old, new, bound *config.Config, st *store.Store, q *queue.Queue, log *slog.Logger) {
+// applyReload pushes a new config into the parts that keep state. dataDir
+// is the data_dir in use.
+func applyReload(old, new *config.Config, dataDir string, lns *listeners, st *store.Store, q *queue.Queue, log *slog.Logger) {
 	st.SetLimits(new.Tracking.DedupWindow.D(), new.Tracking.IPHourlyLimit)
 	if old.Upstream != new.Upstream {
 		log.Info("upstream settings changed: retrying deferred copies now")
 		q.Kick()
 	}
-	if bound.SMTP.Listen != new.SMTP.Listen || bound.HTTP.Listen != new.HTTP.Listen {
-		log.Warn("a listen address changed; it takes effect after a restart",
-			"smtp.listen", new.SMTP.Listen, "http.listen", new.HTTP.Listen,
-			"in_use", bound.SMTP.Listen+" "+bound.HTTP.Listen)
+	lns.apply(new)
+	if dataDir != new.DataDir {
+		log.Warn("data_dir changed; it takes effect after a restart", "data_dir", new.DataDir, "in_use", dataDir)
 	}
-	if bound.DataDir != new.DataDir {
-		log.Warn("data_dir changed; it takes effect after a restart", "data_dir", new.DataDir, "in_use", bound.DataDir)
+}
+
+// listeners holds the SMTP and HTTP listeners in use and moves them when a
+// reload changes smtp.listen or http.listen.
+type listeners struct {
+	mu      sync.Mutex
+	smtp    binding
+	http    binding
+	stopped bool
+	addr    atomic.Pointer[string] // the SMTP address in use, for /api/status
+
+	errc chan error // a server that failed (not one whose listener was closed)
+	log  *slog.Logger
+}
+
+// binding is one server's listener and the configured address it was bound
+// for.
+type binding struct {
+	key   string // config key: smtp.listen or http.listen
+	want  string // the configured address ln was bound for
+	ln    net.Listener
+	serve func(net.Listener) error
+}
+
+// start serves both listeners.
+func (l *listeners) start() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.setSMTPAddr()
+	go l.run(&l.smtp, l.smtp.ln)
+	go l.run(&l.http, l.http.ln)
+}
+
+// run serves ln until it is closed (by a re-bind or Shutdown) and reports
+// any other error.
+func (l *listeners) run(b *binding, ln net.Listener) {
+	l.report(serveErr(strings.TrimSuffix(b.key, ".listen"), b.serve(ln)))
+}
+
+// report hands a failure to waitForStop; nil is dropped.
+func (l *listeners) report(err error) {
+	if err == nil {
+		return
 	}
+	select {
+	case l.errc <- err:
+	default: // already stopping
+		l.log.Error("server failed while stopping", "err", err)
+	}
+}
+
+// smtpAddr is the SMTP address in use.
+func (l *listeners) smtpAddr() string {
+	if p := l.addr.Load(); p != nil {
+		return *p
+	}
+	return ""
+}
+
+func (l *listeners) setSMTPAddr() {
+	a := l.smtp.ln.Addr().String()
+	l.addr.Store(&a)
+}
+
+// stop makes later reloads leave the listeners alone (the servers are
+// shutting down and close them).
+func (l *listeners) stop() {
+	l.mu.Lock()
+	l.stopped = true
+	l.mu.Unlock()
+}
+
+// apply re-binds each listener whose configured address differs from cfg.
+// It is also the retry after a failed bind.
+func (l *listeners) apply(cfg *config.Config) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.stopped {
+		return
+	}
+	if l.move(&l.smtp, cfg.SMTP.Listen) {
+		l.setSMTPAddr()
+	}
+	l.move(&l.http, cfg.HTTP.Listen)
+}
+
+// move binds want first and serves it, then closes the old listener only:
+// sessions and requests already open on it run to their end. When want
+// cannot be bound the old listener stays in use. It reports whether the
+// listener moved. l.mu must be held.
+func (l *listeners) move(b *binding, want string) bool {
+	if want == b.want {
+		return false
+	}
+	ln, err := net.Listen("tcp", want)
+	if err != nil {
+		l.log.Error(fmt.Sprintf("%s: cannot listen on %s; still listening on %s (saving the config again or SIGHUP retries)", b.key, want, b.ln.Addr()),
+			"key", b.key, "err", err)
+		return false
+	}
+	old := b.ln
+	b.ln, b.want = ln, want
+	go l.run(b, ln)
+	if err := old.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
+		l.log.Warn(b.key+": closing the old listener", "err", err)
+	}
+	l.log.Info(fmt.Sprintf("%s: now listening on %s (was %s)", b.key, ln.Addr(), old.Addr()))
+	return true
 }
 
 func storeOptions(cfg *config.Config, log *slog.Logger) store.Options {

@@ -196,8 +196,10 @@ func (s *Server) status() (StatusResponse, error) {
 		httpListen = a
 	}
 	smtpListen := cfg.SMTP.Listen
-	if s.opt.SMTPAddr != "" {
-		smtpListen = s.opt.SMTPAddr
+	if s.opt.SMTPAddr != nil {
+		if a := s.opt.SMTPAddr(); a != "" {
+			smtpListen = a
+		}
 	}
 	counts := map[string]int{record.StatusQueued: 0, record.StatusDeferred: 0}
 	for _, e := range s.queue() {

@@ -17,8 +17,10 @@
 // store (Enqueue when the store has it, else Record). Config changes (hot
 // reload) are picked up per request: trusted proxies, the Apple ranges file,
 // the prefetch window, and the store's dedup window and per-IP limit (through
-// SetLimits when the store has it). A changed http.listen is not handled
-// here: that needs a new listener and Serve.
+// SetLimits when the store has it). A changed http.listen is applied by the
+// caller: Serve on the new listener, then close the old one. Serve calls
+// share one http.Server, so connections accepted on the old listener keep
+// being served and Shutdown waits for them too.
 package httpd
 
 import (
@@ -92,10 +94,10 @@ type Options struct {
 	Queue record.Queue
 	// Version is what /api/status reports.
 	Version string
-	// SMTPAddr is the address the SMTP listener is bound to, which
-	// /api/status reports (a changed smtp.listen needs a restart); ""
-	// means smtp.listen from the config.
-	SMTPAddr string
+	// SMTPAddr returns the address the SMTP listener is bound to right now
+	// (a reload may move it), which /api/status reports; nil, or "" from
+	// it, means smtp.listen from the config.
+	SMTPAddr func() string
 	// Log receives errors (rate-limited) and purge progress; nil means
 	// slog.Default().
 	Log *slog.Logger
@@ -233,24 +235,29 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // Serve accepts connections on l until Shutdown. It returns nil after a
-// Shutdown, or the error that stopped it.
+// Shutdown, or the error that stopped it (net.ErrClosed, wrapped, when the
+// caller closed l). Serve may be called again with another listener, also
+// while an earlier call still runs: all of them share one http.Server, and
+// /api/status reports the address of the latest.
 func (s *Server) Serve(l net.Listener) error {
-	srv := &http.Server{
-		Handler:           s,
-		ReadHeaderTimeout: s.timeouts.ReadHeaderTimeout,
-		ReadTimeout:       s.timeouts.ReadTimeout,
-		WriteTimeout:      s.timeouts.WriteTimeout,
-		IdleTimeout:       s.timeouts.IdleTimeout,
-		MaxHeaderBytes:    s.timeouts.MaxHeaderBytes,
-		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
-	}
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
 		l.Close()
 		return nil
 	}
-	s.srv = srv
+	if s.srv == nil {
+		s.srv = &http.Server{
+			Handler:           s,
+			ReadHeaderTimeout: s.timeouts.ReadHeaderTimeout,
+			ReadTimeout:       s.timeouts.ReadTimeout,
+			WriteTimeout:      s.timeouts.WriteTimeout,
+			IdleTimeout:       s.timeouts.IdleTimeout,
+			MaxHeaderBytes:    s.timeouts.MaxHeaderBytes,
+			ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+		}
+	}
+	srv := s.srv
 	s.addr.Store(l.Addr().String())
 	s.mu.Unlock()
 	err := srv.Serve(l)
