@@ -278,23 +278,3 @@ func TestSecondServeOnSameDataDir(t *testing.T) {
 		t.Fatalf("no hint about the other instance: %s", out)
 	}
 }
-
-// TestStatusShowsBoundAddress: after smtp.listen changes in the file, status
-// still shows the address in use (the change needs a restart).
-func TestStatusShowsBoundAddress(t *testing.T) {
-	in := newInstance(t, "")
-	in.start()
-	cfg, _ := os.ReadFile(in.cfgPath)
-	moved := strings.Replace(string(cfg), in.smtpAddr, freePort(t), 1)
-	tmp := in.cfgPath + ".tmp"
-	os.WriteFile(tmp, []byte(moved), 0o600)
-	os.Rename(tmp, in.cfgPath)
-	waitFor(t, func() bool { return strings.Contains(in.logs.String(), "takes effect after a restart") })
-	var st struct {
-		SMTPListen string `json:"smtp_listen"`
-	}
-	in.api("/api/status", &st)
-	if st.SMTPListen != in.smtpAddr {
-		t.Fatalf("status says smtp_listen %q, but the server listens on %s", st.SMTPListen, in.smtpAddr)
-	}
-}
