@@ -13,6 +13,7 @@ build:
 # The whole suite, race detector on. Real-client tests need swaks and msmtp
 # (Debian packages; .ci/run installs them).
 test:
+	@[ -n "$$PIXELRELAY_CORPUS" ] || [ -d ../shared/corpus ] || echo "note: no ../shared/corpus (nor PIXELRELAY_CORPUS): the corpus tests skip, saying why under go test -v"
 	$(GO) test -race -count=1 -timeout 20m ./...
 
 run: build

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"pixelrelay/internal/corpus"
 	"pixelrelay/relay/rewrite"
 )
 
@@ -84,8 +85,11 @@ func TestTemplateMatchesRewrite(t *testing.T) {
 		})
 	}
 	files, _ := filepath.Glob("../../testdata/messages/*.eml")
-	corpus, _ := filepath.Glob("../../../shared/corpus/*.eml")
-	files = append(files, corpus...)
+	if corpus.Present() {
+		files = append(files, corpus.Files(t)...)
+	} else {
+		t.Run("shared corpus", func(t *testing.T) { corpus.Files(t) })
+	}
 	if len(files) < 20 {
 		t.Fatalf("only %d fixture messages found", len(files))
 	}

@@ -15,6 +15,8 @@ import (
 
 	"github.com/emersion/go-message"
 	"github.com/emersion/go-message/textproto"
+
+	"pixelrelay/internal/corpus"
 )
 
 const testPixelURL = "https://t.example.net/o/v1abcdefghijklmnopqrstuvwxyz0123456789.gif"
@@ -27,41 +29,42 @@ type sample struct {
 	data []byte
 }
 
-// corpusDir is the shared corpus of real-world messages: $PIXELRELAY_CORPUS,
-// else shared/corpus beside the repository (where CI puts it).
-func corpusDir() string {
-	if d := os.Getenv("PIXELRELAY_CORPUS"); d != "" {
-		return d
-	}
-	return "../../../shared/corpus"
-}
-
-// samples loads the shared corpus and our own fixtures. Every rewriter
-// change must keep the whole corpus safe, so a missing corpus fails.
+// samples returns our own fixtures and, when it is there, the shared
+// corpus (internal/corpus). Tests that need the corpus also call
+// reportCorpus, which says when it did not run.
 func samples(t testing.TB) []sample {
 	t.Helper()
-	corpus, _ := filepath.Glob(filepath.Join(corpusDir(), "*.eml"))
-	if len(corpus) < 100 {
-		t.Fatalf("the shared corpus is missing (%d messages in %s); set PIXELRELAY_CORPUS", len(corpus), corpusDir())
+	files, err := filepath.Glob("../../testdata/messages/*.eml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(files) < 20 {
+		t.Fatalf("only %d fixture messages found", len(files))
+	}
+	if corpus.Present() {
+		files = append(corpus.Files(t), files...)
 	}
 	var out []sample
-	for _, pat := range []string{filepath.Join(corpusDir(), "*.eml"), "../../testdata/messages/*.eml"} {
-		files, err := filepath.Glob(pat)
+	for _, f := range files {
+		b, err := os.ReadFile(f)
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, f := range files {
-			b, err := os.ReadFile(f)
-			if err != nil {
-				t.Fatal(err)
-			}
-			out = append(out, sample{name: filepath.Base(f), data: b})
-		}
-	}
-	if len(out) < 20 {
-		t.Fatalf("only %d sample messages found", len(out))
+		out = append(out, sample{name: filepath.Base(f), data: b})
 	}
 	return out
+}
+
+// reportCorpus reports whether the shared corpus is there; when it is not,
+// a subtest "shared corpus" is skipped saying so (or fails, where the
+// corpus is required).
+func reportCorpus(t *testing.T) bool {
+	t.Helper()
+	if corpus.Present() {
+		return true
+	}
+	t.Run("shared corpus", func(t *testing.T) { corpus.Files(t) })
+	return false
 }
 
 func fixture(t testing.TB, name string) []byte {

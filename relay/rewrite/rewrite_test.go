@@ -20,6 +20,7 @@ import (
 // has exactly one pixel per HTML body part with the HTML otherwise intact.
 func TestCorpus(t *testing.T) {
 	tag := PixelTag(testPixelURL)
+	full := reportCorpus(t)
 	tracked := 0
 	for _, s := range samples(t) {
 		t.Run(s.name, func(t *testing.T) {
@@ -59,7 +60,7 @@ func TestCorpus(t *testing.T) {
 		})
 	}
 	t.Logf("%d samples tracked", tracked)
-	if tracked < 40 {
+	if full && tracked < 40 {
 		t.Fatalf("only %d samples tracked: the walker rejects too much", tracked)
 	}
 }
@@ -588,6 +589,7 @@ func TestQPEncode(t *testing.T) {
 // reports what Inspect reports (HTMLParts aside for untouchable messages),
 // for every corpus message and fixture.
 func TestRewriteInfoMatchesInspect(t *testing.T) {
+	full := reportCorpus(t)
 	tracked := 0
 	for _, sm := range samples(t) {
 		t.Run(sm.name, func(t *testing.T) {
@@ -617,7 +619,7 @@ func TestRewriteInfoMatchesInspect(t *testing.T) {
 			}
 		})
 	}
-	if tracked < 10 {
+	if full && tracked < 10 {
 		t.Errorf("only %d samples had a part to track", tracked)
 	}
 }
