@@ -188,12 +188,14 @@ func (c *client) statusError(code int, body []byte) error {
 	return fmt.Errorf("%s answered %d: %s", c.addr, code, clean(msg))
 }
 
-// writeJSON prints an API body for --json: the same data, indented.
+// writeJSON prints an API body for --json: the same data, indented, ending
+// in one newline (the API's own trailing newline is not doubled).
 func writeJSON(w io.Writer, body []byte) error {
+	body = bytes.TrimSpace(body)
 	var b bytes.Buffer
 	if err := json.Indent(&b, body, "", "  "); err != nil {
 		b.Reset()
-		b.Write(bytes.TrimSpace(body))
+		b.Write(body)
 	}
 	b.WriteByte('\n')
 	_, err := w.Write(b.Bytes())
