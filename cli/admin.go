@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"runtime"
 	"time"
 
 	"pixelrelay/config"
@@ -166,9 +167,12 @@ func versionCommand() *command {
 	return &command{
 		name:    "version",
 		summary: "print the version",
-		help: `Usage: pixelrelay version
+		help: `Usage: pixelrelay version [--json]
 
 Prints pixelrelay's version.
+
+Flags:
+  --json          print {"version": ..., "go": ...} instead of text
 
 Example:
   pixelrelay version
@@ -177,8 +181,15 @@ Example:
 	}
 }
 
+// VersionResponse is what `version --json` prints.
+type VersionResponse struct {
+	Version string `json:"version"`
+	Go      string `json:"go"` // the Go release it was built with
+}
+
 func runVersion(e *env, args []string) error {
 	fs, _ := newFlags("version")
+	asJSON := fs.Bool("json", false, "")
 	pos, err := parseArgs(fs, args)
 	if err != nil {
 		return err
@@ -186,19 +197,9 @@ func runVersion(e *env, args []string) error {
 	if err := noArgs(pos); err != nil {
 		return err
 	}
+	if *asJSON {
+		return printJSON(e.stdout, VersionResponse{Version: Version, Go: runtime.Version()})
+	}
 	_, err = fmt.Fprintln(e.stdout, "pixelrelay", Version)
 	return err
-}
-
-func serveCommand() *command {
-	return &command{
-		name:    "serve",
-		summary: "run the SMTP relay and the HTTP tracker until SIGINT/SIGTERM",
-		run: func(e *env, args []string) error {
-			if code := runServe(args, e.stdout, e.stderr); code != 0 {
-				return &exitCode{code: code}
-			}
-			return nil
-		},
-	}
 }

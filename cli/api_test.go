@@ -562,9 +562,6 @@ func TestFailures(t *testing.T) {
 
 func TestHelp(t *testing.T) {
 	for _, c := range commands() {
-		if c.name == "serve" {
-			continue // its help is the lead's
-		}
 		for _, args := range [][]string{{c.name, "--help"}, {"help", c.name}, {c.name, "x", "-h"}} {
 			code, out, errOut := run(0, args...)
 			if code != 0 || errOut != "" {

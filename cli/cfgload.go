@@ -32,8 +32,9 @@ func loadConfig(flagPath string) (*config.Config, error) {
 }
 
 // checkConfig validates the config file for `config check`: the path used
-// ("" for the built-in defaults) and every problem as "key: reason".
-func checkConfig(flagPath string) (path string, problems, warnings []string, err error) {
+// ("" for the built-in defaults), every problem, and the warnings of a
+// valid config.
+func checkConfig(flagPath string) (path string, problems, warnings config.Problems, err error) {
 	path, err = config.Find(flagPath)
 	if err != nil {
 		return "", nil, nil, err
@@ -41,20 +42,12 @@ func checkConfig(flagPath string) (path string, problems, warnings []string, err
 	cfg, err := config.LoadValid(path)
 	var ps config.Problems
 	if errors.As(err, &ps) {
-		return path, problemLines(ps), nil, nil
+		return path, ps, nil, nil
 	}
 	if err != nil {
 		return path, nil, nil, err
 	}
-	return path, nil, problemLines(cfg.Warnings()), nil
-}
-
-func problemLines(ps config.Problems) []string {
-	lines := make([]string, len(ps))
-	for i, p := range ps {
-		lines[i] = clean(p.String())
-	}
-	return lines
+	return path, nil, cfg.Warnings(), nil
 }
 
 // adminKey is the admin API key: $PIXELRELAY_ADMIN_KEY, else the one in

@@ -148,9 +148,6 @@ func (e *env) help(args []string) int {
 	if c == nil {
 		return e.report("", unknownCommand(args[0]))
 	}
-	if c.help == "" { // serve prints its own
-		return e.report(c.name, c.run(e, []string{"--help"}))
-	}
 	fmt.Fprint(e.stdout, c.help)
 	return exitOK
 }

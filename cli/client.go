@@ -201,3 +201,15 @@ func writeJSON(w io.Writer, body []byte) error {
 	_, err := w.Write(b.Bytes())
 	return err
 }
+
+// printJSON prints v as indented JSON ending in one newline, the way
+// writeJSON prints an API body: for the commands that answer without the
+// API (version, config check).
+func printJSON(w io.Writer, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	_, err = w.Write(append(b, '\n'))
+	return err
+}

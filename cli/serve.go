@@ -3,7 +3,6 @@ package cli
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -32,45 +31,61 @@ import (
 // may take to finish after SIGINT/SIGTERM.
 const shutdownGrace = 20 * time.Second
 
+func serveCommand() *command {
+	return &command{
+		name:    "serve",
+		summary: "run the SMTP relay and the HTTP tracker until SIGINT/SIGTERM",
+		help: `Usage: pixelrelay serve [--config FILE] [--log-format auto|text|json] [--json] [--log-level LEVEL]
+
+Runs the SMTP relay and the HTTP tracker until SIGINT or SIGTERM. The config
+file reloads by itself when it changes, and a config file that appears in the
+search path (or the one in use disappearing) is picked up too; SIGHUP reloads
+at once.
+
+Flags:
+  --config FILE        the config file (default: $PIXELRELAY_CONFIG,
+                       ./pixelrelay.toml, $XDG_CONFIG_HOME/pixelrelay/config.toml,
+                       else built-in defaults)
+  --log-format FORMAT  auto (text on a terminal, JSON otherwise), text or json
+  --json               log JSON lines: the same as --log-format json
+  --log-level LEVEL    debug, info, warn or error (default info)
+
+Example:
+  pixelrelay serve --config ~/.config/pixelrelay/config.toml
+`,
+		run: runServe,
+	}
+}
+
 // runServe runs `pixelrelay serve`: the SMTP relay and the HTTP tracker in
 // one process until SIGINT/SIGTERM.
-func runServe(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	cfgPath := fs.String("config", "", "config file (default: $PIXELRELAY_CONFIG, ./pixelrelay.toml, ~/.config/pixelrelay/config.toml)")
-	logFormat := fs.String("log-format", "auto", "log format: auto (text on a terminal, JSON otherwise), text or json")
-	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
-	fs.Usage = func() {
-		fmt.Fprint(stderr, `usage: pixelrelay serve [--config FILE] [--log-format auto|text|json] [--log-level LEVEL]
-
-Runs the SMTP relay and the HTTP tracker until SIGINT or SIGTERM.
-SIGHUP reloads the config file (it also reloads by itself when the file changes).
-
-example:
-  pixelrelay serve --config ~/.config/pixelrelay/config.toml
-`)
-	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "pixelrelay: serve takes no arguments (got %q); see pixelrelay serve --help\n", fs.Arg(0))
-		return 2
-	}
-	log, err := newLogger(stderr, *logFormat, *logLevel)
+func runServe(e *env, args []string) error {
+	fs, cfgPath := newFlags("serve")
+	logFormat := fs.String("log-format", "auto", "")
+	logLevel := fs.String("log-level", "info", "")
+	asJSON := fs.Bool("json", false, "")
+	pos, err := parseArgs(fs, args)
 	if err != nil {
-		fmt.Fprintf(stderr, "pixelrelay: %v\n", err)
-		return 2
+		return err
+	}
+	if len(pos) > 0 {
+		return usagef("serve takes no arguments (got %q)", pos[0])
+	}
+	if *asJSON {
+		if *logFormat != "auto" && *logFormat != "json" {
+			return usagef("--json and --log-format %s disagree", *logFormat)
+		}
+		*logFormat = "json"
+	}
+	log, err := newLogger(e.stderr, *logFormat, *logLevel)
+	if err != nil {
+		return usagef("%v", err)
 	}
 	slog.SetDefault(log)
 	if err := serve(*cfgPath, log); err != nil {
-		fmt.Fprintf(stderr, "pixelrelay: %v\n", joinLines(err))
-		return 1
+		return errors.New(joinLines(err))
 	}
-	return 0
+	return nil
 }
 
 // newLogger makes the process logger: text on a terminal, JSON otherwise.
