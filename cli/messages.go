@@ -25,7 +25,7 @@ ID column is what "pixelrelay opens ID" takes.
 Flags:
   --to ADDR       only copies sent to ADDR (case-insensitive)
   --since WHEN    only copies since WHEN: an RFC 3339 time, a date
-                  (2026-11-22, midnight UTC) or a duration back (24h, 7d)
+                  (2026-11-22, local midnight) or a duration back (24h, 7d)
   --unopened      only copies nobody has opened yet (no human open)
   --limit N       at most N copies (default 100, at most 500)
   --json          print the admin API's JSON instead of a table

@@ -28,7 +28,7 @@ image proxy fetching for a person: counted as human) or "bot:apple_mpp",
 Flags:
   --to ADDR       only opens of copies sent to ADDR
   --since WHEN    only opens since WHEN: an RFC 3339 time, a date
-                  (2026-11-22, midnight UTC) or a duration back (24h, 7d)
+                  (2026-11-22, local midnight) or a duration back (24h, 7d)
   --limit N       at most N opens (default 100, at most 500)
   --json          print the admin API's JSON instead of a table
   --config FILE   the config file naming the server's address and data_dir

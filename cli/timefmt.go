@@ -5,13 +5,14 @@ import (
 	"time"
 )
 
-// stamp shows t as exact UTC plus how long ago (or ahead) it is:
-// "2026-11-22 14:03 UTC (2h ago)".
+// stamp shows t in now's time zone (the local one: $TZ, else the system's)
+// plus how long ago (or ahead) it is: "2026-11-22 15:03 CET (2h ago)".
+// JSON output keeps the API's UTC RFC 3339 times.
 func stamp(t, now time.Time) string {
 	if t.IsZero() {
 		return "-"
 	}
-	return t.UTC().Format("2006-01-02 15:04 UTC") + " (" + relative(t, now) + ")"
+	return t.In(now.Location()).Format("2006-01-02 15:04 MST") + " (" + relative(t, now) + ")"
 }
 
 // stampPtr is stamp for optional times; none is shown for nil.

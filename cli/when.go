@@ -14,9 +14,13 @@ const (
 )
 
 // parseWhen reads a WHEN: an RFC 3339 time, a date YYYY-MM-DD (midnight
-// UTC), or a duration back from now (24h, 7d), as the server does
-// (config.ParseWhen). The result is in UTC.
+// in now's time zone, the one times are shown in), or a duration back from
+// now (24h, 7d), as the server does (config.ParseWhen). The result is in
+// UTC.
 func parseWhen(s string, now time.Time) (time.Time, error) {
+	if d, err := time.ParseInLocation(time.DateOnly, strings.TrimSpace(s), now.Location()); err == nil {
+		return d.UTC(), nil
+	}
 	t, err := config.ParseWhen(s, now)
 	if err != nil {
 		return time.Time{}, fmt.Errorf("%q: %s", strings.TrimSpace(s), whenAccepted)
