@@ -93,6 +93,14 @@ func TestCLIAgainstServe(t *testing.T) {
 		}
 	}
 
+	// A mistyped id: one line, exit 1, not "no opens yet".
+	for _, args := range [][]string{{"opens", "zzzzzzzzzzzzzzzz"}, {"opens", "zzzzzzzzzzzzzzzz", "--json"}} {
+		out, errOut, code := in.cli(args...)
+		if code != 1 || out != "" || errOut != "pixelrelay: no tracked copy has the id zzzzzzzzzzzzzzzz (pixelrelay messages lists them)\n" {
+			t.Errorf("%v: exit %d, stdout %q, stderr %q", args, code, out, errOut)
+		}
+	}
+
 	// "Who has not opened it?": bob.
 	out, _, code = in.cli("messages", "--unopened", "--since", "3d")
 	if code != 0 || !strings.Contains(out, "bob@example.org") || strings.Contains(out, "Alice@Example.org") {

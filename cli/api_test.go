@@ -64,6 +64,10 @@ func (f *fakeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	q := r.URL.Query()
+	if id := q.Get("id"); id != "" && !f.known(id) {
+		writeBody(w, 404, httpd.ErrorResponse{Error: "no tracked copy has the id " + id})
+		return
+	}
 	switch r.Method + " " + r.URL.Path {
 	case "GET /api/opens":
 		writeBody(w, 200, httpd.OpensResponse{Opens: f.filterOpens(q)})
@@ -92,6 +96,21 @@ func (f *fakeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	default:
 		writeBody(w, 404, httpd.ErrorResponse{Error: "no such route"})
 	}
+}
+
+// known reports whether a copy has the id, as the real server's 404 does.
+func (f *fakeAPI) known(id string) bool {
+	for _, o := range f.opens {
+		if o.TrackingID == id {
+			return true
+		}
+	}
+	for _, m := range f.messages {
+		if m.TrackingID == id {
+			return true
+		}
+	}
+	return false
 }
 
 func (f *fakeAPI) filterOpens(q url.Values) []store.Open {
@@ -260,15 +279,15 @@ func TestOpensOfOneCopy(t *testing.T) {
 	}
 }
 
-func TestOpensNoneYet(t *testing.T) {
+// A mistyped id is an error (the server answers 404), not "no opens yet".
+func TestOpensUnknownID(t *testing.T) {
 	cfg := startAPI(t, sampleAPI())
-	code, out, _ := run(0, "opens", "--json", "aaaaaaaaaaaaaaaa", "--config", cfg)
-	if code != 0 || !strings.Contains(out, `"opens": []`) {
-		t.Errorf("--json: exit %d, out %q", code, out)
-	}
-	code, out, _ = run(0, "opens", "aaaaaaaaaaaaaaaa", "--config", cfg)
-	if code != 0 || out != "no opens yet for aaaaaaaaaaaaaaaa\n" {
-		t.Errorf("exit %d, out %q; want the no-opens line", code, out)
+	for _, args := range [][]string{{"opens", "aaaaaaaaaaaaaaaa"}, {"opens", "--json", "aaaaaaaaaaaaaaaa"}} {
+		code, out, errOut := run(0, append(args, "--config", cfg)...)
+		want := "pixelrelay: no tracked copy has the id aaaaaaaaaaaaaaaa (pixelrelay messages lists them)\n"
+		if code != 1 || out != "" || errOut != want {
+			t.Errorf("%v: exit %d, stdout %q, stderr %q; want exit 1 and %q", args, code, out, errOut, want)
+		}
 	}
 }
 

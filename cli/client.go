@@ -167,6 +167,18 @@ func isTimeout(err error) bool {
 	return errors.As(err, &ne) && ne.Timeout()
 }
 
+// apiError is a non-2xx answer of the admin API: its status code and
+// what the server said.
+type apiError struct {
+	addr string
+	code int
+	msg  string
+}
+
+func (e *apiError) Error() string {
+	return fmt.Sprintf("%s answered %d: %s", e.addr, e.code, e.msg)
+}
+
 // statusError explains a non-2xx answer.
 func (c *client) statusError(code int, body []byte) error {
 	if code == http.StatusUnauthorized {
@@ -185,7 +197,7 @@ func (c *client) statusError(code int, body []byte) error {
 	if msg == "" {
 		msg = http.StatusText(code)
 	}
-	return fmt.Errorf("%s answered %d: %s", c.addr, code, clean(msg))
+	return &apiError{addr: c.addr, code: code, msg: clean(msg)}
 }
 
 // writeJSON prints an API body for --json: the same data, indented, ending

@@ -1,7 +1,9 @@
 package cli
 
 import (
+	"errors"
 	"fmt"
+	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
@@ -76,6 +78,9 @@ func runOpens(e *env, args []string) error {
 	q.Set("limit", strconv.Itoa(limit.n))
 	var resp httpd.OpensResponse
 	body, err := c.getJSON("/api/opens", q, &resp)
+	if ae, ok := errors.AsType[*apiError](err); ok && ae.code == http.StatusNotFound && id != "" {
+		return fmt.Errorf("no tracked copy has the id %s (pixelrelay messages lists them)", id)
+	}
 	if err != nil {
 		return err
 	}

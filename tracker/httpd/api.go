@@ -136,6 +136,9 @@ func (s *Server) apiOpens(w http.ResponseWriter, r *http.Request) {
 		s.internal(w, "opens", err)
 		return
 	}
+	if len(opens) == 0 && !s.knownID(w, oq.ID) {
+		return
+	}
 	if opens == nil {
 		opens = []store.Open{}
 	}
@@ -167,6 +170,9 @@ func (s *Server) apiMessages(w http.ResponseWriter, r *http.Request) {
 	msgs, err := s.opt.Store.Messages(mq)
 	if err != nil {
 		s.internal(w, "messages", err)
+		return
+	}
+	if len(msgs) == 0 && !s.knownID(w, mq.ID) {
 		return
 	}
 	if msgs == nil {
@@ -302,6 +308,25 @@ func (s *Server) since(q url.Values) (time.Time, error) {
 
 // maxSince is the latest time the store can compare with.
 var maxSince = time.Unix(0, math.MaxInt64).UTC()
+
+// knownID reports whether a query for id ("" for no id) may answer an
+// empty list: with an id no copy has, it answers 404 (a mistyped id is an
+// error, not "no opens yet") and reports false.
+func (s *Server) knownID(w http.ResponseWriter, id string) bool {
+	if id == "" {
+		return true
+	}
+	_, ok, err := s.opt.Store.Copy(id)
+	if err != nil {
+		s.internal(w, "copy lookup", err)
+		return false
+	}
+	if !ok {
+		writeError(w, http.StatusNotFound, "no tracked copy has the id "+id)
+		return false
+	}
+	return true
+}
 
 // trackingID parses the "id" parameter: "" (no filter) or a tracking id
 // in any case, returned lowercase.

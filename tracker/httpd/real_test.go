@@ -259,3 +259,27 @@ func TestRealStorePurgeAndStatus(t *testing.T) {
 		}
 	}
 }
+
+// An id no copy has is a 404 on both routes that take one; a known copy
+// without opens (or filtered out) is an empty list.
+func TestUnknownIDIsNotFound(t *testing.T) {
+	f := newRealFixture(t, nil)
+	id, _ := f.sent("bob@example.com")
+	auth := []string{"Authorization", "Bearer " + f.keys.AdminKey()}
+	for _, tc := range []struct {
+		path string
+		code int
+		want string
+	}{
+		{"/api/opens?id=aaaaaaaaaaaaaaaa", 404, `{"error":"no tracked copy has the id aaaaaaaaaaaaaaaa"}`},
+		{"/api/messages?id=AAAAAAAAAAAAAAAA", 404, `{"error":"no tracked copy has the id aaaaaaaaaaaaaaaa"}`},
+		{"/api/opens?id=" + id, 200, `{"opens":[]}`},
+		{"/api/messages?id=" + id + "&unopened=true&since=1h", 200, `"tracking_id":"` + id + `"`},
+		{"/api/opens?to=nobody@example.com", 200, `{"opens":[]}`},
+	} {
+		resp, body := f.do("GET", tc.path, "cli", auth...)
+		if resp.StatusCode != tc.code || !strings.Contains(string(body), tc.want) {
+			t.Errorf("%s: %d %s, want %d with %s", tc.path, resp.StatusCode, body, tc.code, tc.want)
+		}
+	}
+}
