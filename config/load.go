@@ -1,6 +1,7 @@
 package config
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -10,6 +11,7 @@ import (
 	"reflect"
 	"slices"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/BurntSushi/toml"
 )
@@ -81,7 +83,7 @@ func Parse(data []byte, path string) (*Config, error) {
 func parse(data []byte, path string) (*Config, Problems) {
 	var raw map[string]any
 	if _, err := toml.Decode(string(data), &raw); err != nil {
-		return nil, Problems{syntaxProblem(err)}
+		return nil, Problems{syntaxProblem(err, data)}
 	}
 	c := Default()
 	if path != "" {
@@ -99,13 +101,27 @@ func parse(data []byte, path string) (*Config, Problems) {
 	return c, ps
 }
 
-func syntaxProblem(err error) Problem {
+func syntaxProblem(err error, data []byte) Problem {
 	var pe toml.ParseError
 	if errors.As(err, &pe) {
+		line, col := errorPlace(pe.Position, data)
 		return Problem{Key: pe.LastKey, Reason: fmt.Sprintf("TOML syntax error at line %d, column %d: %s",
-			pe.Position.Line, pe.Position.Col, pe.Message)}
+			line, col, pe.Message)}
 	}
 	return Problem{Reason: "TOML syntax error: " + err.Error()}
+}
+
+// errorPlace is the line and column (1-based) of a parse error, counted
+// from its byte offset in data. The parser's own line number is one too far
+// when the offending byte is the newline that ends a line (a table header
+// or a value cut short): it has already counted that newline.
+func errorPlace(p toml.Position, data []byte) (line, col int) {
+	if p.Start < 0 || p.Start > len(data) {
+		return p.Line, p.Col
+	}
+	before := data[:p.Start]
+	lineStart := bytes.LastIndexByte(before, '\n') + 1
+	return bytes.Count(before, []byte{'\n'}) + 1, utf8.RuneCount(before[lineStart:]) + 1
 }
 
 var (

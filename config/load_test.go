@@ -322,16 +322,28 @@ func TestDecodeProblems(t *testing.T) {
 	}
 }
 
+// A syntax error names the line (and column) where the mistake is, also
+// when the parser only notices it at the newline that ends the line.
 func TestSyntaxError(t *testing.T) {
 	isolate(t)
-	_, err := Parse([]byte("[smtp]\nlisten = \n"), "")
-	ps := problemsOf(t, err)
-	if len(ps) != 1 || !strings.HasPrefix(ps[0].Reason, "TOML syntax error at line 2, column") {
-		t.Fatalf("problems = %#v, want one syntax error at line 2", ps)
-	}
-	_, err = ParseValid([]byte("[smtp\n"), "")
-	if ps := problemsOf(t, err); len(ps) != 1 || !strings.HasPrefix(ps[0].Reason, "TOML syntax error at line 2") {
-		t.Fatalf("ParseValid problems = %#v, want one syntax error at line 2", ps)
+	for _, tt := range []struct {
+		in   string
+		want string // start of the reason
+	}{
+		{"[smtp]\nlisten = \n", "TOML syntax error at line 2, column 10:"},
+		{"[smtp\n", "TOML syntax error at line 1, column 6:"},
+		{"data_dir = \"/x\"\n\n[http\nlisten = \"127.0.0.1:9000\"\n", "TOML syntax error at line 3, column 6:"},
+		{"[http]\r\nlisten = \"127.0.0.1:9000\r\n", "TOML syntax error at line 2, column"},
+		{"[tracking]\nbase_url = \"https://ü.example\n", "TOML syntax error at line 2, column 30:"},
+		{"a = [1, 2\nb = 2\n", "TOML syntax error at line 2, column 1:"},
+		{"x = \"a\" junk\n", "TOML syntax error at line 1, column 8:"},
+		{"[smtp]\nlisten = \"a\"\nlisten = \"b\"\n", "TOML syntax error at line 3"},
+	} {
+		_, err := ParseValid([]byte(tt.in), "")
+		ps := problemsOf(t, err)
+		if len(ps) != 1 || !strings.HasPrefix(ps[0].Reason, tt.want) {
+			t.Errorf("%q: problems = %#v, want one starting %q", tt.in, ps, tt.want)
+		}
 	}
 }
 
