@@ -48,7 +48,7 @@ func runKeys(e *env, args []string) error {
 	if err := noArgs(pos[1:]); err != nil {
 		return err
 	}
-	c, err := connect(*cfgPath)
+	c, err := e.connect(*cfgPath)
 	if err != nil {
 		return err
 	}
@@ -105,7 +105,7 @@ func runPurge(e *env, args []string) error {
 	if err := noArgs(pos); err != nil {
 		return err
 	}
-	c, err := connect(*cfgPath)
+	c, err := e.connect(*cfgPath)
 	if err != nil {
 		return err
 	}

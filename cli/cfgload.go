@@ -8,25 +8,25 @@ import (
 	"pixelrelay/tracker/token"
 )
 
-// loadConfig finds and decodes the config the query commands need (its
-// http.listen and data_dir). It does not run the full validation: a
-// config whose TLS files are missing still says where the server is.
-func loadConfig(flagPath string) (*config.Config, error) {
+// loadConfig finds the config file and reads what the query commands need
+// of it: http.listen (where the server is) and data_dir (its admin key). It
+// does not validate, and a file with problems (a typo serve refuses while
+// it keeps running on its last good config) is not fatal either: the two
+// values are salvaged as far as they can be read, else their defaults
+// apply, and one warning line goes to stderr.
+func (e *env) loadConfig(flagPath string) (*config.Config, error) {
 	path, err := config.Find(flagPath)
 	if err != nil {
 		return nil, err
 	}
-	cfg, err := config.Load(path)
-	var ps config.Problems
-	if errors.As(err, &ps) && len(ps) > 0 {
+	cfg, ps := config.Salvage(path)
+	if len(ps) > 0 {
 		more := ""
 		if len(ps) > 1 {
 			more = fmt.Sprintf(" (and %d more)", len(ps)-1)
 		}
-		return nil, fmt.Errorf("config %s: %s%s; see pixelrelay config check", path, ps[0], more)
-	}
-	if err != nil {
-		return nil, err
+		fmt.Fprintf(e.stderr, "pixelrelay: warning: config %s: %s%s; using its http.listen (%s) and data_dir as far as they can be read; see pixelrelay config check\n",
+			path, clean(ps[0].String()), more, clean(cfg.HTTP.Listen))
 	}
 	return cfg, nil
 }

@@ -37,8 +37,8 @@ type client struct {
 
 // connect loads the config named by --config and makes a client for the
 // server it describes.
-func connect(cfgFlag string) (*client, error) {
-	cfg, err := loadConfig(cfgFlag)
+func (e *env) connect(cfgFlag string) (*client, error) {
+	cfg, err := e.loadConfig(cfgFlag)
 	if err != nil {
 		return nil, err
 	}

@@ -68,14 +68,46 @@ func TestConfigCheck(t *testing.T) {
 	}
 }
 
-// A query command with a broken config names the problem and points to
-// config check.
+// A query command with a broken config (serve keeps running on its last
+// good one) warns in one line and still reaches the server at the
+// http.listen it can read from the file.
 func TestQueryWithBadConfig(t *testing.T) {
-	bad := filepath.Join(t.TempDir(), "bad.toml")
-	os.WriteFile(bad, []byte("[http]\nlisen = \"127.0.0.1:1\"\n"), 0o600)
-	code, out, errOut := run(0, "opens", "--config", bad)
-	if code != 1 || out != "" || !strings.Contains(errOut, "http.lisen") || !strings.Contains(errOut, "config check") {
-		t.Errorf("exit %d, stdout %q, stderr %q", code, out, errOut)
+	f := sampleAPI()
+	good := startAPI(t, f) // sets the admin key
+	data, err := os.ReadFile(good)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		name, extra, warn string
+	}{
+		{"typo", "[smtp]\nmax_recipeints = 5\n", "smtp.max_recipeints: unknown key"},
+		{"wrong type", "[tracking]\nip_hourly_limit = \"lots\"\n", "tracking.ip_hourly_limit: must be an integer"},
+		{"syntax", "[tracking]\nbase_url = \"https://t.example\n", "TOML syntax error at line"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			bad := filepath.Join(dir, tc.name+".toml")
+			os.WriteFile(bad, append(append([]byte{}, data...), tc.extra...), 0o600)
+			for _, args := range [][]string{{"status"}, {"opens"}, {"messages", "--json"}, {"queue"}} {
+				code, out, errOut := run(0, append(args, "--config", bad)...)
+				if code != 0 || out == "" {
+					t.Errorf("%v: exit %d, stdout %q, stderr %q; want the answer", args, code, out, errOut)
+				}
+				if strings.Count(errOut, "\n") != 1 || !strings.HasPrefix(errOut, "pixelrelay: warning: config "+bad+": ") ||
+					!strings.Contains(errOut, tc.warn) || !strings.Contains(errOut, "config check") {
+					t.Errorf("%v: stderr %q, want one warning naming %q and config check", args, errOut, tc.warn)
+				}
+			}
+		})
+	}
+	// Nothing readable: the defaults, so "not running" names the default address.
+	junk := filepath.Join(dir, "junk.toml")
+	os.WriteFile(junk, []byte("\x00\x01 not toml at all [[[\n"), 0o600)
+	t.Setenv("XDG_STATE_HOME", dir)
+	code, _, errOut := run(0, "opens", "--config", junk)
+	if code != 1 || !strings.Contains(errOut, "warning: config") || !strings.Contains(errOut, "127.0.0.1:8025") {
+		t.Errorf("junk: exit %d, stderr %q", code, errOut)
 	}
 }
 

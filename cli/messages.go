@@ -55,7 +55,7 @@ func runMessages(e *env, args []string) error {
 		return err
 	}
 	e.warnCapped(limit)
-	c, err := connect(*cfgPath)
+	c, err := e.connect(*cfgPath)
 	if err != nil {
 		return err
 	}

@@ -65,7 +65,7 @@ func runOpens(e *env, args []string) error {
 		}
 	}
 	e.warnCapped(limit)
-	c, err := connect(*cfgPath)
+	c, err := e.connect(*cfgPath)
 	if err != nil {
 		return err
 	}

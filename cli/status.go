@@ -198,7 +198,7 @@ func getSimple(e *env, name, path string, args []string, v any) (c *client, prin
 	if err := noArgs(pos); err != nil {
 		return nil, false, err
 	}
-	if c, err = connect(*cfgPath); err != nil {
+	if c, err = e.connect(*cfgPath); err != nil {
 		return nil, false, err
 	}
 	body, err := c.getJSON(path, nil, v)
