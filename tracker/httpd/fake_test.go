@@ -101,7 +101,9 @@ func (f *fakeStore) Purge(ctx context.Context, before time.Time, progress func(i
 			return store.PurgeResult{}, ctx.Err()
 		}
 	}
-	progress(3)
+	if progress != nil {
+		progress(3)
+	}
 	return store.PurgeResult{Deleted: 3, SizeBefore: 8192, SizeAfter: 4096, Compacted: true, DurationMS: 1}, nil
 }
 

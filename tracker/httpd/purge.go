@@ -14,25 +14,20 @@ var ErrPurgeRunning = errors.New("a purge is already running")
 // defaultRetention applies when tracking.retention is not set.
 const defaultRetention = 90 * 24 * time.Hour
 
-// Purge deletes opens older than age and compacts the database, logging
-// progress. Only one purge runs at a time; a second gets ErrPurgeRunning.
+// Purge deletes opens older than age and compacts the database. The store
+// logs its start, progress and result; a failure is logged here. Only one
+// purge runs at a time; a second gets ErrPurgeRunning.
 func (s *Server) Purge(ctx context.Context, age time.Duration) (store.PurgeResult, error) {
 	if !s.purgeMu.TryLock() {
 		return store.PurgeResult{}, ErrPurgeRunning
 	}
 	defer s.purgeMu.Unlock()
 	before := s.now().Add(-age).UTC()
-	s.log.Info("purge started", "older_than", age.String(), "before", before.Format(time.RFC3339))
-	res, err := s.opt.Store.Purge(ctx, before, func(n int) {
-		s.log.Info("purge progress", "deleted", n)
-	})
+	res, err := s.opt.Store.Purge(ctx, before, nil)
 	if err != nil {
-		s.log.Error("purge failed", "err", err)
-		return res, err
+		s.log.Error("purge failed", "older_than", age.String(), "err", err)
 	}
-	s.log.Info("purge done", "deleted", res.Deleted, "size_before", res.SizeBefore,
-		"size_after", res.SizeAfter, "compacted", res.Compacted, "duration_ms", res.DurationMS)
-	return res, nil
+	return res, err
 }
 
 // retention is tracking.retention, or 90 days when unset.

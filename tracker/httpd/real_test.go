@@ -4,10 +4,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -282,4 +284,70 @@ func TestUnknownIDIsNotFound(t *testing.T) {
 			t.Errorf("%s: %d %s, want %d with %s", tc.path, resp.StatusCode, body, tc.code, tc.want)
 		}
 	}
+}
+
+// A purge is logged once: one start and one result, by the store (the
+// server logged its own pair as well).
+func TestPurgeLoggedOnce(t *testing.T) {
+	dir := t.TempDir()
+	var logs syncLog
+	log := slog.New(slog.NewJSONHandler(&logs, nil))
+	kr, err := token.OpenKeyring(filepath.Join(dir, "secrets.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := store.OpenStore(filepath.Join(dir, "pixelrelay.db"), store.Options{Log: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	cfg := config.Default()
+	cfg.DataDir = dir
+	srv := New(Options{Config: func() *config.Config { return cfg }, Store: st, Keys: kr, Log: log})
+	ts := httptest.NewServer(srv.Handler())
+	defer ts.Close()
+
+	for range 2 {
+		req, _ := http.NewRequest("POST", ts.URL+"/api/purge?older_than=1d", nil)
+		req.Header.Set("Authorization", "Bearer "+kr.AdminKey())
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Fatalf("purge: %d", resp.StatusCode)
+		}
+	}
+	var starts, ends int
+	for _, line := range strings.Split(strings.TrimSpace(logs.String()), "\n") {
+		var rec struct{ Msg string }
+		json.Unmarshal([]byte(line), &rec)
+		switch {
+		case strings.Contains(rec.Msg, "purge") && strings.Contains(rec.Msg, "start"):
+			starts++
+		case strings.Contains(rec.Msg, "purge") && strings.Contains(rec.Msg, "done"):
+			ends++
+		}
+	}
+	if starts != 2 || ends != 2 {
+		t.Errorf("two purges logged %d starts and %d results, want 2 and 2:\n%s", starts, ends, logs.String())
+	}
+}
+
+type syncLog struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *syncLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *syncLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }

@@ -98,7 +98,7 @@ type Options struct {
 	// (a reload may move it), which /api/status reports; nil, or "" from
 	// it, means smtp.listen from the config.
 	SMTPAddr func() string
-	// Log receives errors (rate-limited) and purge progress; nil means
+	// Log receives errors (rate-limited) and purge failures; nil means
 	// slog.Default().
 	Log *slog.Logger
 	// Now is the clock; nil means time.Now.
