@@ -1,6 +1,7 @@
 package smtpd
 
 import (
+	"bytes"
 	"net"
 	"sync"
 	"time"
@@ -10,7 +11,9 @@ import (
 // read (so a slow but steady DATA upload is not cut off, while an idle client
 // is), and implements graceful shutdown: once draining, a read outside a
 // mail transaction fails at once with a timeout, which go-smtp answers with
-// "421 4.4.2" before closing.
+// its idle-timeout reply before closing; Write turns that reply into the
+// shutting-down one ("421 4.3.2"), so the client (one that sends QUIT, say)
+// is told why.
 type clientConn struct {
 	net.Conn
 	timeout time.Duration
@@ -66,11 +69,26 @@ func (c *clientConn) keepTail(p []byte) {
 	copy(t[len(t)-len(p):], p)
 }
 
+// go-smtp's reply to a read timeout, and what a drained connection is told
+// instead.
+const (
+	idleTimeoutReply = "421 4.4.2 "
+	shuttingDown     = "421 4.3.2 Service shutting down, closing connection; try again later\r\n"
+)
+
 // Write writes a reply; a reply ends the data phase.
 func (c *clientConn) Write(b []byte) (int, error) {
 	c.mu.Lock()
 	c.dataPhase = false
+	drained := c.draining && !c.inTx && !c.killed
 	c.mu.Unlock()
+	if drained && bytes.HasPrefix(b, []byte(idleTimeoutReply)) {
+		// The timeout is the drain's: say so.
+		if _, err := c.Conn.Write([]byte(shuttingDown)); err != nil {
+			return 0, err
+		}
+		return len(b), nil
+	}
 	return c.Conn.Write(b)
 }
 
