@@ -3,6 +3,7 @@ package store
 import (
 	"fmt"
 	"os"
+	"pixelrelay/tracker/record"
 	"sort"
 	"strconv"
 	"sync/atomic"
@@ -155,5 +156,75 @@ func BenchmarkEnqueueOneCopy(b *testing.B) {
 	})
 	if err := s.Flush(); err != nil {
 		b.Fatal(err)
+	}
+}
+
+// listStore holds 100k copies of 1000 recipients, one a minute, with a
+// human open on every third: the dashboard's list queries at the size of
+// make bench's store.
+func listStore(b *testing.B) (*Store, time.Time) {
+	b.Helper()
+	s := openTest(b, Options{})
+	t0 := time.Now().Add(-100000 * time.Minute)
+	var cs []record.Copy
+	for i := range 100000 {
+		cs = append(cs, record.Copy{TrackingID: fmt.Sprintf("l%07d", i), Recipient: fmt.Sprintf("user%d@example.com", i%1000),
+			Subject: fmt.Sprintf("Newsletter %d", i), QueuedAt: t0.Add(time.Duration(i) * time.Minute), Status: record.StatusSent})
+	}
+	if err := s.Add(cs); err != nil {
+		b.Fatal(err)
+	}
+	for i := 0; i < 100000; i += 3 {
+		if err := s.Enqueue(Hit{TrackingID: fmt.Sprintf("l%07d", i), At: t0.Add(time.Duration(i+5) * time.Minute), IP: "10.1.2.3"}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := s.Flush(); err != nil {
+		b.Fatal(err)
+	}
+	return s, t0
+}
+
+func benchList(b *testing.B, q ListQuery, want int) {
+	s, _ := listStore(b)
+	var lat []time.Duration
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		start := time.Now()
+		p, err := s.List(q)
+		lat = append(lat, time.Since(start))
+		if err != nil || len(p.Messages) != want {
+			b.Fatalf("list: %d results, %v; want %d", len(p.Messages), err, want)
+		}
+	}
+	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-µs")
+}
+
+func BenchmarkListNewest(b *testing.B) { benchList(b, ListQuery{}, 50) }
+
+func BenchmarkListOpened(b *testing.B) { benchList(b, ListQuery{Filter: FilterOpened}, 50) }
+
+func BenchmarkListUnopened3Days(b *testing.B) {
+	benchList(b, ListQuery{Filter: FilterUnopened, QueuedBefore: time.Now().Add(-72 * time.Hour)}, 50)
+}
+
+// BenchmarkListTextNoMatch is the worst text search: nothing matches, the
+// whole scan budget is spent.
+func BenchmarkListTextNoMatch(b *testing.B) { benchList(b, ListQuery{Search: "zebra"}, 0) }
+
+// BenchmarkListRecipientPrefix merges the 111 recipients starting with
+// user1 (user1, user10-19, user100-199).
+func BenchmarkListRecipientPrefix(b *testing.B) { benchList(b, ListQuery{Search: "user1"}, 50) }
+
+func BenchmarkActivity90Days(b *testing.B) {
+	s, t0 := listStore(b)
+	b.ReportAllocs()
+	for b.Loop() {
+		a, err := s.ActivityBetween(t0, t0.Add(90*24*time.Hour))
+		if err != nil || len(a) < 1000 {
+			b.Fatalf("%d hours, %v", len(a), err)
+		}
 	}
 }

@@ -14,7 +14,7 @@ import (
 // IP strings never contain it (Add rejects ids that do).
 var (
 	bCopies       = []byte("copies")          // id -> copyRec
-	bCopiesByTime = []byte("copies_by_time")  // queued(8) id -> ""
+	bCopiesByTime = []byte("copies_by_time")  // queued(8) id -> copyTimeValue (or "", older files)
 	bCopiesByRcpt = []byte("copies_by_rcpt")  // rcpt 0 queued(8) id -> ""
 	bUnopened     = []byte("copies_unopened") // queued(8) id -> "" while opens_human == 0
 	bOpens        = []byte("opens")           // id 0 opened(8) seq(8) -> openRec
@@ -22,7 +22,8 @@ var (
 	bOpensByRcpt  = []byte("opens_by_rcpt")   // rcpt 0 opened(8) seq(8) -> id
 	bMeta         = []byte("meta")            // counter name -> int64(8)
 
-	allBuckets = [][]byte{bCopies, bCopiesByTime, bCopiesByRcpt, bUnopened, bOpens, bOpensByTime, bOpensByRcpt, bMeta}
+	allBuckets = [][]byte{bCopies, bCopiesByTime, bCopiesByRcpt, bUnopened, bOpens, bOpensByTime, bOpensByRcpt, bMeta,
+		bEvents, bActivity}
 )
 
 // Counter names in bMeta.

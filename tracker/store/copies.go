@@ -48,7 +48,7 @@ func (w *hitTx) add(copies []record.Copy, now func() time.Time) error {
 			k, v []byte
 		}{
 			{w.copies, []byte(c.TrackingID), encodeCopy(&copyRec{Copy: c})},
-			{w.byQueued, tk, nil},
+			{w.byQueued, tk, copyTimeValue(&c)},
 			{w.unopened, tk, nil},
 			{w.copiesByRcpt, copyRcptKey(&c), nil},
 		} {
@@ -57,6 +57,8 @@ func (w *hitTx) add(copies []record.Copy, now func() time.Time) error {
 			}
 		}
 		w.dCopies++
+		w.activity(c.QueuedAt).Queued++
+		w.changes = append(w.changes, Change{Kind: ChangeCopy, TrackingID: c.TrackingID, At: c.QueuedAt, Status: c.Status})
 	}
 	return nil
 }

@@ -32,6 +32,32 @@ type result struct {
 	err    error
 }
 
+// HitOutcome is what became of a hit (Options.OnHit).
+type HitOutcome uint8
+
+// Outcomes of a hit.
+const (
+	HitStored    HitOutcome = iota // stored as an open
+	HitDuplicate                   // same copy, IP and user agent within the dedup window
+	HitLimited                     // its IP is over ip_hourly_limit (or the limiter is full)
+	HitUnknown                     // no such copy (purged, or never recorded)
+	HitFailed                      // the batch could not be committed
+)
+
+func (o HitOutcome) String() string {
+	switch o {
+	case HitStored:
+		return "stored"
+	case HitDuplicate:
+		return "duplicate"
+	case HitLimited:
+		return "limited"
+	case HitUnknown:
+		return "unknown"
+	}
+	return "failed"
+}
+
 // Record stores a hit and waits until its batch is committed. stored is
 // false for an unknown tracking id, a duplicate (same id, IP and user agent
 // within the dedup window) or an IP over its hourly limit.
@@ -167,7 +193,7 @@ func (s *Store) commitAll(batch []request) {
 
 // commit stores one batch in one write transaction and answers waiters.
 func (s *Store) commit(batch []request) {
-	stored := make([]bool, len(batch))
+	outcome := make([]HitOutcome, len(batch))
 	errs := make([]error, len(batch)) // per request: an Update's unknown id
 	dedup := time.Duration(s.dedup.Load())
 	limit := int(s.ipHourly.Load())
@@ -175,6 +201,7 @@ func (s *Store) commit(batch []request) {
 	if now.Sub(s.lim.lastSweep) >= time.Minute || now.Before(s.lim.lastSweep) {
 		s.lim.sweep(now, dedup)
 	}
+	var changes []Change
 	err := s.updateLocked(func(tx *bolt.Tx) error {
 		w := newHitTx(tx, s.lim)
 		for i := range batch {
@@ -191,13 +218,15 @@ func (s *Store) commit(batch []request) {
 				}
 				continue
 			}
-			ok, err := w.apply(&batch[i].hit, s.now, dedup, limit)
+			o, err := w.apply(&batch[i].hit, s.now, dedup, limit)
 			if err != nil {
 				return err
 			}
-			stored[i] = ok
+			outcome[i] = o
 		}
-		return w.finish()
+		err := w.finish()
+		changes = w.changes
+		return err
 	})
 	if err != nil {
 		s.lim.rollback()
@@ -211,15 +240,23 @@ func (s *Store) commit(batch []request) {
 		s.log.Error("store: hits not stored", "count", hits, "err", err)
 	} else {
 		s.lim.commit()
+		s.feed.publish(changes)
 	}
 	s.reportRefused(now)
 	for i, r := range batch {
+		isHit := !r.flush && r.upd == nil && r.add == nil
+		if err != nil {
+			outcome[i] = HitFailed
+		}
+		if isHit && s.opt.OnHit != nil {
+			s.opt.OnHit(outcome[i], &batch[i].hit)
+		}
 		if r.done != nil {
 			e := err
 			if e == nil {
 				e = errs[i]
 			}
-			r.done <- result{stored: stored[i] && err == nil, err: e}
+			r.done <- result{stored: outcome[i] == HitStored && err == nil, err: e}
 		}
 	}
 }
@@ -251,49 +288,56 @@ func (s *Store) reportRefused(now time.Time) {
 
 // hitTx applies hits inside one write transaction.
 type hitTx struct {
+	tx                                            *bolt.Tx
 	copies, unopened, opens, byTime, byRcpt, meta *bolt.Bucket
-	byQueued, copiesByRcpt                        *bolt.Bucket
+	byQueued, copiesByRcpt, events                *bolt.Bucket
 	lim                                           *limiter
 	dOpens, dHuman, dCopies                       int64
 	// touched holds the copies changed in this batch; they are written
 	// once, by finish, however many hits they got.
 	touched map[string]*copyRec
+	act     map[uint64]*Activity // hourly counts of this batch (activity.go)
+	nEvents map[string]int       // events per copy, as counted in this batch
+	changes []Change             // for live views, published after the commit
 }
 
 func newHitTx(tx *bolt.Tx, lim *limiter) *hitTx {
 	return &hitTx{
+		tx:     tx,
 		copies: tx.Bucket(bCopies), unopened: tx.Bucket(bUnopened),
 		opens: tx.Bucket(bOpens), byTime: tx.Bucket(bOpensByTime), byRcpt: tx.Bucket(bOpensByRcpt),
 		meta: tx.Bucket(bMeta), lim: lim, touched: map[string]*copyRec{},
 		byQueued: tx.Bucket(bCopiesByTime), copiesByRcpt: tx.Bucket(bCopiesByRcpt),
+		events: tx.Bucket(bEvents), act: map[uint64]*Activity{}, nEvents: map[string]int{},
 	}
 }
 
 // apply stores one hit unless it is unknown, a duplicate or over the limit.
-func (w *hitTx) apply(h *Hit, now func() time.Time, dedup time.Duration, limit int) (bool, error) {
+func (w *hitTx) apply(h *Hit, now func() time.Time, dedup time.Duration, limit int) (HitOutcome, error) {
 	if h.At.IsZero() {
 		h.At = now()
 	}
 	clip(h)
 	c := w.copy(h.TrackingID)
 	if c == nil {
-		return false, nil
+		return HitUnknown, nil
 	}
 	dk := keyOf(h.TrackingID, h.IP, h.UserAgent)
 	if dedup > 0 && w.lim.duplicate(dk, h.At, dedup) {
-		return false, nil
+		return HitDuplicate, nil
 	}
 	slot := minute(h.At)
 	if limit > 0 && h.IP != "" && w.lim.ipCount(h.IP, slot) >= limit {
-		return false, nil
+		return HitLimited, nil
 	}
 	at := ts(h.At)
 	if err := w.store(h, c, at); err != nil {
-		return false, err
+		return HitFailed, err
 	}
 	w.touched[h.TrackingID] = c
 	w.lim.note(dk, h.IP, at, slot)
-	return true, nil
+	w.changes = append(w.changes, Change{Kind: ChangeOpen, TrackingID: h.TrackingID, At: fromTS(at), Bot: h.Bot})
+	return HitStored, nil
 }
 
 // update sets a copy's delivery state; the copy is written once, by
@@ -306,16 +350,21 @@ func (w *hitTx) update(u *statusUpdate, now func() time.Time) error {
 		}
 		return fmt.Errorf("%w: %s", ErrNotFound, u.id)
 	}
+	at := u.at
+	if at.IsZero() {
+		at = now()
+	}
+	at = at.UTC()
 	c.Status, c.LastError = u.status, u.lastError
 	if u.status == record.StatusSent {
-		at := u.at
-		if at.IsZero() {
-			at = now()
+		if c.SentAt.IsZero() {
+			w.activity(at).Sent++
 		}
-		c.SentAt = at.UTC()
+		c.SentAt = at
 	}
 	w.touched[u.id] = c
-	return nil
+	w.changes = append(w.changes, Change{Kind: ChangeStatus, TrackingID: u.id, At: at, Status: u.status})
+	return w.noteEvent(u.id, Event{At: at, Status: u.status, Error: u.lastError})
 }
 
 // Longest stored user agent and other hit fields, in bytes: a client
@@ -391,11 +440,16 @@ func (w *hitTx) store(h *Hit, c *copyRec, at uint64) error {
 	}
 	c.OpensTotal++
 	w.dOpens++
-	if !h.Bot {
+	act := w.activity(h.At)
+	if h.Bot {
+		act.OpensMachine++
+	} else {
 		c.OpensHuman++
 		w.dHuman++
+		act.OpensHuman++
 	}
 	if first {
+		act.FirstHuman++
 		c.FirstHumanOpen = fromTS(at)
 		if err := w.unopened.Delete(copyTimeKey(&c.Copy)); err != nil {
 			return err
@@ -410,6 +464,9 @@ func (w *hitTx) finish() error {
 		if err := w.copies.Put([]byte(id), encodeCopy(c)); err != nil {
 			return err
 		}
+	}
+	if err := w.flushActivity(); err != nil {
+		return err
 	}
 	if err := addCounter(w.meta, mCopies, w.dCopies); err != nil {
 		return err

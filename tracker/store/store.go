@@ -62,6 +62,10 @@ type Options struct {
 	// QueueSize is the number of hits that may wait for the writer before
 	// senders block (default 16384).
 	QueueSize int
+	// OnHit, if set, is told what became of every hit once its batch is
+	// committed (or failed), from the writer goroutine: it must be quick
+	// (metrics count outcomes with it).
+	OnHit func(HitOutcome, *Hit)
 }
 
 // Store is the tracker's database. All methods are safe for concurrent use.
@@ -99,6 +103,8 @@ type Store struct {
 	refusedWarnAt time.Time
 	closeOnce     sync.Once
 	closeErr      error
+
+	feed feed // live changes for Subscribe
 }
 
 // boltOptions are used for the database and for compaction targets.
@@ -144,6 +150,10 @@ func OpenStore(path string, opt Options) (*Store, error) {
 		lim:  newLimiter(),
 	}
 	s.SetLimits(opt.DedupWindow, opt.IPHourlyLimit)
+	if err := s.buildActivity(); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("store: open %s: %w", path, err)
+	}
 	if err := s.rebuildLimiter(); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
