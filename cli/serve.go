@@ -18,6 +18,7 @@ import (
 	"golang.org/x/term"
 
 	"pixelrelay/config"
+	"pixelrelay/metrics"
 	"pixelrelay/relay"
 	"pixelrelay/relay/deliver"
 	"pixelrelay/relay/queue"
@@ -156,7 +157,10 @@ func serve(flagPath string, log *slog.Logger) error {
 	}
 	current := watcher.Current
 
-	st, err := store.OpenStore(cfg.DBPath(), storeOptions(cfg, log))
+	met := metrics.New(Version)
+	stOpt := storeOptions(cfg, log)
+	stOpt.OnHit = func(o store.HitOutcome, h *store.Hit) { met.Pixel(o.String(), hitClass(h)) }
+	st, err := store.OpenStore(cfg.DBPath(), stOpt)
 	if err != nil {
 		if errors.Is(err, bolt.ErrTimeout) {
 			return fmt.Errorf("database %s is locked: is another pixelrelay serve running with data_dir %s?", cfg.DBPath(), cfg.DataDir)
@@ -177,6 +181,7 @@ func serve(flagPath string, log *slog.Logger) error {
 		Recorder: st,
 		Minter:   keys,
 		Log:      log,
+		Metrics:  met,
 		NoFsync:  benchNoFsync(log),
 		// In-flight deliveries get this long after the SMTP side stopped;
 		// what is not done stays spooled for the next start.
@@ -197,6 +202,8 @@ func serve(flagPath string, log *slog.Logger) error {
 	}
 
 	smtpSrv := smtpd.New(current, q, log)
+	smtpSrv.Metrics = met
+	watchMetrics(met, q, st)
 	lns := &listeners{
 		smtp: binding{key: "smtp.listen", want: cfg.SMTP.Listen, ln: smtpLn, serve: smtpSrv.Serve},
 		http: binding{key: "http.listen", want: cfg.HTTP.Listen, ln: httpLn},
@@ -211,6 +218,7 @@ func serve(flagPath string, log *slog.Logger) error {
 		Version:  Version,
 		SMTPAddr: lns.smtpAddr,
 		Log:      log,
+		Metrics:  met,
 	})
 	lns.http.serve = web.Serve
 

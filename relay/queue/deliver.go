@@ -58,6 +58,7 @@ func (q *Queue) startDue() time.Duration {
 type attempt struct {
 	rcpts []string
 	token string
+	took  time.Duration // how long the upstream took (set after send)
 }
 
 func snapshot(c *spool.Copy) attempt {
@@ -67,7 +68,9 @@ func snapshot(c *spool.Copy) attempt {
 // deliver sends one copy and records the outcome.
 func (q *Queue) deliver(it *item, a attempt) {
 	defer q.flight.Done()
+	start := time.Now()
 	err := q.send(it.m, a)
+	a.took = time.Since(start)
 	q.result(it, a, err)
 	q.wakeUp()
 }
@@ -189,6 +192,7 @@ func (q *Queue) result(it *item, a attempt, err error) {
 	up := update{tid: c.TrackingID, status: c.Status, lastErr: c.LastError, at: now, seq: it.seq}
 	q.mu.Unlock()
 	q.wakeUp() // the upstream slot is free: start the next copy now
+	q.opt.Metrics.Delivery(up.status, "", a.took)
 
 	if err != nil {
 		q.log.Info("delivery failed", "queue_id", m.env.ID, "rcpts", a.rcpts, "class", relay.ClassOf(err).String(),

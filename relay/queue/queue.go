@@ -47,6 +47,7 @@ import (
 	"time"
 
 	"pixelrelay/config"
+	"pixelrelay/metrics"
 	"pixelrelay/relay"
 	"pixelrelay/relay/spool"
 	"pixelrelay/tracker/record"
@@ -61,6 +62,7 @@ type Options struct {
 	Minter   record.Minter         // nil: nothing tracked
 	Log      *slog.Logger          // nil: slog.Default()
 	Now      func() time.Time      // nil: time.Now
+	Metrics  *metrics.Metrics      // nil: nothing counted
 
 	// ShutdownTimeout bounds how long Close waits for in-flight
 	// deliveries before cancelling them (default 30s).

@@ -24,6 +24,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"pixelrelay/config"
+	"pixelrelay/metrics"
 	"pixelrelay/relay"
 )
 
@@ -48,6 +49,9 @@ type Server struct {
 	ReadTimeout time.Duration
 	// WriteTimeout bounds each reply write.
 	WriteTimeout time.Duration
+	// Metrics counts sessions, replies at the end of DATA and refused
+	// commands; nil counts nothing.
+	Metrics *metrics.Metrics
 
 	cfg   func() *config.Config
 	spool relay.Spooler
@@ -144,6 +148,7 @@ func (s *Server) accept(raw net.Conn) {
 	}
 	s.conns[c] = struct{}{}
 	s.mu.Unlock()
+	s.Metrics.SMTPSession()
 	go s.serveConn(c)
 }
 
@@ -172,6 +177,9 @@ func (s *Server) serveConn(c *clientConn) {
 	defer s.forget(c)
 	cfg := s.cfg()
 	srv := smtp.NewServer(smtp.BackendFunc(func(sc *smtp.Conn) (smtp.Session, error) {
+		if s.Metrics != nil {
+			return countedSession{s.newSession(sc, c)}, nil
+		}
 		return s.newSession(sc, c), nil
 	}))
 	srv.Domain = hostname(cfg)

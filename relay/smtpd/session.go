@@ -123,6 +123,7 @@ func (se *session) authResult(user string, err error) error {
 		return nil
 	}
 	se.authFailures++
+	se.s.Metrics.SMTPRefused("auth", errAuthFailed.Code)
 	se.log.Warn("authentication failed", "user", user, "err", err, "failures", se.authFailures)
 	if se.authFailures >= maxAuthFailures {
 		se.conn.kill()

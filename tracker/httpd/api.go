@@ -34,16 +34,25 @@ const (
 	errID        = "id: want a tracking id, 16 letters and digits as /api/messages shows it"
 )
 
-// api authenticates and routes /api/*.
-func (s *Server) api(w http.ResponseWriter, r *http.Request) {
+// adminOnly answers 401 unless the request carries the admin key as a
+// bearer token (and not in its URL).
+func (s *Server) adminOnly(w http.ResponseWriter, r *http.Request) bool {
 	if name, ok := keyInQuery(r); ok {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="pixelrelay"`)
 		writeError(w, http.StatusUnauthorized, "the admin key is never taken from the URL (parameter "+name+"): URLs end up in logs; send Authorization: Bearer ADMIN_KEY")
-		return
+		return false
 	}
 	if !s.authorized(r) {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="pixelrelay"`)
 		writeError(w, http.StatusUnauthorized, "missing or wrong admin key: send Authorization: Bearer ADMIN_KEY")
+		return false
+	}
+	return true
+}
+
+// api authenticates and routes /api/*.
+func (s *Server) api(w http.ResponseWriter, r *http.Request) {
+	if !s.adminOnly(w, r) {
 		return
 	}
 	type route struct {
@@ -387,4 +396,17 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 
 func writeError(w http.ResponseWriter, code int, msg string) {
 	writeJSON(w, code, ErrorResponse{Error: msg})
+}
+
+// metrics answers GET /metrics: the Prometheus text format, with the admin
+// key as for /api/*.
+func (s *Server) metrics(w http.ResponseWriter, r *http.Request) {
+	if s.opt.Metrics == nil {
+		http.NotFound(w, r)
+		return
+	}
+	if !s.adminOnly(w, r) || !allow(w, r, http.MethodGet, http.MethodHead) {
+		return
+	}
+	s.opt.Metrics.Handler().ServeHTTP(w, r)
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"pixelrelay/config"
+	"pixelrelay/metrics"
 	"pixelrelay/tracker/record"
 	"pixelrelay/tracker/store"
 	"pixelrelay/tracker/token"
@@ -96,10 +97,26 @@ func BenchmarkPixel(b *testing.B) {
 
 // BenchmarkPixelRealStore: genuine token, the real bbolt store with dedup
 // on and the per-IP limit off; every request is a new stored open.
-func BenchmarkPixelRealStore(b *testing.B) {
+func BenchmarkPixelRealStore(b *testing.B) { benchPixelRealStore(b, nil) }
+
+// BenchmarkPixelRealStoreMetrics is BenchmarkPixelRealStore with metrics
+// counting every request, as serve runs it: what counting costs the pixel.
+func BenchmarkPixelRealStoreMetrics(b *testing.B) {
+	m := metrics.New("bench")
+	benchPixelRealStore(b, m)
+	if n, _ := m.Value("pixelrelay_pixel_requests_total", "outcome", "stored"); n < float64(b.N) {
+		b.Fatalf("%v stored opens counted for %d requests", n, b.N)
+	}
+}
+
+func benchPixelRealStore(b *testing.B, m *metrics.Metrics) {
 	kr, _ := benchKeys(b)
 	id, tok, _ := kr.Mint()
-	st, err := store.OpenStore(filepath.Join(b.TempDir(), "db"), store.Options{Log: quiet})
+	opt := store.Options{Log: quiet}
+	if m != nil {
+		opt.OnHit = func(o store.HitOutcome, h *store.Hit) { m.Pixel(o.String(), "human") }
+	}
+	st, err := store.OpenStore(filepath.Join(b.TempDir(), "db"), opt)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -109,7 +126,7 @@ func BenchmarkPixelRealStore(b *testing.B) {
 	}
 	cfg := config.Default()
 	cfg.Tracking.IPHourlyLimit = 0
-	s := New(Options{Config: func() *config.Config { return cfg }, Store: st, Keys: kr, Log: quiet})
+	s := New(Options{Config: func() *config.Config { return cfg }, Store: st, Keys: kr, Log: quiet, Metrics: m})
 	benchHTTP(b, s, "/o/"+tok+".gif")
 	if err := st.Flush(); err != nil {
 		b.Fatal(err)

@@ -57,15 +57,18 @@ func (s *Server) pixel(w http.ResponseWriter, r *http.Request) {
 	h["Expires"] = hdrExpires
 	w.WriteHeader(http.StatusOK)
 	if r.Method == http.MethodHead {
+		s.opt.Metrics.PixelHead()
 		return
 	}
 	w.Write(gif)
 	tok, ok := tokenOf(r.URL.Path)
 	if !ok {
+		s.opt.Metrics.PixelForged()
 		return
 	}
 	id, ok := s.opt.Keys.Verify(tok)
 	if !ok {
+		s.opt.Metrics.PixelForged()
 		return
 	}
 	if f, ok := w.(http.Flusher); ok {

@@ -36,6 +36,7 @@ import (
 	"time"
 
 	"pixelrelay/config"
+	"pixelrelay/metrics"
 	"pixelrelay/tracker/classify"
 	"pixelrelay/tracker/record"
 	"pixelrelay/tracker/store"
@@ -106,6 +107,9 @@ type Options struct {
 	// WaitForRecord makes the pixel handler call Store.Record (wait for the
 	// commit) even when the store can Enqueue.
 	WaitForRecord bool
+	// Metrics is served at /metrics (admin key required) and counts
+	// forged and HEAD pixel requests and purges; nil: no /metrics.
+	Metrics *metrics.Metrics
 	// PurgeDelay is how long RunPurge waits before its first purge
 	// (default 1 minute); PurgeEvery is the interval after that (default 24h).
 	PurgeDelay time.Duration
@@ -229,6 +233,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	case p == "/api" || strings.HasPrefix(p, "/api/"):
 		s.api(w, r)
+	case p == "/metrics":
+		s.metrics(w, r)
 	default:
 		http.NotFound(w, r)
 	}

@@ -1,0 +1,36 @@
+package cli
+
+import (
+	"pixelrelay/metrics"
+	"pixelrelay/relay/queue"
+	"pixelrelay/tracker/store"
+)
+
+// hitClass is the class label of a pixel hit: "human", or the machine
+// class the classifier gave it.
+func hitClass(h *store.Hit) string {
+	switch {
+	case !h.Bot:
+		return "human"
+	case h.BotType == "":
+		return "machine"
+	}
+	return h.BotType
+}
+
+// watchMetrics lets the metrics read the queue's depth and the store's
+// size at each scrape.
+func watchMetrics(m *metrics.Metrics, q *queue.Queue, st *store.Store) {
+	m.WatchQueue(func() metrics.QueueDepth {
+		d := metrics.QueueDepth{ByState: map[string]int{}, Damaged: q.Damaged()}
+		for _, e := range q.Entries() {
+			d.ByState[e.Status]++
+		}
+		return d
+	})
+	m.WatchStore(func() (metrics.StoreStats, error) {
+		s, err := st.Stats()
+		return metrics.StoreStats{SizeBytes: s.SizeBytes, FreeBytes: s.FreeBytes, Copies: s.Copies,
+			Opens: s.Opens, OpensHuman: s.OpensHuman}, err
+	})
+}
