@@ -3,9 +3,11 @@ package rewrite
 import (
 	"bufio"
 	"bytes"
+	"encoding/base64"
 	"fmt"
 	"io"
 	"mime"
+	"mime/quotedprintable"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -347,4 +349,72 @@ var metaRE = regexp.MustCompile(`(?is)(<meta[^>]*charset\s*=\s*["']?)[^"'\s;>/]*
 // apart from them.
 func maskMeta(b []byte) []byte {
 	return metaRE.ReplaceAll(b, []byte("${1}CHARSET"))
+}
+
+// keepsASCII: CONTRACT.md's charsets that keep ASCII bytes as ASCII, in
+// which the pixel goes in without converting the text (written here apart
+// from the package's charsetMode). "" is no charset given.
+func keepsASCII(cs string) bool {
+	return keepsASCIIRE.MatchString(strings.ToLower(strings.TrimSpace(cs)))
+}
+
+var keepsASCIIRE = regexp.MustCompile(`^(|utf-?8|us-ascii|ascii|iso[-_]?8859-.*|windows-.*|cp125\d|koi8-.*|` +
+	`shift[-_]jis|x-sjis|sjis|cp932|euc-.*|gb2312|gbk|gb18030|big5.*|iso-2022-.*|ks_c_5601-.*|cp949|latin\d+)$`)
+
+// checkInPlace: in a charset that keeps ASCII as ASCII the part's text,
+// its transfer encoding undone, is the input's byte for byte with the
+// pixel written in at one place; in ISO-2022 text it may come with a
+// switch to ASCII before it and back after it.
+func checkInPlace(t *testing.T, a, b leaf) {
+	t.Helper()
+	ra, rb := cteDecoded(t, a), cteDecoded(t, b)
+	tag := []byte(PixelTag(testPixelURL))
+	i := bytes.Index(rb, tag)
+	if i < 0 {
+		t.Fatalf("%s: no pixel in the raw text", a.path)
+	}
+	before, after := rb[:i], rb[i+len(tag):]
+	if bytes.Equal(ra, append(before[:len(before):len(before)], after...)) {
+		return
+	}
+	ct := strings.ToLower(a.header.Get("Content-Type"))
+	if strings.Contains(ct, "iso-2022-") {
+		before = bytes.TrimSuffix(before, []byte("\x1b(B"))
+		before = bytes.TrimSuffix(before, []byte("\x0f"))
+		after = bytes.TrimPrefix(after, []byte("\x0e"))
+		if len(after) > 0 && after[0] == 0x1b {
+			j := 1
+			for j < len(after) && after[j] >= 0x20 && after[j] <= 0x2f {
+				j++
+			}
+			after = after[min(j+1, len(after)):]
+		}
+		after = bytes.TrimPrefix(after, []byte("\x0e"))
+		if bytes.Equal(ra, append(before[:len(before):len(before)], after...)) {
+			return
+		}
+	}
+	t.Fatalf("%s: text changed beyond the pixel (charset kept)\n%s", a.path, firstDiff(ra, append(before[:len(before):len(before)], after...)))
+}
+
+// cteDecoded is a leaf's body with only its transfer encoding undone.
+func cteDecoded(t *testing.T, l leaf) []byte {
+	t.Helper()
+	var r io.Reader = bytes.NewReader(l.body)
+	switch strings.ToLower(strings.TrimSpace(l.header.Get("Content-Transfer-Encoding"))) {
+	case "quoted-printable":
+		r = quotedprintable.NewReader(r)
+	case "base64":
+		r = base64.NewDecoder(base64.StdEncoding, bytes.NewReader(bytes.Map(func(c rune) rune {
+			if c == ' ' || c == '\t' || c == '\r' || c == '\n' {
+				return -1
+			}
+			return c
+		}, l.body)))
+	}
+	b, err := io.ReadAll(r)
+	if err != nil {
+		t.Fatalf("%s: transfer encoding: %v", l.path, err)
+	}
+	return b
 }

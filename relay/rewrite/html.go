@@ -10,8 +10,6 @@ import (
 	"mime/quotedprintable"
 	"strings"
 	"sync"
-
-	"github.com/emersion/go-message/charset"
 )
 
 // MaxHTMLPart is the largest text/html body part (encoded size) that gets
@@ -153,7 +151,11 @@ func (w *walker) transform(h *header, params map[string]string, raw []byte, bs b
 	if given && cs == "" {
 		return e, "empty charset of an HTML part"
 	}
-	if cs != "" && !isUTF8(cs) {
+	mode, unknown := charsetMode(cs)
+	if unknown {
+		return e, fmt.Sprintf("unknown charset %q of an HTML part", cs)
+	}
+	if mode == convert {
 		if text, reason = w.toUTF8(cs, text); reason != "" {
 			return e, reason
 		}
@@ -173,11 +175,16 @@ func (w *walker) transform(h *header, params map[string]string, raw []byte, bs b
 	if w.dry {
 		return e, "" // Inspect: the rest cannot fail
 	}
+	at, pre, post := pixelPos(text), "", ""
+	if mode == iso2022 {
+		at, pre, post = pixelPos2022(text, strings.HasPrefix(cs, "iso-2022-cn"))
+	}
 	ins := &w.buf.ins
 	ins.Reset()
-	at := pixelPos(text)
 	ins.Write(text[:at])
+	ins.WriteString(pre)
 	ins.WriteString(w.pixel)
+	ins.WriteString(post)
 	ins.Write(text[at:])
 	e.text = ins.Bytes()
 	if needQP(e.enc, e.text, bs) {
@@ -244,13 +251,13 @@ func (w *walker) decode(enc string, content []byte) ([]byte, string) {
 
 // toUTF8 converts text from charset cs.
 func (w *walker) toUTF8(cs string, text []byte) ([]byte, string) {
-	r, err := charset.Reader(cs, bytes.NewReader(text))
-	if err != nil {
+	enc := lookupCharset(cs)
+	if enc == nil {
 		return nil, fmt.Sprintf("unknown charset %q of an HTML part", cs)
 	}
 	conv := &w.buf.conv
 	conv.Reset()
-	if _, err := conv.ReadFrom(r); err != nil {
+	if _, err := conv.ReadFrom(enc.NewDecoder().Reader(bytes.NewReader(text))); err != nil {
 		return nil, fmt.Sprintf("text not in charset %q in an HTML part", cs)
 	}
 	if bytes.Contains(conv.Bytes(), []byte("\uFFFD")) {
@@ -297,6 +304,9 @@ func splitTail(raw []byte) ([]byte, string) {
 
 // pixelPos is where the pixel goes: before the last </body> (any case,
 // optional space before '>'), else at the end before a final line break.
+//
+// It works on the bytes of any charset that keeps ASCII as ASCII (see
+// inPlace): '<' and '/' are never part of another character there.
 func pixelPos(text []byte) int {
 	end := len(text)
 	for end > 0 {
@@ -304,11 +314,8 @@ func pixelPos(text []byte) int {
 		if i < 0 {
 			break
 		}
-		rest := text[i+2:]
-		if len(rest) >= 4 && bytes.EqualFold(rest[:4], []byte("body")) {
-			if len(rest) == 4 || strings.IndexByte(" \t\r\n\f/>", rest[4]) >= 0 {
-				return i
-			}
+		if bodyClose(text[i:]) {
+			return i
 		}
 		end = i
 	}

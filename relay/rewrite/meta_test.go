@@ -1,8 +1,7 @@
 package rewrite
 
 import (
-	"io"
-	"mime/quotedprintable"
+	"encoding/base64"
 	"strings"
 	"testing"
 )
@@ -23,32 +22,44 @@ func TestMetaCharsetUTF8(t *testing.T) {
 	}
 }
 
-// TestConvertedPartDeclaresUTF8: a Latin-1 part with a <meta> charset comes
-// out as UTF-8 in its header and in its <meta>.
+// TestConvertedPartDeclaresUTF8: a part in a charset that does not keep
+// ASCII as ASCII (UTF-16, UTF-32) is converted, and comes out as UTF-8 in
+// its header and in its <meta>.
 func TestConvertedPartDeclaresUTF8(t *testing.T) {
-	in := "Content-Type: text/html; charset=iso-8859-1\r\n" +
-		"Content-Transfer-Encoding: quoted-printable\r\n\r\n" +
-		"<html><head><meta http-equiv=3D\"Content-Type\" content=3D\"text/html; charset=3Diso-8859-1\"></head>\r\n" +
-		"<body>caf=E9</body></html>\r\n"
-	var out strings.Builder
-	if err := Rewrite(&out, strings.NewReader(in), Options{PixelURL: "http://t.example/o/x.gif"}); err != nil {
-		t.Fatal(err)
-	}
-	got := out.String()
-	head, body, _ := strings.Cut(got, "\r\n\r\n")
-	html, err := io.ReadAll(quotedprintable.NewReader(strings.NewReader(body)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !strings.Contains(head, "charset=utf-8") {
-		t.Errorf("header does not say utf-8:\n%s", head)
-	}
-	for _, want := range []string{`content="text/html; charset=utf-8"`, "café"} {
-		if !strings.Contains(string(html), want) {
-			t.Errorf("decoded HTML lacks %q:\n%s", want, html)
-		}
-	}
-	if strings.Contains(strings.ToLower(got), "iso-8859-1") {
-		t.Errorf("output still names iso-8859-1:\n%s", got)
+	for _, cs := range []string{"UTF-16LE", "UTF-32LE"} {
+		t.Run(cs, func(t *testing.T) {
+			html := `<html><head><meta http-equiv="Content-Type" content="text/html; charset=` + strings.ToLower(cs) + `"></head>` +
+				"\r\n<body>café</body></html>\r\n"
+			var enc []byte
+			for _, r := range html { // BMP only, little-endian
+				enc = append(enc, byte(r), byte(r>>8))
+				if cs == "UTF-32LE" {
+					enc = append(enc, 0, 0)
+				}
+			}
+			in := "Content-Type: text/html; charset=" + cs + "\r\n" +
+				"Content-Transfer-Encoding: base64\r\n\r\n" + base64.StdEncoding.EncodeToString(enc) + "\r\n"
+			var out strings.Builder
+			if err := Rewrite(&out, strings.NewReader(in), Options{PixelURL: "http://t.example/o/x.gif"}); err != nil {
+				t.Fatal(err)
+			}
+			got := out.String()
+			head, body, _ := strings.Cut(got, "\r\n\r\n")
+			dec, err := base64.StdEncoding.DecodeString(strings.ReplaceAll(body, "\r\n", ""))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if head != "Content-Type: text/html; charset=utf-8\r\nContent-Transfer-Encoding: base64" {
+				t.Errorf("header does not say utf-8:\n%s", head)
+			}
+			for _, want := range []string{`content="text/html; charset=utf-8"`, "<body>café<img src=\"http://t.example/o/x.gif\""} {
+				if !strings.Contains(string(dec), want) {
+					t.Errorf("decoded HTML lacks %q:\n%s", want, dec)
+				}
+			}
+			if strings.Contains(strings.ToLower(got+string(dec)), strings.ToLower(cs)) {
+				t.Errorf("output still names %s:\n%s\n%s", cs, got, dec)
+			}
+		})
 	}
 }

@@ -20,15 +20,20 @@
 //     boundary, missing delimiter or closing boundary, header starting with
 //     a continuation line or holding a line that is no field, multipart with
 //     a transfer encoding, unparsable Content-Type of a multipart or HTML
-//     part, an HTML part whose transfer encoding or charset cannot be
-//     decoded, nesting deeper than 50).
+//     part, an HTML part whose transfer encoding cannot be decoded or whose
+//     charset is unknown, or must be converted and does not convert,
+//     nesting deeper than 50).
 //
 // An mbox "From " line opening the message is kept and not a defect.
 //
 // A changed part is decoded (quoted-printable, base64; 7bit, 8bit, binary
-// as they are) and, unless its charset is utf-8/us-ascii or not given,
-// converted to UTF-8 (go-message/charset) with the charset parameter of
-// its Content-Type rewritten in place. It is written back in its own
+// as they are). In a charset that keeps ASCII as ASCII (UTF-8, ISO-8859-*,
+// windows-*, KOI8-*, Shift_JIS, EUC-*, GBK/GB18030, Big5, ...) the pixel
+// goes into the text as it is, which is not decoded at all; in ISO-2022-*
+// at a point in ASCII state (see charset.go). Only a part in another
+// charset (UTF-16, HZ, EBCDIC) is converted to UTF-8 (x/text), with the
+// charset parameter of its Content-Type rewritten in place and its <meta>
+// charset set to utf-8. It is written back in its own
 // transfer encoding and line ending; 7bit, 8bit and binary text switches
 // to quoted-printable (the Content-Transfer-Encoding value is rewritten,
 // or the field added) when a line would exceed 998 octets, 7bit text is

@@ -73,7 +73,7 @@ w("rfc822-html.eml", H + "Subject: fwd\nMessage-ID: <fwd@example.com>\nContent-T
 png = b64(bytes(range(256)))
 w("nested.eml", H + "Subject: nested\nMessage-ID: <nested@example.com>\nContent-Type: multipart/mixed; boundary=\"m\"\n\n--m\nContent-Type: multipart/alternative; boundary=\"a\"\n\n--a\nContent-Type: text/plain; charset=utf-8\n\nplain\n--a\nContent-Type: multipart/related; boundary=\"r\"; type=\"text/html\"\n\n--r\nContent-Type: text/html; charset=utf-8\nContent-Transfer-Encoding: quoted-printable\n\n<html><body><img src=3D\"cid:logo\"></body></html>\n--r\nContent-Type: image/png\nContent-ID: <logo>\nContent-Transfer-Encoding: base64\n\n" + png + "\n--r--\n\n--a--\n\n--m\nContent-Type: application/octet-stream; name=\"a.bin\"\nContent-Disposition: attachment; filename=\"a.bin\"\nContent-Transfer-Encoding: base64\n\n" + png + "\n--m--\n")
 
-# 16 bare-LF latin-1 7bit without CTE header: converted -> QP added
+# 16 bare-LF latin-1 8-bit text without CTE header (7bit): QP added, charset kept
 w("bare-lf-latin1.eml", H + "Subject: lf\nMessage-ID: <lf@example.com>\nContent-Type: text/html; charset=iso-8859-1\n\n<html><body><p>caf\u00e9</p></body></html>\n", nl="\n")
 
 # 17 bench ~50KB alternative
@@ -96,3 +96,24 @@ w("qp-soft-end.eml", H + "Subject: soft\nMessage-ID: <soft@example.com>\nContent
 
 # 22 multipart/digest: parts default to message/rfc822, never changed
 w("digest.eml", H + "Subject: digest\nMessage-ID: <digest@example.com>\nContent-Type: multipart/digest; boundary=\"d\"\n\n--d\n\nFrom: x@example.com\nContent-Type: text/html\n\n<html><body>digest item</body></html>\n--d--\n")
+
+# 23 Shift_JIS base64 HTML as Gmail sends it, with what a converter chokes
+# on: CP932 extensions (NEC 0x8740, IBM 0xFA40), a DoCoMo emoji (0xF89F),
+# trail bytes 0x5C, a stray 0x80. Tracked in place: not decoded.
+sj = "<html><body><p>".encode("ascii") + "\u8868\u793a\u30bd\u30d5\u30c8".encode("cp932") + b"\x87\x40\xfa\x40\xf8\x9f\x80" + b"</p></body></html>\n"
+st = "\u8868\u793a".encode("cp932") + b"\x87\x40\xf8\x9f\n"
+w("sjis-cp932-base64.eml", None, enc=(H + "Subject: sjis\nMessage-ID: <sjis@example.com>\nContent-Type: multipart/alternative; boundary=\"000000000000sj\"\n\n--000000000000sj\nContent-Type: text/plain; charset=\"Shift_JIS\"\nContent-Transfer-Encoding: base64\n\n" + b64(st) + "\n--000000000000sj\nContent-Type: text/html; charset=\"Shift_JIS\"\nContent-Transfer-Encoding: base64\n\n" + b64(sj) + "\n--000000000000sj--\n").replace("\n", "\r\n").encode())
+
+# 24 ISO-2022-JP 7bit HTML: JIS X 0201 Roman before the real </body>, and
+# after it three kanji whose bytes read "</body" (0x3C2F 0x626F 0x6479).
+# The pixel goes before the real </body>, switching to ASCII and back.
+jis = b"<html><body><p>" + "\u3053\u3093\u306b\u3061\u306f".encode("iso-2022-jp") + b"</p>\x1b(J<p>yen</p></body>\x1b$B</body\x1b(B</html>\n"
+w("iso2022jp-trap.eml", None, enc=(H + "Subject: jis\nMessage-ID: <jis-trap@example.com>\nContent-Type: text/html; charset=ISO-2022-JP\nContent-Transfer-Encoding: 7bit\n\n").encode("ascii").replace(b"\n", b"\r\n") + jis.replace(b"\n", b"\r\n"))
+
+# 25-27 signed or encrypted mail with an HTML part a walker can see: never
+# modified (CONTRACT.md item 6). The signatures and ciphertext are dummies.
+alt = "Content-Type: multipart/alternative; boundary=\"alt\"\n\n--alt\nContent-Type: text/plain; charset=utf-8\n\nHello\n--alt\nContent-Type: text/html; charset=utf-8\nContent-Transfer-Encoding: quoted-printable\n\n<html><body><p>Hello</p></body></html>\n--alt--\n"
+sig = b64(bytes(range(0, 240)))
+w("smime-signed-html.eml", H + "Subject: signed\nMessage-ID: <signed@example.com>\nContent-Type: multipart/signed; protocol=\"application/pkcs7-signature\"; micalg=sha-256; boundary=\"sig\"\n\nThis is a cryptographically signed message in MIME format.\n\n--sig\n" + alt + "\n--sig\nContent-Type: application/pkcs7-signature; name=\"smime.p7s\"\nContent-Transfer-Encoding: base64\nContent-Disposition: attachment; filename=\"smime.p7s\"\n\n" + sig + "\n\n--sig--\n")
+w("pgp-encrypted-html.eml", H + "Subject: encrypted\nMessage-ID: <encrypted@example.com>\nContent-Type: multipart/mixed; boundary=\"mix\"\n\n--mix\nContent-Type: text/html; charset=utf-8\n\n<html><body><p>The message is encrypted.</p></body></html>\n--mix\nContent-Type: multipart/encrypted; protocol=\"application/pgp-encrypted\"; boundary=\"enc\"\n\n--enc\nContent-Type: application/pgp-encrypted\nContent-Description: PGP/MIME version identification\n\nVersion: 1\n\n--enc\nContent-Type: application/octet-stream; name=\"encrypted.asc\"\nContent-Disposition: inline; filename=\"encrypted.asc\"\n\n-----BEGIN PGP MESSAGE-----\n\n" + sig + "\n-----END PGP MESSAGE-----\n\n--enc--\n\n--mix--\n")
+w("pkcs7-mime-html.eml", H + "Subject: p7m\nMessage-ID: <p7m@example.com>\nContent-Type: multipart/mixed; boundary=\"mix\"\n\n--mix\n" + alt + "\n--mix\nContent-Type: application/pkcs7-mime; smime-type=enveloped-data; name=\"smime.p7m\"\nContent-Transfer-Encoding: base64\nContent-Disposition: attachment; filename=\"smime.p7m\"\n\n" + sig + "\n--mix--\n")
