@@ -1,6 +1,7 @@
 package smtpd
 
 import (
+	"bufio"
 	"bytes"
 	"errors"
 	"fmt"
@@ -297,23 +298,52 @@ func (l *sizeLimiter) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// withReceived puts the Received header in front of the message, unless the
-// message starts with white space: that (malformed) first line would become
-// a continuation of our header, so such a message is spooled as it came.
+// withReceived puts the Received header in front of the message. A leading
+// mbox "From " line (a message saved from an mbox file) is dropped first,
+// as sendmail and Postfix drop it on submission: it is no header field, and
+// under our Received header it would be a misplaced envelope line. A
+// message that then starts with white space is spooled without our header:
+// that (malformed) first line would become a continuation of it.
 func withReceived(hdr io.Reader, body io.Reader) io.Reader {
-	var first [1]byte
-	n, err := io.ReadFull(body, first[:])
+	var head [5]byte
+	n, err := io.ReadFull(body, head[:])
 	switch {
 	case n == 0 && err == io.EOF:
 		return hdr // an empty message
 	case n == 0:
 		return &errReader{err} // DATA failed: Spool sees the error
 	}
-	rest := io.MultiReader(bytes.NewReader(first[:]), body)
-	if first[0] == ' ' || first[0] == '\t' {
+	// A read error after the first bytes comes again from body.
+	rest := io.MultiReader(bytes.NewReader(head[:n]), body)
+	if string(head[:n]) == "From " {
+		br := bufio.NewReader(body)
+		err := skipLine(br)
+		var next []byte
+		if err == nil {
+			next, err = br.Peek(1)
+		}
+		switch {
+		case len(next) == 0 && err == io.EOF:
+			return hdr // nothing after the From line
+		case len(next) == 0:
+			return &errReader{err}
+		}
+		rest, head[0] = br, next[0]
+	}
+	if head[0] == ' ' || head[0] == '\t' {
 		return rest
 	}
 	return io.MultiReader(hdr, rest)
+}
+
+// skipLine reads up to and including the next line feed.
+func skipLine(br *bufio.Reader) error {
+	for {
+		_, err := br.ReadSlice('\n')
+		if err != bufio.ErrBufferFull {
+			return err
+		}
+	}
 }
 
 // errReader returns err from every Read.
