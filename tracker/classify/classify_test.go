@@ -17,6 +17,17 @@ var (
 	appleIP = netip.MustParseAddr("17.58.101.12")
 )
 
+// Verdicts without their reasons, as the table below states them.
+var (
+	mpp = Result{Bot: true, BotType: AppleMPP}
+	hum = Result{}
+	scn = Result{Bot: true, BotType: Scanner}
+	pre = Result{Bot: true, BotType: Prefetch}
+)
+
+// verdict drops the reason.
+func verdict(r Result) Result { r.Reason = ""; return r }
+
 // Real user agents, each with where it was seen.
 const (
 	uaChrome      = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36"
@@ -45,7 +56,11 @@ const (
 	uaBarracuda   = "Mozilla/5.0 (compatible; Barracuda Sentinel)"
 	uaMPP         = "Mozilla/5.0"
 	uaIPhoneMail  = "Mozilla/5.0 (iPhone; CPU iPhone OS 18_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Mobile/15E148"
-	uaAndroidGmai = "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.6778.81 Mobile Safari/537.36"
+	// A months-old Chrome, as Defender for Office 365 sends (gophish #2549).
+	uaOldChrome = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/109.0.0.0 Safari/537.36"
+	// Gmail's prefetch (issue 12; SparkPost 2022; mautic/mautic#10245).
+	uaGmailPrefetch = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/42.0.2311.135 Safari/537.36 Edge/12.246 Mozilla/5.0"
+	uaAndroidGmai   = "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.6778.81 Mobile Safari/537.36"
 )
 
 func TestClassify(t *testing.T) {
@@ -66,15 +81,15 @@ func TestClassify(t *testing.T) {
 		window time.Duration
 		want   Result
 	}{
-		{name: "chrome", ua: uaChrome, want: human},
-		{name: "firefox", ua: uaFirefox, want: human},
-		{name: "safari", ua: uaSafari, want: human},
-		{name: "apple mail without MPP", ua: uaAppleMail, want: human},
-		{name: "iphone mail without MPP", ua: uaIPhoneMail, want: human},
-		{name: "thunderbird", ua: uaThunderbird, want: human},
-		{name: "outlook 16 desktop", ua: uaOutlook16, want: human},
-		{name: "outlook new UA", ua: uaOutlookNew, want: human},
-		{name: "android", ua: uaAndroidGmai, want: human},
+		{name: "chrome", ua: uaChrome, want: hum},
+		{name: "firefox", ua: uaFirefox, want: hum},
+		{name: "safari", ua: uaSafari, want: hum},
+		{name: "apple mail without MPP", ua: uaAppleMail, want: hum},
+		{name: "iphone mail without MPP", ua: uaIPhoneMail, want: hum},
+		{name: "thunderbird", ua: uaThunderbird, want: hum},
+		{name: "outlook 16 desktop", ua: uaOutlook16, want: hum},
+		{name: "outlook new UA", ua: uaOutlookNew, want: hum},
+		{name: "android", ua: uaAndroidGmai, want: hum},
 		{name: "gmail proxy", ua: uaGmailProxy, want: Result{Proxy: Gmail}},
 		{name: "gmail proxy lowercased", ua: strings.ToLower(uaGmailProxy), want: Result{Proxy: Gmail}},
 		{name: "yahoo proxy", ua: uaYahooProxy, want: Result{Proxy: Yahoo}},
@@ -82,37 +97,40 @@ func TestClassify(t *testing.T) {
 		{name: "mpp bare UA from apple", ua: uaMPP, ip: appleIP, want: mpp},
 		{name: "mpp bare UA elsewhere", ua: uaMPP, want: mpp},
 		{name: "mpp bare UA with spaces", ua: "  Mozilla/5.0 ", want: mpp},
-		{name: "safari from apple range", ua: uaSafari, ip: appleIP, want: mpp},
-		{name: "v4-mapped apple", ua: uaSafari, ip: netip.MustParseAddr("::ffff:17.1.2.3"), want: mpp},
-		{name: "next to apple range", ua: uaSafari, ip: netip.MustParseAddr("18.0.0.1"), want: human},
-		{name: "curl", ua: uaCurl, want: scanner},
-		{name: "CURL upper", ua: "CURL/8.5.0", want: scanner},
-		{name: "wget", ua: uaWget, want: scanner},
-		{name: "python-requests", ua: uaRequests, want: scanner},
-		{name: "go", ua: uaGo, want: scanner},
-		{name: "okhttp", ua: uaOkHTTP, want: scanner},
-		{name: "java", ua: uaJava, want: scanner},
-		{name: "headless chrome", ua: uaHeadless, want: scanner},
-		{name: "phantomjs", ua: uaPhantom, want: scanner},
-		{name: "googlebot", ua: uaGooglebot, want: scanner},
-		{name: "bingbot", ua: uaBingbot, want: scanner},
-		{name: "proofpoint", ua: uaProofpoint, want: scanner},
-		{name: "barracuda", ua: uaBarracuda, want: scanner},
-		{name: "empty UA", ua: "", want: scanner},
-		{name: "blank UA", ua: "   ", want: scanner},
-		{name: "sec-purpose prefetch", ua: uaFirefox, h: hdr("Sec-Purpose", "prefetch"), want: prefet},
-		{name: "purpose prefetch", ua: uaChrome, h: hdr("Purpose", "Prefetch"), want: prefet},
-		{name: "x-purpose preview", ua: uaSafari, h: hdr("X-Purpose", "preview"), want: prefet},
-		{name: "x-moz prefetch", ua: uaFirefox, h: hdr("X-Moz", "prefetch"), want: prefet},
-		{name: "sec-purpose anonymous proxy", ua: uaChrome, h: hdr("Sec-Purpose", "prefetch;anonymous-client-ip"), want: prefet},
-		{name: "unrelated header", ua: uaChrome, h: hdr("Sec-Fetch-Dest", "image"), want: human},
-		{name: "within window", ua: uaChrome, sentAt: sent, now: sent.Add(3 * time.Second), want: prefet},
-		{name: "just before sent", ua: uaChrome, sentAt: sent, now: sent.Add(-2 * time.Second), want: prefet},
-		{name: "after window", ua: uaChrome, sentAt: sent, now: sent.Add(11 * time.Second), want: human},
-		{name: "custom window", ua: uaChrome, sentAt: sent, now: sent.Add(50 * time.Second), window: time.Minute, want: prefet},
-		{name: "window disabled", ua: uaChrome, sentAt: sent, now: sent.Add(time.Second), window: -1, want: human},
-		{name: "not sent yet", ua: uaChrome, now: later, want: human},
-		{name: "scanner beats window", ua: uaCurl, sentAt: sent, now: sent.Add(time.Second), want: scanner},
+		{name: "safari from apple range (Private Relay browsing)", ua: uaSafari, ip: appleIP, want: hum},
+		{name: "apple mail from apple range", ua: uaAppleMail, ip: appleIP, want: mpp},
+		{name: "iphone mail from apple range", ua: uaIPhoneMail, ip: appleIP, want: mpp},
+		{name: "thunderbird from apple range", ua: uaThunderbird, ip: appleIP, want: hum},
+		{name: "v4-mapped apple", ua: uaAppleMail, ip: netip.MustParseAddr("::ffff:17.1.2.3"), want: mpp},
+		{name: "next to apple range", ua: uaAppleMail, ip: netip.MustParseAddr("18.0.0.1"), want: hum},
+		{name: "curl", ua: uaCurl, want: scn},
+		{name: "CURL upper", ua: "CURL/8.5.0", want: scn},
+		{name: "wget", ua: uaWget, want: scn},
+		{name: "python-requests", ua: uaRequests, want: scn},
+		{name: "go", ua: uaGo, want: scn},
+		{name: "okhttp", ua: uaOkHTTP, want: scn},
+		{name: "java", ua: uaJava, want: scn},
+		{name: "headless chrome", ua: uaHeadless, want: scn},
+		{name: "phantomjs", ua: uaPhantom, want: scn},
+		{name: "googlebot", ua: uaGooglebot, want: scn},
+		{name: "bingbot", ua: uaBingbot, want: scn},
+		{name: "proofpoint", ua: uaProofpoint, want: scn},
+		{name: "barracuda", ua: uaBarracuda, want: scn},
+		{name: "empty UA", ua: "", want: scn},
+		{name: "blank UA", ua: "   ", want: scn},
+		{name: "sec-purpose prefetch", ua: uaFirefox, h: hdr("Sec-Purpose", "prefetch"), want: pre},
+		{name: "purpose prefetch", ua: uaChrome, h: hdr("Purpose", "Prefetch"), want: pre},
+		{name: "x-purpose preview", ua: uaSafari, h: hdr("X-Purpose", "preview"), want: pre},
+		{name: "x-moz prefetch", ua: uaFirefox, h: hdr("X-Moz", "prefetch"), want: pre},
+		{name: "sec-purpose anonymous proxy", ua: uaChrome, h: hdr("Sec-Purpose", "prefetch;anonymous-client-ip"), want: pre},
+		{name: "unrelated header", ua: uaChrome, h: hdr("Sec-Fetch-Dest", "image"), want: hum},
+		{name: "within window", ua: uaChrome, sentAt: sent, now: sent.Add(3 * time.Second), want: pre},
+		{name: "just before sent", ua: uaChrome, sentAt: sent, now: sent.Add(-2 * time.Second), want: pre},
+		{name: "after window", ua: uaChrome, sentAt: sent, now: sent.Add(11 * time.Second), want: hum},
+		{name: "custom window", ua: uaChrome, sentAt: sent, now: sent.Add(50 * time.Second), window: time.Minute, want: pre},
+		{name: "window disabled", ua: uaChrome, sentAt: sent, now: sent.Add(time.Second), window: -1, want: hum},
+		{name: "not sent yet", ua: uaChrome, now: later, want: hum},
+		{name: "scanner beats window", ua: uaCurl, sentAt: sent, now: sent.Add(time.Second), want: scn},
 	}
 	for _, row := range rows {
 		t.Run(row.name, func(t *testing.T) {
@@ -125,7 +143,10 @@ func TestClassify(t *testing.T) {
 				now = later
 			}
 			got := Classify(Request{UserAgent: row.ua, IP: ip, Header: row.h, SentAt: row.sentAt, Now: now, PrefetchWindow: row.window})
-			if got != row.want {
+			if got.Reason == "" {
+				t.Errorf("Classify(%q): no reason", row.ua)
+			}
+			if verdict(got) != row.want {
 				t.Errorf("Classify(%q) = %+v, want %+v", row.ua, got, row.want)
 			}
 			if got.Bot != (got.BotType != "") {
@@ -140,7 +161,7 @@ func TestClassify(t *testing.T) {
 
 func TestExtraAppleRanges(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "apple.txt")
-	text := "# Private Relay egress (sample)\n\n172.224.226.0/27 # comment\n2a02:26f7:b3c0:4000::/64\n104.28.0.9\n"
+	text := "# Private Relay egress (sample)\n\n198.51.100.0/27 # comment\n2001:db8:b3c0:4000::/64\n192.0.2.9\n"
 	if err := os.WriteFile(file, []byte(text), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -151,26 +172,26 @@ func TestExtraAppleRanges(t *testing.T) {
 	if len(ranges) != 3 {
 		t.Fatalf("got %d ranges, want 3: %v", len(ranges), ranges)
 	}
-	c := New(ranges)
+	c := New(AppleNetworks(ranges))
 	for _, tc := range []struct {
 		ip   string
 		want Result
 	}{
-		{"172.224.226.5", mpp},
-		{"172.224.226.40", human},
-		{"2a02:26f7:b3c0:4000::1", mpp},
-		{"2a02:26f7:b3c0:4001::1", human},
-		{"104.28.0.9", mpp},
-		{"104.28.0.10", human},
+		{"198.51.100.5", mpp},
+		{"198.51.100.40", hum},
+		{"2001:db8:b3c0:4000::1", mpp},
+		{"2001:db8:b3c0:4001::1", hum},
+		{"192.0.2.9", mpp},
+		{"192.0.2.10", hum},
 		{"17.0.0.1", mpp},
 	} {
-		got := c.Classify(Request{UserAgent: uaSafari, IP: netip.MustParseAddr(tc.ip), Now: later})
+		got := verdict(c.Classify(Request{UserAgent: uaAppleMail, IP: netip.MustParseAddr(tc.ip), Now: later}))
 		if got != tc.want {
 			t.Errorf("%s: got %+v, want %+v", tc.ip, got, tc.want)
 		}
 	}
 	// The package-level Classify does not know the extra ranges.
-	if got := Classify(Request{UserAgent: uaSafari, IP: netip.MustParseAddr("104.28.0.9"), Now: later}); got != human {
+	if got := verdict(Classify(Request{UserAgent: uaAppleMail, IP: netip.MustParseAddr("192.0.2.9"), Now: later})); got != hum {
 		t.Errorf("default classifier: got %+v", got)
 	}
 }
@@ -221,8 +242,11 @@ func FuzzClassify(f *testing.F) {
 		if r.Bot != (r.BotType != "") || (r.Bot && r.Proxy != "") {
 			t.Fatalf("inconsistent result %+v", r)
 		}
+		if r.Reason == "" {
+			t.Fatalf("no reason: %+v", r)
+		}
 		switch r.BotType {
-		case "", AppleMPP, Scanner, Prefetch:
+		case "", AppleMPP, Scanner, Prefetch, Self:
 		default:
 			t.Fatalf("unknown bot type %q", r.BotType)
 		}
