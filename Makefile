@@ -5,7 +5,7 @@ VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev
 LDFLAGS  := -X pixelrelay/cli.Version=$(VERSION)
 FUZZTIME ?= 10s
 
-.PHONY: build test run bench bench-quick lint fuzz soak clean
+.PHONY: build test run bench bench-quick lint fuzz soak clean networks
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) .
@@ -47,6 +47,11 @@ SOAKFUZZTIME ?= 300000x
 soak:
 	PIXELRELAY_SOAK=1 $(GO) test -race -count=1 -timeout 120m ./...
 	$(MAKE) fuzz FUZZTIME=$(SOAKFUZZTIME)
+
+# Remake tracker/classify/networks.txt (the built-in machine networks) from
+# the published lists. Needs internet access; not part of CI.
+networks:
+	$(GO) run ./tracker/classify/gen -o tracker/classify/networks.txt
 
 clean:
 	rm -f $(BIN)
