@@ -45,8 +45,8 @@ func Label(r Result) string {
 // (self) stays, and so does an old record's "prefetch" that the delivery
 // window does not explain (it may have come from a purpose header).
 func (c *Classifier) Reclassify(sentAt time.Time, fetches []Fetch, window time.Duration) []Result {
-	nets := burstNetworks(sentAt, fetches)
 	out := make([]Result, len(fetches))
+	var b Burst
 	for i, f := range fetches {
 		if sticky(f, sentAt, window) {
 			out[i] = f.Old
@@ -55,28 +55,56 @@ func (c *Classifier) Reclassify(sentAt time.Time, fetches []Fetch, window time.D
 			}
 			continue
 		}
-		r := Request{UserAgent: f.UserAgent, IP: f.IP, SentAt: sentAt, Now: f.At, PrefetchWindow: window}
-		if inBurst(sentAt, f.At) {
-			r.Networks = nets
-		}
-		out[i] = c.Classify(r)
+		r := c.Classify(Request{UserAgent: f.UserAgent, IP: f.IP, SentAt: sentAt, Now: f.At, PrefetchWindow: window})
+		out[i] = b.Apply(r, sentAt, f.At, f.IP)
 	}
 	return out
 }
 
-// burstNetworks counts the distinct networks that fetched the copy within
-// BurstWindow of delivery.
-func burstNetworks(sentAt time.Time, fetches []Fetch) int {
-	seen := map[netip.Prefix]bool{}
-	for _, f := range fetches {
-		if f.IP.IsValid() && inBurst(sentAt, f.At) && !f.Old.isProxy() {
-			seen[NetKey(f.IP)] = true
-		}
-	}
-	return len(seen)
+// Burst counts the distinct networks of one copy's unexplained fetches
+// (those no other rule called a machine, and those the delivery window
+// did) within BurstWindow of its delivery, in the order they came, and
+// turns a human verdict into a scanner one from the BurstNetworks-th
+// network on. The request handler keeps one per recent copy; Reclassify
+// replays a copy's fetches through one, so both agree, and a person who
+// opened before the burst stays a person.
+type Burst struct {
+	nets [BurstNetworks * 2]netip.Prefix
+	n    int
 }
 
-func (r Result) isProxy() bool { return r.Proxy != "" }
+// Apply counts the fetch if it is unexplained and returns the verdict.
+func (b *Burst) Apply(r Result, sentAt, at time.Time, ip netip.Addr) Result {
+	if !unexplained(r) || !inBurst(sentAt, at) || !ip.IsValid() {
+		return r
+	}
+	b.add(NetKey(ip))
+	if r.Reason == ReasonHuman && b.n >= BurstNetworks {
+		return BurstResult(b.n)
+	}
+	return r
+}
+
+// Networks is how many distinct networks were counted.
+func (b *Burst) Networks() int { return b.n }
+
+func (b *Burst) add(k netip.Prefix) {
+	for i := 0; i < b.n && i < len(b.nets); i++ {
+		if b.nets[i] == k {
+			return
+		}
+	}
+	if b.n < len(b.nets) {
+		b.nets[b.n] = k
+	}
+	b.n++
+}
+
+// unexplained: a plain human verdict, or a prefetch only by the delivery
+// window.
+func unexplained(r Result) bool {
+	return r.Reason == ReasonHuman || (r.BotType == Prefetch && strings.HasPrefix(r.Reason, "within "))
+}
 
 func inBurst(sentAt, at time.Time) bool {
 	if sentAt.IsZero() || at.IsZero() {

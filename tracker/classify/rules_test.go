@@ -62,7 +62,9 @@ func TestReclassifyCopy(t *testing.T) {
 		// A gateway without published ranges: three networks in a minute.
 		{At: at(20 * time.Second), IP: ip("198.51.100.7"), UserAgent: uaChrome, Old: Result{Reason: ReasonHuman}},
 		{At: at(30 * time.Second), IP: ip("198.51.101.7"), UserAgent: uaChrome, Old: Result{Reason: ReasonHuman}},
-		{At: at(40 * time.Second), IP: ip("198.51.102.7"), UserAgent: uaChrome, Old: Result{Bot: true, BotType: Scanner, Reason: "fetched from 3 networks within 2m0s of delivery"}},
+		{At: at(40 * time.Second), IP: ip("198.51.102.7"), UserAgent: uaChrome, Old: Result{Reason: ReasonHuman}},
+		// A known machine in the same minutes does not count toward a burst.
+		{At: at(45 * time.Second), IP: eopIP, UserAgent: uaOldChrome},
 		// The reader, an hour later.
 		{At: at(time.Hour), IP: homeIP, UserAgent: uaThunderbird, Old: Result{Reason: ReasonHuman}},
 		// Decided by what was not stored: kept.
@@ -75,18 +77,20 @@ func TestReclassifyCopy(t *testing.T) {
 		// An old MPP verdict of a Safari user through Private Relay: now human.
 		{At: at(6 * time.Hour), IP: ip("172.225.40.1"), UserAgent: uaSafari, Old: Result{Bot: true, BotType: AppleMPP}},
 	}
-	want := []Result{scn, scn, scn, hum, pre, {Bot: true, BotType: Self}, pre, scn, hum}
+	// The first two of the burst came before its third network: as at
+	// request time, they stay people (a reader may have opened first).
+	want := []Result{hum, hum, scn, scn, hum, pre, {Bot: true, BotType: Self}, pre, scn, hum}
 	got := c.Reclassify(sent, fetches, 0)
 	for i := range want {
 		if verdict(got[i]) != want[i] || got[i].Reason == "" {
 			t.Errorf("fetch %d: got %+v, want %+v", i, got[i], want[i])
 		}
 	}
-	if got[0].Reason != "fetched from 3 networks within 2m0s of delivery" {
-		t.Errorf("burst reason %q", got[0].Reason)
+	if got[2].Reason != "fetched from 3 networks within 2m0s of delivery" {
+		t.Errorf("burst reason %q", got[2].Reason)
 	}
-	if Label(got[0]) != "bot:scanner" || Label(got[3]) != "human" || Label(Result{Proxy: Gmail}) != "proxy:gmail" {
-		t.Errorf("labels %q %q", Label(got[0]), Label(got[3]))
+	if Label(got[2]) != "bot:scanner" || Label(got[4]) != "human" || Label(Result{Proxy: Gmail}) != "proxy:gmail" {
+		t.Errorf("labels %q %q", Label(got[2]), Label(got[4]))
 	}
 }
 

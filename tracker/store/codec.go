@@ -42,6 +42,14 @@ const (
 // recVersion is the first byte of every encoded record.
 const recVersion = 1
 
+// Open records carry their own version: 2 adds the reason after the city.
+// Version 1 opens (databases made before reasons were stored) still decode,
+// with an empty reason.
+const (
+	openV1 = 1
+	openV2 = 2
+)
+
 var errCorrupt = errors.New("store: corrupt record")
 
 // copyRec is a copy with its open counters, as stored in bCopies.
@@ -61,6 +69,7 @@ type openRec struct {
 	Proxy     string
 	Country   string
 	City      string
+	Reason    string // the rule that decided; "" in version 1 records
 }
 
 func normAddr(s string) string {
@@ -201,9 +210,9 @@ func decodeCopyForOpen(v []byte) (copyRec, error) {
 }
 
 func encodeOpen(o *openRec) []byte {
-	b := make([]byte, 0, 16+len(o.IP)+len(o.UserAgent)+len(o.BotType)+len(o.Proxy)+len(o.Country)+len(o.City))
-	b = append(b, recVersion, o.Flags)
-	for _, s := range []string{o.IP, o.UserAgent, o.BotType, o.Proxy, o.Country, o.City} {
+	b := make([]byte, 0, 18+len(o.IP)+len(o.UserAgent)+len(o.BotType)+len(o.Proxy)+len(o.Country)+len(o.City)+len(o.Reason))
+	b = append(b, openV2, o.Flags)
+	for _, s := range []string{o.IP, o.UserAgent, o.BotType, o.Proxy, o.Country, o.City, o.Reason} {
 		b = appendStr(b, s)
 	}
 	return b
@@ -212,12 +221,16 @@ func encodeOpen(o *openRec) []byte {
 func decodeOpen(v []byte) (openRec, error) {
 	var o openRec
 	d := decoder{b: v}
-	if d.byte() != recVersion {
+	version := d.byte()
+	if version != openV1 && version != openV2 {
 		return o, errCorrupt
 	}
 	o.Flags = d.byte()
 	for _, p := range []*string{&o.IP, &o.UserAgent, &o.BotType, &o.Proxy, &o.Country, &o.City} {
 		*p = d.str()
+	}
+	if version == openV2 {
+		o.Reason = d.str()
 	}
 	return o, d.err
 }

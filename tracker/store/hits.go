@@ -372,6 +372,7 @@ func (w *hitTx) update(u *statusUpdate, now func() time.Time) error {
 const (
 	maxUserAgent = 1024
 	maxField     = 128
+	maxReason    = 256
 )
 
 // clip shortens oversized fields of a hit (on a UTF-8 boundary).
@@ -380,6 +381,7 @@ func clip(h *Hit) {
 	for _, p := range []*string{&h.IP, &h.BotType, &h.Proxy, &h.Country, &h.City} {
 		*p = clipString(*p, maxField)
 	}
+	h.Reason = clipString(h.Reason, maxReason)
 }
 
 func clipString(s string, n int) string {
@@ -415,7 +417,7 @@ func (w *hitTx) store(h *Hit, c *copyRec, at uint64) error {
 	if err != nil {
 		return err
 	}
-	o := openRec{IP: h.IP, UserAgent: h.UserAgent, BotType: h.BotType, Proxy: h.Proxy, Country: h.Country, City: h.City}
+	o := openRec{IP: h.IP, UserAgent: h.UserAgent, BotType: h.BotType, Proxy: h.Proxy, Country: h.Country, City: h.City, Reason: h.Reason}
 	if h.Bot {
 		o.Flags |= flagBot
 	}

@@ -137,7 +137,7 @@ func (r *openReader) add(c *copyRec, tsq, v []byte) error {
 		TrackingID: c.TrackingID, Recipient: c.Recipient, Subject: c.Subject, MessageID: c.MessageID,
 		SentAt: timePtr(c.SentAt), OpenedAt: fromTS(beU64(tsq)),
 		IP: o.IP, UserAgent: o.UserAgent, Bot: o.Flags&flagBot != 0, BotType: o.BotType,
-		Proxy: o.Proxy, First: o.Flags&flagFirst != 0, Country: o.Country, City: o.City,
+		Proxy: o.Proxy, First: o.Flags&flagFirst != 0, Reason: o.Reason, Country: o.Country, City: o.City,
 	})
 	return nil
 }

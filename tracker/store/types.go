@@ -16,6 +16,7 @@ type Open struct {
 	BotType    string     `json:"bot_type"` // "" for humans; apple_mpp, scanner, prefetch
 	Proxy      string     `json:"proxy"`    // "" or gmail, yahoo, outlook, ...
 	First      bool       `json:"first"`    // first human open of this copy
+	Reason     string     `json:"reason"`   // the rule that decided ("" for opens stored before reasons)
 	Country    string     `json:"country,omitempty"`
 	City       string     `json:"city,omitempty"`
 }
@@ -30,6 +31,7 @@ type Hit struct {
 	Bot        bool
 	BotType    string
 	Proxy      string
+	Reason     string // the rule that decided
 	Country    string
 	City       string
 }
