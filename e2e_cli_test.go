@@ -68,7 +68,7 @@ func TestCLIAgainstServe(t *testing.T) {
 	})
 	kinds := map[string]bool{}
 	for _, o := range opens.Opens {
-		for _, key := range []string{"tracking_id", "recipient", "subject", "message_id", "sent_at", "opened_at", "ip", "user_agent", "bot", "bot_type", "proxy", "first"} {
+		for _, key := range []string{"tracking_id", "recipient", "subject", "message_id", "sent_at", "opened_at", "ip", "user_agent", "bot", "bot_type", "proxy", "first", "reason"} {
 			if _, ok := o[key]; !ok {
 				t.Errorf("open lacks %q: %v", key, o)
 			}

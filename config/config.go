@@ -101,6 +101,14 @@ type Tracking struct {
 	// AppleRangesFile lists extra CIDRs (one per line) of Apple's MPP
 	// egress; see ParseRanges for the format.
 	AppleRangesFile string `toml:"apple_ranges_file"`
+	// NetworksFile adds machine networks to the built-in table, one
+	// "CIDR CLASS SOURCE" a line (see ParseNetworks); a line with the same
+	// CIDR as a built-in one replaces it.
+	NetworksFile string `toml:"networks_file"`
+	// SelfWindow: when smtp.listen is not loopback, a pixel fetch from an
+	// address that submitted mail through the relay within this window is
+	// the sender's own view (bot_type "self"). 0 turns it off.
+	SelfWindow Duration `toml:"self_window"`
 }
 
 // HTTP is the tracker and admin API listener.

@@ -45,6 +45,7 @@ func Default() *Config {
 			IPHourlyLimit:  100,
 			Retention:      Duration(90 * day),
 			PrefetchWindow: Duration(10 * time.Second),
+			SelfWindow:     Duration(24 * time.Hour),
 		},
 		HTTP: HTTP{Listen: "127.0.0.1:8025"},
 	}

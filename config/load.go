@@ -354,7 +354,7 @@ func (c *Config) normalize() {
 func (c *Config) resolvePaths(dir string) {
 	for _, p := range []*string{
 		&c.DataDir, &c.SMTP.TLSCert, &c.SMTP.TLSKey, &c.Upstream.PasswordFile,
-		&c.Upstream.CAFile, &c.Tracking.AppleRangesFile,
+		&c.Upstream.CAFile, &c.Tracking.AppleRangesFile, &c.Tracking.NetworksFile,
 	} {
 		*p = resolvePath(*p, dir)
 	}

@@ -82,6 +82,8 @@ func TestDefault(t *testing.T) {
 		{"tracking.retention", c.Tracking.Retention.D(), 90 * 24 * time.Hour},
 		{"tracking.prefetch_window", c.Tracking.PrefetchWindow.D(), 10 * time.Second},
 		{"tracking.apple_ranges_file", c.Tracking.AppleRangesFile, ""},
+		{"tracking.networks_file", c.Tracking.NetworksFile, ""},
+		{"tracking.self_window", c.Tracking.SelfWindow.D(), 24 * time.Hour},
 		{"http.listen", c.HTTP.Listen, "127.0.0.1:8025"},
 		{"http.trusted_proxies", len(c.HTTP.TrustedProxies), 0},
 		{"path", c.Path, ""},
@@ -201,6 +203,8 @@ ip_hourly_limit = 0
 retention = "30d"
 prefetch_window = "0s"
 apple_ranges_file = "apple.txt"
+networks_file = "nets.txt"
+self_window = "2h"
 [http]
 listen = ":8080"
 trusted_proxies = ["10.0.0.0/8", "::1"]
@@ -231,6 +235,7 @@ trusted_proxies = ["10.0.0.0/8", "::1"]
 			Exclude:     []string{"boss@example.com", "@example.org"},
 			DedupWindow: Duration(5 * time.Minute), IPHourlyLimit: 0, Retention: Duration(30 * 24 * time.Hour),
 			PrefetchWindow: 0, AppleRangesFile: filepath.Join(dir, "apple.txt"),
+			NetworksFile: filepath.Join(dir, "nets.txt"), SelfWindow: Duration(2 * time.Hour),
 		},
 		HTTP: HTTP{Listen: ":8080", TrustedProxies: []string{"10.0.0.0/8", "::1"}},
 	}

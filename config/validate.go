@@ -306,6 +306,16 @@ func (c *Config) checkTracking(v *validator) {
 			v.add("tracking.apple_ranges_file", "%s: %v", t.AppleRangesFile, err)
 		}
 	}
+	if t.NetworksFile != "" && checkReadable(v, "tracking.networks_file", t.NetworksFile) {
+		f, _ := os.Open(t.NetworksFile)
+		defer f.Close()
+		if _, err := ParseNetworks(f); err != nil {
+			v.add("tracking.networks_file", "%s: %v", t.NetworksFile, err)
+		}
+	}
+	if t.SelfWindow < 0 {
+		v.add("tracking.self_window", "must not be negative (0 turns it off)")
+	}
 }
 
 func checkBaseURL(v *validator, raw string) {

@@ -165,6 +165,12 @@ func TestValidate(t *testing.T) {
 		{"apple ranges missing", "[tracking]\napple_ranges_file = \"no.txt\"", []Problem{{"tracking.apple_ranges_file", "cannot read: {dir}/no.txt: no such file or directory"}}},
 		{"apple ranges bad line", "[tracking]\napple_ranges_file = \"badranges.txt\"", []Problem{{"tracking.apple_ranges_file", `{dir}/badranges.txt: line 2: "nope" is not an IP address or CIDR`}}},
 		{"apple ranges good", "[tracking]\napple_ranges_file = \"ranges.txt\"", nil},
+		{"networks missing", "[tracking]\nnetworks_file = \"no.txt\"", []Problem{{"tracking.networks_file", "cannot read: {dir}/no.txt: no such file or directory"}}},
+		{"networks bad class", "[tracking]\nnetworks_file = \"badnets.txt\"", []Problem{{"tracking.networks_file", `{dir}/badnets.txt: line 3: class "robot": want apple_mpp, scanner, prefetch, human`}}},
+		{"networks no source", "[tracking]\nnetworks_file = \"badnets2.txt\"", []Problem{{"tracking.networks_file", `{dir}/badnets2.txt: line 1: want "CIDR CLASS SOURCE", got "10.0.0.0/8 scanner"`}}},
+		{"networks good", "[tracking]\nnetworks_file = \"nets.txt\"", nil},
+		{"self_window negative", "[tracking]\nself_window = \"-1h\"", []Problem{{"tracking.self_window", "must not be negative (0 turns it off)"}}},
+		{"self_window 0", "[tracking]\nself_window = \"0s\"", nil},
 
 		// http
 		{"http listen bad", "[http]\nlisten = \"8025\"", []Problem{{"http.listen", `"8025" is not host:port (e.g. 127.0.0.1:2525)`}}},
@@ -194,6 +200,9 @@ func TestValidate(t *testing.T) {
 	writeFile(t, filepath.Join(dir, "hash.txt"), hashAlice+"\n")
 	writeFile(t, filepath.Join(dir, "ranges.txt"), "# Apple\n17.0.0.0/8\n\n2620:149::/32 # v6\n")
 	writeFile(t, filepath.Join(dir, "badranges.txt"), "17.0.0.0/8\nnope\n")
+	writeFile(t, filepath.Join(dir, "nets.txt"), "# mine\n198.51.100.0/24 scanner Acme Gateway <https://acme.example> 2026-12-04\n2001:db8::/32 human Office\n")
+	writeFile(t, filepath.Join(dir, "badnets.txt"), "# mine\n198.51.100.0/24 scanner Acme\n10.0.0.0/8 robot X\n")
+	writeFile(t, filepath.Join(dir, "badnets2.txt"), "10.0.0.0/8 scanner\n")
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			want := Problems(nil)

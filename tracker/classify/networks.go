@@ -1,7 +1,6 @@
 package classify
 
 import (
-	"bufio"
 	_ "embed"
 	"encoding/binary"
 	"fmt"
@@ -11,6 +10,8 @@ import (
 	"sort"
 	"strings"
 	"sync/atomic"
+
+	"pixelrelay/config"
 )
 
 // builtinNetworks is the dated table of machine networks (networks.txt,
@@ -19,92 +20,36 @@ import (
 //go:embed networks.txt
 var builtinNetworks string
 
-// Network classes of a networks file. A bot type says that a fetch from
-// the network is that kind of machine; ClassHuman marks a network as not a
-// machine, so a line in tracking.networks_file can take a built-in entry
-// (or a part of it) back.
+// ClassHuman marks a network as not a machine, so that a line in
+// tracking.networks_file can take a built-in entry (or a part of it) back.
 const ClassHuman = "human"
 
-// validClasses are the CLASS values of a networks file line.
-var validClasses = map[string]bool{AppleMPP: true, Scanner: true, Prefetch: true, ClassHuman: true}
-
 // Network is one line of a networks table: "CIDR CLASS SOURCE".
-type Network struct {
-	Prefix netip.Prefix
-	Class  string
-	// Source is the rest of the line: a name, then usually the URL the
-	// range was taken from and the date it was fetched.
-	Source string
-}
+type Network = config.NetworkLine
 
-// Name is the source's name: the text before a URL, "<" or a date.
-func (n Network) Name() string {
-	s := n.Source
-	for i, f := range strings.Fields(s) {
-		if strings.HasPrefix(f, "<") || strings.HasPrefix(f, "http://") || strings.HasPrefix(f, "https://") || isDate(f) {
-			if i == 0 {
-				return s
-			}
-			return strings.Join(strings.Fields(s)[:i], " ")
+// sourceName is a source's name: the text before a URL, "<" or a date.
+func sourceName(s string) string {
+	f := strings.Fields(s)
+	for i, w := range f {
+		if i > 0 && (strings.HasPrefix(w, "<") || strings.HasPrefix(w, "http://") || strings.HasPrefix(w, "https://") || isDate(w)) {
+			return strings.Join(f[:i], " ")
 		}
 	}
-	return s
+	return strings.Join(f, " ")
 }
 
 func isDate(f string) bool {
 	return len(f) == 10 && f[4] == '-' && f[7] == '-' && strings.Trim(f, "0123456789-") == ""
 }
 
-// ParseNetworks reads "CIDR CLASS SOURCE" lines; blank lines and lines
-// starting with '#' are skipped. name (a key or file) starts every error,
-// which names the line.
+// ParseNetworks reads a networks table (config.ParseNetworks); name (a key
+// or file) starts every error.
 func ParseNetworks(r io.Reader, name string) ([]Network, error) {
-	var out []Network
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 0, 4096), 1<<20)
-	for n := 1; sc.Scan(); n++ {
-		line := strings.TrimSpace(sc.Text())
-		if line == "" || line[0] == '#' {
-			continue
-		}
-		f := strings.Fields(line)
-		if len(f) < 3 {
-			return nil, fmt.Errorf("%s: line %d: want \"CIDR CLASS SOURCE\", got %q", name, n, line)
-		}
-		p, err := parseCIDR(f[0])
-		if err != nil {
-			return nil, fmt.Errorf("%s: line %d: %q is not an IP address or CIDR", name, n, f[0])
-		}
-		if !validClasses[f[1]] {
-			return nil, fmt.Errorf("%s: line %d: class %q: want apple_mpp, scanner, prefetch or human", name, n, f[1])
-		}
-		out = append(out, Network{Prefix: p, Class: f[1], Source: strings.Join(f[2:], " ")})
-	}
-	if err := sc.Err(); err != nil {
+	ns, err := config.ParseNetworks(r)
+	if err != nil {
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
-	return out, nil
-}
-
-// parseCIDR takes "1.2.3.0/24", "2001:db8::/32" or a single address; the
-// prefix is masked and IPv4-mapped IPv6 is unmapped.
-func parseCIDR(s string) (netip.Prefix, error) {
-	if !strings.Contains(s, "/") {
-		a, err := netip.ParseAddr(s)
-		if err != nil || a.Zone() != "" {
-			return netip.Prefix{}, fmt.Errorf("bad address")
-		}
-		a = a.Unmap()
-		return netip.PrefixFrom(a, a.BitLen()), nil
-	}
-	p, err := netip.ParsePrefix(s)
-	if err != nil {
-		return netip.Prefix{}, err
-	}
-	if p.Addr().Is4In6() && p.Bits() >= 96 {
-		p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
-	}
-	return p.Masked(), nil
+	return ns, nil
 }
 
 // LoadNetworks reads a tracking.networks_file.
@@ -232,7 +177,7 @@ func newTable(nets []Network) *table {
 			e, i6 = &t.v6[i6], i6+1
 		}
 		e.lo, e.bits = key(n.Prefix.Addr()), uint8(n.Prefix.Bits())
-		e.name = intern(names, &t.names, n.Name())
+		e.name = intern(names, &t.names, sourceName(n.Source))
 		c, ok := classes[n.Class]
 		if !ok {
 			c = uint8(len(t.classes))

@@ -74,8 +74,8 @@ func TestTableMatchesLinearScan(t *testing.T) {
 				t.Fatalf("round %d: %s: got %q, want no match", round, a, got.reason)
 			case ok && !found:
 				t.Fatalf("round %d: %s: no match, want %s", round, a, exp.Prefix)
-			case ok && got.reason != "network: "+exp.Name()+" "+exp.Prefix.String():
-				t.Fatalf("round %d: %s: got %q, want %s %s", round, a, got.reason, exp.Name(), exp.Prefix)
+			case ok && got.reason != "network: "+sourceName(exp.Source)+" "+exp.Prefix.String():
+				t.Fatalf("round %d: %s: got %q, want %s %s", round, a, got.reason, sourceName(exp.Source), exp.Prefix)
 			}
 		}
 	}
@@ -129,8 +129,8 @@ func TestParseNetworks(t *testing.T) {
 		t.Fatalf("got %d networks, want %d", len(ns), len(want))
 	}
 	for i, w := range want {
-		if ns[i].Prefix.String() != w.prefix || ns[i].Class != w.class || ns[i].Name() != w.name {
-			t.Errorf("line %d: got %s %s %q, want %s %s %q", i, ns[i].Prefix, ns[i].Class, ns[i].Name(), w.prefix, w.class, w.name)
+		if ns[i].Prefix.String() != w.prefix || ns[i].Class != w.class || sourceName(ns[i].Source) != w.name {
+			t.Errorf("line %d: got %s %s %q, want %s %s %q", i, ns[i].Prefix, ns[i].Class, sourceName(ns[i].Source), w.prefix, w.class, w.name)
 		}
 	}
 	for _, bad := range []string{
@@ -313,4 +313,31 @@ func BenchmarkLookupFullTable(b *testing.B) {
 	for i := 0; b.Loop(); i++ {
 		c.Classify(Request{UserAgent: uaChrome, IP: ips[i%len(ips)], Now: later})
 	}
+}
+
+// FuzzParseNetworks: any text either fails with a line number or gives
+// networks whose table agrees with a linear scan.
+func FuzzParseNetworks(f *testing.F) {
+	f.Add("10.0.0.0/8 scanner A\n10.1.0.0/16 human B <https://x> 2026-01-01\n", []byte{10, 1, 2, 3})
+	f.Add("2001:db8::/32 apple_mpp R\n2001:db8::1 prefetch S\n", []byte{0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1})
+	f.Add("::ffff:1.2.3.0/120 scanner M\n# c\n\n", []byte{1, 2, 3, 4})
+	f.Fuzz(func(t *testing.T, text string, ip []byte) {
+		ns, err := ParseNetworks(strings.NewReader(text), "fuzz")
+		if err != nil {
+			if !strings.HasPrefix(err.Error(), "fuzz: ") {
+				t.Fatalf("error %q does not name the file", err)
+			}
+			return
+		}
+		a, ok := netip.AddrFromSlice(ip)
+		if !ok {
+			return
+		}
+		a = a.Unmap()
+		got, found := newTable(ns).lookup(a)
+		exp, want := naive(ns, a)
+		if found != want || (found && got.reason != "network: "+sourceName(exp.Source)+" "+exp.Prefix.String()) {
+			t.Fatalf("%s: got %v %q, want %v %s", a, found, got.reason, want, exp.Prefix)
+		}
+	})
 }

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"pixelrelay/config"
+	"pixelrelay/tracker/classify"
 	"pixelrelay/tracker/record"
 	"pixelrelay/tracker/store"
 	"pixelrelay/tracker/token"
@@ -73,6 +74,8 @@ func (s *Server) api(w http.ResponseWriter, r *http.Request) {
 		rt = route{http.MethodPost, s.apiRotate}
 	case "/api/purge":
 		rt = route{http.MethodPost, s.apiPurge}
+	case "/api/reclassify":
+		rt = route{http.MethodPost, s.apiReclassify}
 	default:
 		writeError(w, http.StatusNotFound, "no such API route: "+r.URL.Path)
 		return
@@ -290,6 +293,41 @@ func (s *Server) apiPurge(w http.ResponseWriter, r *http.Request) {
 		s.internal(w, "purge", err)
 		return
 	}
+	writeJSON(w, http.StatusOK, res)
+}
+
+// apiReclassify answers POST /api/reclassify?since=: the stored opens
+// since WHEN (all without it) classified again with the rules, networks
+// and windows in force.
+func (s *Server) apiReclassify(w http.ResponseWriter, r *http.Request) {
+	rc, ok := s.opt.Store.(Reclassifier)
+	if !ok {
+		writeError(w, http.StatusNotImplemented, "this store cannot reclassify")
+		return
+	}
+	since, err := s.since(r.URL.Query())
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	d := s.current()
+	window := d.cfg.Tracking.PrefetchWindow.D()
+	if window == 0 {
+		window = -1
+	}
+	judge := func(sentAt time.Time, fs []classify.Fetch) []classify.Result {
+		return d.cls.Reclassify(sentAt, fs, window)
+	}
+	// A large database can take longer than the server's timeouts.
+	ctl := http.NewResponseController(w)
+	ctl.SetWriteDeadline(time.Time{})
+	ctl.SetReadDeadline(time.Time{})
+	res, err := rc.Reclassify(r.Context(), since, judge)
+	if err != nil {
+		s.internal(w, "reclassify", err)
+		return
+	}
+	s.log.Info("reclassified opens", "since", since, "examined", res.Examined, "changed", res.Changed)
 	writeJSON(w, http.StatusOK, res)
 }
 

@@ -18,7 +18,7 @@ import (
 
 // Field lists from CONTRACT.md.
 var (
-	contractOpen    = []string{"tracking_id", "recipient", "subject", "message_id", "sent_at", "opened_at", "ip", "user_agent", "bot", "bot_type", "proxy", "first"}
+	contractOpen    = []string{"tracking_id", "recipient", "subject", "message_id", "sent_at", "opened_at", "ip", "user_agent", "bot", "bot_type", "proxy", "first", "reason"}
 	contractMessage = []string{"tracking_id", "recipient", "from", "subject", "message_id", "queued_at", "sent_at", "status", "last_error", "opens_total", "opens_human", "first_human_open"}
 )
 

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"pixelrelay/config"
 	"pixelrelay/tracker/classify"
 	"pixelrelay/tracker/store"
 )
@@ -58,6 +59,7 @@ func (s *Server) pixel(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusOK)
 	if r.Method == http.MethodHead {
 		s.opt.Metrics.PixelHead()
+		s.noteHead(r)
 		return
 	}
 	w.Write(gif)
@@ -77,6 +79,19 @@ func (s *Server) pixel(w http.ResponseWriter, r *http.Request) {
 	s.record(r, id)
 }
 
+// noteHead remembers a HEAD for a genuine pixel: nothing is recorded
+// (CONTRACT.md), but a GET that follows from the same client is a
+// scanner's.
+func (s *Server) noteHead(r *http.Request) {
+	tok, ok := tokenOf(r.URL.Path)
+	if !ok {
+		return
+	}
+	if id, ok := s.opt.Keys.Verify(tok); ok {
+		s.recent.noteHead(id, clientOf(r, s.current().trusted).ip, r.UserAgent(), s.now().UTC())
+	}
+}
+
 // tokenOf extracts TOKEN from "/o/TOKEN.gif" (".gif" in any case).
 func tokenOf(path string) (string, bool) {
 	name := path[len("/o/"):]
@@ -93,9 +108,9 @@ func tokenOf(path string) (string, bool) {
 // record classifies and stores one genuine fetch: enqueued to the store's
 // batch writer when it has one, else recorded synchronously. The copy is
 // looked up (a read transaction) only when the fetch would otherwise be a
-// plain human open: its delivery time decides the prefetch rule. Errors are
-// counted and logged (rate-limited); they never change the answer, which is
-// already sent.
+// plain human open: its delivery time decides the prefetch and burst
+// rules. Errors are counted and logged (rate-limited); they never change
+// the answer, which is already sent.
 func (s *Server) record(r *http.Request, id string) {
 	d := s.current()
 	now := s.now().UTC()
@@ -105,8 +120,9 @@ func (s *Server) record(r *http.Request, id string) {
 	if window == 0 {
 		window = -1 // tracking.prefetch_window = 0 turns the rule off
 	}
-	res := d.cls.Classify(classify.Request{UserAgent: ua, IP: cl.ip, Header: r.Header, Now: now, PrefetchWindow: window})
-	if res == (classify.Result{}) && !s.settled.has(id) {
+	res := d.cls.Classify(classify.Request{UserAgent: ua, IP: cl.ip, Header: r.Header, Now: now, PrefetchWindow: window,
+		Self: s.isSelf(d.cfg, cl.ip, now), HeadFirst: s.recent.headFirst(id, cl.ip, ua, now)})
+	if res.Reason == classify.ReasonHuman && !s.settled.has(id) {
 		c, found, err := s.opt.Store.Copy(id)
 		if err != nil {
 			s.recordError(err)
@@ -116,10 +132,11 @@ func (s *Server) record(r *http.Request, id string) {
 			return // a genuine token of a purged or unknown copy
 		}
 		if classify.InPrefetchWindow(c.SentAt, now, window) {
-			res = classify.Result{Bot: true, BotType: classify.Prefetch}
+			res = classify.WindowResult(window)
 		} else if !c.SentAt.IsZero() && now.Sub(c.SentAt) > max(window, maxPrefetchWindow) {
 			s.settled.add(id)
 		}
+		res = s.recent.burst(id, res, c.SentAt, now, cl.ip)
 	}
 	hit := store.Hit{
 		TrackingID: id,
@@ -129,6 +146,7 @@ func (s *Server) record(r *http.Request, id string) {
 		Bot:        res.Bot,
 		BotType:    res.BotType,
 		Proxy:      res.Proxy,
+		Reason:     res.Reason,
 		Country:    cl.country,
 		City:       cl.city,
 	}
@@ -142,8 +160,19 @@ func (s *Server) record(r *http.Request, id string) {
 		s.recordError(err)
 	}
 	if s.log.Enabled(r.Context(), slog.LevelDebug) {
-		s.log.Debug("open", "id", id, "ip", hit.IP, "bot_type", res.BotType, "proxy", res.Proxy, "err", err)
+		s.log.Debug("open", "id", id, "ip", hit.IP, "bot_type", res.BotType, "proxy", res.Proxy, "reason", res.Reason, "err", err)
 	}
+}
+
+// isSelf reports a fetch from an address that submitted mail through the
+// relay within tracking.self_window, when the relay listens off loopback
+// (on loopback every submitter is this machine).
+func (s *Server) isSelf(cfg *config.Config, ip netip.Addr, now time.Time) bool {
+	w := cfg.Tracking.SelfWindow.D()
+	if s.opt.Senders == nil || w <= 0 || config.IsLoopback(cfg.SMTP.Listen) {
+		return false
+	}
+	return s.opt.Senders.Seen(ip, now, w)
 }
 
 // client is where a request came from, as far as it can be believed.

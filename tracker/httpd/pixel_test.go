@@ -373,16 +373,16 @@ func TestAppleRangesFileFromConfig(t *testing.T) {
 	}
 	f := newFixture(t, func(c *config.Config) { c.Tracking.AppleRangesFile = file })
 	_, tok := f.mint()
-	f.get("GET", "/o/"+tok+".gif")
+	f.get("GET", "/o/"+tok+".gif", "User-Agent", uaAppleMail)
 	hits := f.st.hitList()
-	if h := hits[len(hits)-1]; h.BotType != "apple_mpp" {
+	if h := hits[len(hits)-1]; h.BotType != "apple_mpp" || h.Reason != "network: Apple tracking.apple_ranges_file 127.0.0.0/8" {
 		t.Errorf("fetch from a listed range: %+v", h)
 	}
 	// A reload to a file that cannot be read keeps serving with the built-in range.
 	next := *f.cfg.Load()
 	next.Tracking.AppleRangesFile = filepath.Join(t.TempDir(), "missing.txt")
 	f.cfg.Store(&next)
-	f.get("GET", "/o/"+tok+".gif")
+	f.get("GET", "/o/"+tok+".gif", "User-Agent", uaAppleMail)
 	hits = f.st.hitList()
 	if h := hits[len(hits)-1]; h.BotType != "" {
 		t.Errorf("after reload without the file: %+v", h)

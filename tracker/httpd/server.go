@@ -15,8 +15,8 @@
 // The pixel answer never depends on the store: the GIF is written and
 // flushed first, then a genuine token's open is classified and handed to the
 // store (Enqueue when the store has it, else Record). Config changes (hot
-// reload) are picked up per request: trusted proxies, the Apple ranges file,
-// the prefetch window, and the store's dedup window and per-IP limit (through
+// reload) are picked up per request: trusted proxies, the Apple ranges file
+// and the networks file, the prefetch and self windows, and the store's dedup window and per-IP limit (through
 // SetLimits when the store has it). A changed http.listen is applied by the
 // caller: Serve on the new listener, then close the old one. Serve calls
 // share one http.Server, so connections accepted on the old listener keep
@@ -39,6 +39,7 @@ import (
 	"pixelrelay/metrics"
 	"pixelrelay/tracker/classify"
 	"pixelrelay/tracker/record"
+	"pixelrelay/tracker/senders"
 	"pixelrelay/tracker/store"
 )
 
@@ -83,6 +84,12 @@ type LimitSetter interface {
 	SetLimits(dedup time.Duration, ipHourly int)
 }
 
+// Reclassifier is implemented by a Store that can classify its stored
+// opens again (*store.Store does); POST /api/reclassify needs it.
+type Reclassifier interface {
+	Reclassify(ctx context.Context, since time.Time, judge store.Judge) (store.ReclassifyResult, error)
+}
+
 // Options configures a Server. Config, Store and Keys are required.
 type Options struct {
 	// Config returns the config in force (hot reload swaps it).
@@ -99,6 +106,9 @@ type Options struct {
 	// (a reload may move it), which /api/status reports; nil, or "" from
 	// it, means smtp.listen from the config.
 	SMTPAddr func() string
+	// Senders holds the addresses that submitted mail through the relay
+	// recently (tracking.self_window); nil: no fetch is "self".
+	Senders *senders.Set
 	// Log receives errors (rate-limited) and purge failures; nil means
 	// slog.Default().
 	Log *slog.Logger
@@ -137,6 +147,7 @@ type Server struct {
 
 	purgeMu sync.Mutex // one purge at a time
 	settled settledSet // ids whose copy was delivered long ago
+	recent  recentSet  // HEADs and bursts of copies fetched lately
 
 	errs     atomic.Int64 // recording errors since start
 	errLogMu sync.Mutex
@@ -201,20 +212,37 @@ func (s *Server) current() *derived {
 	if d := s.derived.Load(); d != nil && d.cfg == cfg {
 		return d
 	}
-	d := &derived{cfg: cfg, trusted: cfg.HTTP.TrustedPrefixes(), cls: classify.New(nil)}
-	if path := cfg.Tracking.AppleRangesFile; path != "" {
-		ranges, err := classify.LoadRanges(path)
-		if err != nil {
-			s.log.Error("apple ranges not loaded; using 17.0.0.0/8 only", "err", err)
-		} else {
-			d.cls = classify.New(ranges)
-		}
-	}
+	d := &derived{cfg: cfg, trusted: cfg.HTTP.TrustedPrefixes(), cls: s.classifier(cfg)}
 	if ls, ok := s.opt.Store.(LimitSetter); ok {
 		ls.SetLimits(cfg.Tracking.DedupWindow.D(), cfg.Tracking.IPHourlyLimit)
 	}
 	s.derived.Store(d)
 	return d
+}
+
+// classifier builds the classifier of a config: the built-in networks,
+// then tracking.apple_ranges_file, then tracking.networks_file. A file that
+// cannot be read is logged and left out (config validation reports it too).
+func (s *Server) classifier(cfg *config.Config) *classify.Classifier {
+	var extra []classify.Network
+	if path := cfg.Tracking.AppleRangesFile; path != "" {
+		ranges, err := classify.LoadRanges(path)
+		if err != nil {
+			s.log.Error("apple ranges not loaded; using the built-in table only", "err", err)
+		}
+		extra = append(extra, classify.AppleNetworks(ranges)...)
+	}
+	if path := cfg.Tracking.NetworksFile; path != "" {
+		nets, err := classify.LoadNetworks(path)
+		if err != nil {
+			s.log.Error("networks file not loaded; using the built-in table", "err", err)
+		}
+		extra = append(extra, nets...)
+	}
+	if len(extra) == 0 {
+		return classify.Default()
+	}
+	return classify.New(extra)
 }
 
 // Handler returns the server's routes.

@@ -58,6 +58,9 @@ type RotateResponse struct {
 // PurgeResponse is POST /api/purge.
 type PurgeResponse = store.PurgeResult
 
+// ReclassifyResponse is POST /api/reclassify.
+type ReclassifyResponse = store.ReclassifyResult
+
 // ErrorResponse is any non-2xx answer.
 type ErrorResponse struct {
 	Error string `json:"error"`
