@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/signal"
 	"strings"
@@ -24,6 +25,7 @@ import (
 	"pixelrelay/relay/queue"
 	"pixelrelay/relay/smtpd"
 	"pixelrelay/tracker/httpd"
+	"pixelrelay/tracker/senders"
 	"pixelrelay/tracker/store"
 	"pixelrelay/tracker/token"
 )
@@ -204,6 +206,8 @@ func serve(flagPath string, log *slog.Logger) error {
 	smtpSrv := smtpd.New(current, q, log)
 	smtpSrv.Metrics = met
 	watchMetrics(met, q, st)
+	submitters := &senders.Set{} // tracking.self_window
+	smtpSrv.OnAccepted = func(ip netip.Addr) { submitters.Note(ip, time.Now()) }
 	lns := &listeners{
 		smtp: binding{key: "smtp.listen", want: cfg.SMTP.Listen, ln: smtpLn, serve: smtpSrv.Serve},
 		http: binding{key: "http.listen", want: cfg.HTTP.Listen, ln: httpLn},
@@ -217,6 +221,7 @@ func serve(flagPath string, log *slog.Logger) error {
 		Queue:    q,
 		Version:  Version,
 		SMTPAddr: lns.smtpAddr,
+		Senders:  submitters,
 		Log:      log,
 		Metrics:  met,
 	})

@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"strings"
 	"sync"
 	"time"
@@ -52,6 +53,10 @@ type Server struct {
 	// Metrics counts sessions, replies at the end of DATA and refused
 	// commands; nil counts nothing.
 	Metrics *metrics.Metrics
+	// OnAccepted, when set, is called with the client's address after each
+	// message the relay accepted (250) from a client that is not on
+	// loopback: the tracker tells the sender's own views of a pixel by it.
+	OnAccepted func(ip netip.Addr)
 
 	cfg   func() *config.Config
 	spool relay.Spooler

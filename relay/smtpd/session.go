@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"slices"
 	"strings"
 	"syscall"
@@ -238,6 +239,11 @@ func (se *session) Data(r io.Reader) error {
 		return errSpool
 	}
 	se.log.Info("message queued", append([]any{"queue_id", id}, attrs...)...)
+	if fn := se.s.OnAccepted; fn != nil && !se.local {
+		if ap, err := netip.ParseAddrPort(se.remote.String()); err == nil {
+			fn(ap.Addr().Unmap())
+		}
+	}
 	return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0},
 		Message: fmt.Sprintf("OK: queued as %s", id)}
 }

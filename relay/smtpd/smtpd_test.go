@@ -16,6 +16,7 @@ import (
 	"log/slog"
 	"math/big"
 	"net"
+	"net/netip"
 	"net/textproto"
 	"os"
 	"path/filepath"
@@ -893,5 +894,56 @@ func BenchmarkSubmitNewConnection(b *testing.B) {
 			b.Fatal(err)
 		}
 		c.Quit()
+	}
+}
+
+// TestOnAccepted: the server tells who submitted an accepted message, for
+// remote clients only (on loopback every submitter is this machine).
+func TestOnAccepted(t *testing.T) {
+	dir := t.TempDir()
+	cert, key, pool := makeCert(t, dir)
+	cfg := baseConfig()
+	cfg.SMTP.TLSCert, cfg.SMTP.TLSKey = cert, key
+	cfg.SMTP.Users = users(t, "alice", "wonder")
+	var mu sync.Mutex
+	var seen []netip.Addr
+	note := func(s *Server) {
+		s.OnAccepted = func(ip netip.Addr) { mu.Lock(); seen = append(seen, ip); mu.Unlock() }
+	}
+	remote := func(s *Server) { note(s); s.isLocal = func(net.Addr) bool { return false } }
+	e := start(t, cfg, remote)
+	c, err := smtp.DialStartTLS(e.addr, &tls.Config{RootCAs: pool, ServerName: "localhost"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Auth(sasl.NewPlainClient("", "alice", "wonder")); err != nil {
+		t.Fatal(err)
+	}
+	// A refused message is no submission.
+	if err := c.Mail("a@example.com", nil); err != nil {
+		t.Fatal(err)
+	}
+	c.Reset()
+	if _, err := send(c, "a@example.com", []string{"b@example.com"}, msg); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	got := append([]netip.Addr(nil), seen...)
+	mu.Unlock()
+	if len(got) != 1 || got[0] != netip.MustParseAddr("127.0.0.1") {
+		t.Errorf("remote: OnAccepted got %v, want [127.0.0.1]", got)
+	}
+
+	seen = nil
+	local := start(t, baseConfig(), note)
+	lc := local.dial(t)
+	if _, err := send(lc, "a@example.com", []string{"b@example.com"}, msg); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(seen) != 0 {
+		t.Errorf("local: OnAccepted got %v", seen)
 	}
 }
