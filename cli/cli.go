@@ -3,7 +3,7 @@
 // Every command accepts --config FILE and --help; flags may come before or
 // after positional arguments. Exit codes: 0 success, 1 failure (one line on
 // stderr), 2 bad usage. The query commands (opens, messages, status, queue,
-// keys rotate, purge) talk to the running server's admin API.
+// keys rotate, purge, reclassify) talk to the running server's admin API.
 package cli
 
 import (
@@ -62,6 +62,7 @@ func commands() []*command {
 		queueCommand(),
 		keysCommand(),
 		purgeCommand(),
+		reclassifyCommand(),
 		configCommand(),
 		versionCommand(),
 	}

@@ -25,7 +25,11 @@ shows it; a whole pixel URL or token works too) it shows that copy and each of i
 recipient's opens (case-insensitive); with neither, the most recent opens.
 KIND says how an open was counted: "human", "proxy:gmail" (a mail provider's
 image proxy fetching for a person: counted as human) or "bot:apple_mpp",
-"bot:scanner", "bot:prefetch" (machine fetches: not counted).
+"bot:scanner", "bot:prefetch", "bot:self" (machine fetches and the sender's
+own views: not counted). With ID, REASON says which rule decided, e.g.
+"network: Microsoft Exchange Online Protection 40.107.0.0/16"; if it is
+wrong, tracking.networks_file can take a network back and
+"pixelrelay reclassify" fixes the stored opens.
 
 Flags:
   --to ADDR       only opens of copies sent to ADDR
@@ -181,8 +185,8 @@ func (e *env) showCopyOpens(c *client, id string, opens []store.Open, limit int)
 		return err
 	}
 	t := &table{
-		header: []string{"OPENED", "KIND", "IP", "USER AGENT"},
-		flex:   map[int]int{3: 12},
+		header: []string{"OPENED", "KIND", "IP", "REASON", "USER AGENT"},
+		flex:   map[int]int{3: 8, 4: 5},
 		paint:  kindPainter(e.color, 1),
 	}
 	for _, o := range opens {
@@ -190,7 +194,11 @@ func (e *env) showCopyOpens(c *client, id string, opens []store.Open, limit int)
 		if o.First {
 			k += " (first)"
 		}
-		t.add(stamp(o.OpenedAt, now), k, o.IP, o.UserAgent)
+		reason := o.Reason
+		if reason == "" {
+			reason = "-" // stored before reasons were
+		}
+		t.add(stamp(o.OpenedAt, now), k, o.IP, reason, o.UserAgent)
 	}
 	fmt.Fprint(e.stdout, t.render(e.width))
 	fmt.Fprintln(e.stdout)

@@ -46,12 +46,24 @@ func TestNetworksFileFromConfig(t *testing.T) {
 	if h := f.last(); h.BotType != classify.Scanner || h.Reason != "network: Acme Gateway 127.0.0.0/8" {
 		t.Errorf("from a listed network: %+v", h)
 	}
-	// The file changes; a reload (a new config value) reads it again.
-	write("127.0.0.0/8 human Our office\n")
+	// The file changes: read again within a second, without a config reload.
+	write("127.0.0.0/8 human Our office, for a while\n")
+	f.get("GET", "/o/"+tok+".gif", "User-Agent", uaChrome+" 2")
+	if h := f.last(); h.BotType != classify.Scanner {
+		t.Errorf("within the second: %+v", h)
+	}
+	now := t0.Add(2 * time.Second)
+	f.clock.Store(&now)
+	f.get("GET", "/o/"+tok+".gif", "User-Agent", uaChrome+" 3")
+	if h := f.last(); h.Bot || h.Reason != classify.ReasonHuman {
+		t.Errorf("after the file changed: %+v", h)
+	}
+	// A reload (a new config value) reads it too.
+	write("127.0.0.0/8 prefetch Acme Prefetcher\n")
 	next := *f.cfg.Load()
 	f.cfg.Store(&next)
-	f.get("GET", "/o/"+tok+".gif", "User-Agent", uaChrome+" again")
-	if h := f.last(); h.Bot || h.Reason != classify.ReasonHuman {
+	f.get("GET", "/o/"+tok+".gif", "User-Agent", uaChrome+" 4")
+	if h := f.last(); h.BotType != classify.Prefetch || h.Reason != "network: Acme Prefetcher 127.0.0.0/8" {
 		t.Errorf("after the reload: %+v", h)
 	}
 }

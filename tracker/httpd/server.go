@@ -30,6 +30,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -172,6 +173,8 @@ type derived struct {
 	cfg     *config.Config
 	trusted []netip.Prefix
 	cls     *classify.Classifier
+	stamps  [2]fileStamp // of the network files cls was built from
+	checked atomic.Int64 // when they were last looked at (Unix ns)
 }
 
 // New returns a Server. It panics when a required option is missing, a
@@ -209,15 +212,59 @@ func (s *Server) current() *derived {
 	if cfg == nil {
 		cfg = s.defaultCfg
 	}
-	if d := s.derived.Load(); d != nil && d.cfg == cfg {
+	if d := s.derived.Load(); d != nil && d.cfg == cfg && !s.filesChanged(d) {
 		return d
 	}
-	d := &derived{cfg: cfg, trusted: cfg.HTTP.TrustedPrefixes(), cls: s.classifier(cfg)}
+	d := &derived{cfg: cfg, trusted: cfg.HTTP.TrustedPrefixes(), stamps: stampsOf(cfg), cls: s.classifier(cfg)}
+	d.checked.Store(s.now().UnixNano())
 	if ls, ok := s.opt.Store.(LimitSetter); ok {
 		ls.SetLimits(cfg.Tracking.DedupWindow.D(), cfg.Tracking.IPHourlyLimit)
 	}
 	s.derived.Store(d)
 	return d
+}
+
+// fileCheckEvery is how often the Apple ranges and networks files are
+// looked at for changes: editing them applies without a config reload.
+const fileCheckEvery = time.Second
+
+// fileStamp identifies a version of a file.
+type fileStamp struct {
+	size int64
+	mod  time.Time
+}
+
+// stampsOf returns the stamps of the config's network files (zero for
+// none or unreadable).
+func stampsOf(cfg *config.Config) [2]fileStamp {
+	var out [2]fileStamp
+	for i, path := range []string{cfg.Tracking.AppleRangesFile, cfg.Tracking.NetworksFile} {
+		if path == "" {
+			continue
+		}
+		if st, err := os.Stat(path); err == nil {
+			out[i] = fileStamp{size: st.Size(), mod: st.ModTime()}
+		}
+	}
+	return out
+}
+
+// filesChanged reports, at most once per fileCheckEvery, whether d's
+// network files changed since d was made.
+func (s *Server) filesChanged(d *derived) bool {
+	if d.cfg.Tracking.AppleRangesFile == "" && d.cfg.Tracking.NetworksFile == "" {
+		return false
+	}
+	now := s.now().UnixNano()
+	last := d.checked.Load()
+	if now-last < int64(fileCheckEvery) || !d.checked.CompareAndSwap(last, now) {
+		return false
+	}
+	if stampsOf(d.cfg) == d.stamps {
+		return false
+	}
+	s.log.Info("network files changed; reloading them", "apple_ranges_file", d.cfg.Tracking.AppleRangesFile, "networks_file", d.cfg.Tracking.NetworksFile)
+	return true
 }
 
 // classifier builds the classifier of a config: the built-in networks,
