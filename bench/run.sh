@@ -271,7 +271,7 @@ bench_postfix() {
 }
 
 # ---------------------------------------------------------------- pixelrelay
-PX_DIR="" PX_PID="" PX_SMTP="" PX_HTTP="" PX_POLICY=all
+PX_DIR="" PX_PID="" PX_SMTP="" PX_HTTP="" PX_POLICY=all PX_NETWORKS=""
 
 # px_start NAME SINKPORT: a fresh data dir and `pixelrelay serve` on it.
 px_start() {
@@ -300,6 +300,7 @@ base_url = "http://127.0.0.1:$PX_HTTP"
 policy = "$PX_POLICY"
 ip_hourly_limit = 0
 retention = "3650d"
+networks_file = "$PX_NETWORKS"
 
 [http]
 listen = "127.0.0.1:$PX_HTTP"
@@ -370,9 +371,14 @@ bench_tracker() {
   say "tracker: get a genuine token from a delivered copy"
   PX_POLICY=all
   local sport token sp
+  # The worst table a user may load: the built-in one plus a networks
+  # file as large as Apple's whole egress list uncompacted.
+  PX_NETWORKS=$T/networks.txt
+  V[networks]=$("$T/pxbench" networks -o "$PX_NETWORKS" | awk '{ print $2 }') || die "tracker: networks file"
   sport=$(ports 1)
   start_sink sink-token "$sport" dump
   px_start tracker "$sport"
+  PX_NETWORKS=""
   "$T/pxbench" load -addr "127.0.0.1:$PX_SMTP" -s 1 -m 1 -r 1 -msg "$T/msg.eml" >/dev/null || die "tracker: send failed"
   "$T/pxbench" sinkwait -out "$T/sink-token.out" -want 1 -timeout 30s >/dev/null || die "tracker: copy not delivered"
   stop_pid "$SINK_PID" # flushes the dump
@@ -460,7 +466,7 @@ table() {
   row "RSS under the load, MB (postfix: all processes)" "${V[rss_postfix]:-}" "${V[rss_pixelrelay]:-}"
   row "peak RSS, one $((BIG / 1000000)) MB msg to $BIG_RCPTS rcpts, MB" "${V[big_postfix]:-}" "${V[big_pixelrelay]:-}"
   echo
-  row "tracker (wrk -t2 -c50 -d${WRK_SECS}s, new UA each)" "static Go" "pixelrelay" "ratio"
+  row "tracker (wrk -t2 -c50 -d${WRK_SECS}s, +${V[networks]:-?} networks)" "static Go" "pixelrelay" "ratio"
   row "pixel req/s" "${V[rps_static]:-}" "${V[rps_pixelrelay]:-}"
   row "pixel p99 latency" "${V[wp99_static]:-}" "${V[wp99_pixelrelay]:-}" "-"
   row "requests answered / opens stored" "-" "${V[reqs_pixelrelay]:-} / ${V[opens_stored]:-}" "-"
@@ -506,8 +512,8 @@ goals() {
     "$(check "$(num e2e_pixelrelay) >= 1.5 * $(num e2e_postfix)" e2e_pixelrelay e2e_postfix)"
   goal "peak RSS, 25 MB to 10 rcpts < 100 MB" \
     "$(check "$(num big_pixelrelay) < 100" big_pixelrelay)"
-  goal "pixel req/s >= 0.5x static Go server" \
-    "$(check "$(num rps_pixelrelay) >= 0.5 * $(num rps_static)" rps_pixelrelay rps_static)"
+  goal "pixel req/s >= 0.6x static Go server (full network table)" \
+    "$(check "$(num rps_pixelrelay) >= 0.6 * $(num rps_static)" rps_pixelrelay rps_static)"
   goal "every pixel request stored as an open" \
     "$(check "$(num opens_stored) >= $(num reqs_pixelrelay)" opens_stored reqs_pixelrelay)"
   goal "query p99 < 20 ms (opens?id, opens?to, messages?unopened)" \

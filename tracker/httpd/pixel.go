@@ -8,7 +8,6 @@ import (
 	"sync"
 	"time"
 
-	"pixelrelay/config"
 	"pixelrelay/tracker/classify"
 	"pixelrelay/tracker/store"
 )
@@ -121,7 +120,7 @@ func (s *Server) record(r *http.Request, id string) {
 		window = -1 // tracking.prefetch_window = 0 turns the rule off
 	}
 	res := d.cls.Classify(classify.Request{UserAgent: ua, IP: cl.ip, Header: r.Header, Now: now, PrefetchWindow: window,
-		Self: s.isSelf(d.cfg, cl.ip, now), HeadFirst: s.recent.headFirst(id, cl.ip, ua, now)})
+		Self: s.isSelf(d, cl.ip, now), HeadFirst: s.recent.headFirst(id, cl.ip, ua, now)})
 	if res.Reason == classify.ReasonHuman && !s.settled.has(id) {
 		c, found, err := s.opt.Store.Copy(id)
 		if err != nil {
@@ -167,12 +166,11 @@ func (s *Server) record(r *http.Request, id string) {
 // isSelf reports a fetch from an address that submitted mail through the
 // relay within tracking.self_window, when the relay listens off loopback
 // (on loopback every submitter is this machine).
-func (s *Server) isSelf(cfg *config.Config, ip netip.Addr, now time.Time) bool {
-	w := cfg.Tracking.SelfWindow.D()
-	if s.opt.Senders == nil || w <= 0 || config.IsLoopback(cfg.SMTP.Listen) {
+func (s *Server) isSelf(d *derived, ip netip.Addr, now time.Time) bool {
+	if s.opt.Senders == nil || !d.selfOn {
 		return false
 	}
-	return s.opt.Senders.Seen(ip, now, w)
+	return s.opt.Senders.Seen(ip, now, d.cfg.Tracking.SelfWindow.D())
 }
 
 // client is where a request came from, as far as it can be believed.

@@ -4,6 +4,7 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"pixelrelay/tracker/classify"
@@ -15,8 +16,9 @@ import (
 // is bounded: when full it starts over, forgetting at worst a HEAD or a
 // burst in progress.
 type recentSet struct {
-	mu sync.Mutex
-	m  map[string]*recentCopy
+	mu    sync.Mutex
+	m     map[string]*recentCopy
+	heads atomic.Int64 // HEADs ever noted: none, and headFirst needs no lock
 }
 
 type recentCopy struct {
@@ -56,6 +58,7 @@ func (r *recentSet) entry(id string) *recentCopy {
 // noteHead records a HEAD for the pixel of copy id from the client ip, ua.
 func (r *recentSet) noteHead(id string, ip netip.Addr, ua string, now time.Time) {
 	ua = clip256(ua)
+	r.heads.Add(1)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	c := r.entry(id)
@@ -66,6 +69,9 @@ func (r *recentSet) noteHead(id string, ip netip.Addr, ua string, now time.Time)
 // headFirst reports a HEAD from the same client for copy id within
 // headWindow.
 func (r *recentSet) headFirst(id string, ip netip.Addr, ua string, now time.Time) bool {
+	if r.heads.Load() == 0 {
+		return false
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	c, ok := r.m[id]

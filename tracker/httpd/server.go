@@ -174,6 +174,7 @@ type derived struct {
 	trusted []netip.Prefix
 	cls     *classify.Classifier
 	stamps  [2]fileStamp // of the network files cls was built from
+	selfOn  bool         // the self rule applies: a window, smtp.listen off loopback
 	checked atomic.Int64 // when they were last looked at (Unix ns)
 }
 
@@ -215,7 +216,8 @@ func (s *Server) current() *derived {
 	if d := s.derived.Load(); d != nil && d.cfg == cfg && !s.filesChanged(d) {
 		return d
 	}
-	d := &derived{cfg: cfg, trusted: cfg.HTTP.TrustedPrefixes(), stamps: stampsOf(cfg), cls: s.classifier(cfg)}
+	d := &derived{cfg: cfg, trusted: cfg.HTTP.TrustedPrefixes(), stamps: stampsOf(cfg), cls: s.classifier(cfg),
+		selfOn: cfg.Tracking.SelfWindow > 0 && !config.IsLoopback(cfg.SMTP.Listen)}
 	d.checked.Store(s.now().UnixNano())
 	if ls, ok := s.opt.Store.(LimitSetter); ok {
 		ls.SetLimits(cfg.Tracking.DedupWindow.D(), cfg.Tracking.IPHourlyLimit)

@@ -8,6 +8,7 @@
 //	pxbench fill -data DIR -n N          fill a tracker store with N opens (see fill.go)
 //	pxbench api -url U -key K -fields F  one admin API request; prints the named JSON fields
 //	pxbench token -file F                the first pixel token in delivered mail
+//	pxbench networks -o F                a networks file as large as Apple's egress list
 //
 // Every subcommand prints "key value" lines that run.sh reads back.
 package main
@@ -30,6 +31,7 @@ func main() {
 		"fill":     cmdFill,
 		"api":      cmdAPI,
 		"token":    cmdToken,
+		"networks": cmdNetworks,
 	}
 	run, ok := cmds[os.Args[1]]
 	if !ok {
@@ -42,6 +44,6 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: pxbench ports|genmsg|load|sinkwait|apiq|fill|api|token [flags]")
+	fmt.Fprintln(os.Stderr, "usage: pxbench ports|genmsg|load|sinkwait|apiq|fill|api|token|networks [flags]")
 	os.Exit(2)
 }
