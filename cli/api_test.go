@@ -38,6 +38,7 @@ type fakeAPI struct {
 	queue    []record.QueueEntry
 	status   httpd.StatusResponse
 	purged   store.PurgeResult
+	reclass  store.ReclassifyResult
 	rotated  int
 	// fail, when set, is answered to every /api request.
 	failCode int
@@ -93,6 +94,8 @@ func (f *fakeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeBody(w, 200, httpd.RotateResponse{Version: f.rotated})
 	case "POST /api/purge":
 		writeBody(w, 200, httpd.PurgeResponse(f.purged))
+	case "POST /api/reclassify":
+		writeBody(w, 200, httpd.ReclassifyResponse(f.reclass))
 	default:
 		writeBody(w, 404, httpd.ErrorResponse{Error: "no such route"})
 	}
@@ -194,6 +197,9 @@ func sampleAPI() *fakeAPI {
 				Copies: 57, Opens: 120, OpensHuman: 80},
 		},
 		purged:  store.PurgeResult{Deleted: 1234, SizeBefore: 12_400_000, SizeAfter: 8_100_000, Compacted: true, DurationMS: 1530},
+		reclass: store.ReclassifyResult{Copies: 40, Examined: 120, Changed: 31,
+			Before: map[string]int{"human": 90, "proxy:gmail": 10, "bot:apple_mpp": 20},
+			After:  map[string]int{"human": 59, "proxy:gmail": 10, "bot:apple_mpp": 22, "bot:scanner": 29}},
 		rotated: 4,
 	}
 }

@@ -50,7 +50,7 @@ func runReclassify(e *env, args []string) error {
 	if err := noArgs(pos); err != nil {
 		return err
 	}
-	c, err := connect(*cfgPath)
+	c, err := e.connect(*cfgPath)
 	if err != nil {
 		return err
 	}
