@@ -196,7 +196,7 @@ func sampleAPI() *fakeAPI {
 			Database: store.Stats{Path: "/var/lib/pixelrelay/tracker.db", SizeBytes: 4_000_000, FreeBytes: 1_000_000,
 				Copies: 57, Opens: 120, OpensHuman: 80},
 		},
-		purged:  store.PurgeResult{Deleted: 1234, SizeBefore: 12_400_000, SizeAfter: 8_100_000, Compacted: true, DurationMS: 1530},
+		purged: store.PurgeResult{Deleted: 1234, SizeBefore: 12_400_000, SizeAfter: 8_100_000, Compacted: true, DurationMS: 1530},
 		reclass: store.ReclassifyResult{Copies: 40, Examined: 120, Changed: 31,
 			Before: map[string]int{"human": 90, "proxy:gmail": 10, "bot:apple_mpp": 20},
 			After:  map[string]int{"human": 59, "proxy:gmail": 10, "bot:apple_mpp": 22, "bot:scanner": 29}},
