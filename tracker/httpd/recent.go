@@ -36,7 +36,9 @@ type headSeen struct {
 }
 
 const (
-	maxRecent = 1 << 16
+	// maxRecent bounds the copies remembered (an entry is about 450
+	// bytes, so at most about 7 MB).
+	maxRecent = 1 << 14
 	// headWindow: a GET this soon after a HEAD from the same client is
 	// the second half of a scanner's check.
 	headWindow = 10 * time.Minute
