@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -184,5 +185,26 @@ func TestReclassifyAPI(t *testing.T) {
 	resp2, body2 := ff.get("POST", "/api/reclassify", "Authorization", "Bearer "+ff.keys.AdminKey())
 	if resp2.StatusCode != 501 {
 		t.Errorf("fake store: %d %s", resp2.StatusCode, body2)
+	}
+}
+
+// TestRecentSetIsBounded: HEADs and bursts of many copies never hold more
+// than maxRecent entries; the newest are still answered.
+func TestRecentSetIsBounded(t *testing.T) {
+	var r recentSet
+	ip := netip.MustParseAddr("198.51.100.1")
+	for i := range maxRecent + 5000 {
+		id := strconv.Itoa(i)
+		r.noteHead(id, ip, "ua", t0)
+		r.burst(id, classify.Result{Reason: classify.ReasonHuman}, t0, t0.Add(time.Second*20), ip)
+	}
+	r.mu.Lock()
+	n := len(r.m)
+	r.mu.Unlock()
+	if n > maxRecent {
+		t.Errorf("%d entries, cap %d", n, maxRecent)
+	}
+	if !r.headFirst(strconv.Itoa(maxRecent+4999), ip, "ua", t0.Add(time.Minute)) {
+		t.Error("the newest HEAD was forgotten")
 	}
 }
