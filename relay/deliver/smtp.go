@@ -567,12 +567,30 @@ func (s *SMTP) transaction(c *smtp.Client, from string, to []string, msg io.Read
 		return &relay.DeliveryError{Class: relay.Temporary, Stage: "data", Err: err}
 	}
 	if err := w.Close(); err != nil {
-		return classify(err, "data")
+		return endOfDataErr(err)
 	}
 	if len(refused) > 0 {
 		return refused
 	}
 	return nil
+}
+
+// endOfDataErr classifies a failure at the end of the message. A reply
+// or a failed write of the message's end (the upstream never takes a
+// message without it) is as it is. Anything else (no reply within
+// DataTimeout, the connection dropped while waiting for it) leaves the
+// relay unable to know whether the upstream took the copy; it is retried
+// like any temporary failure, so it may arrive twice (RFC 1047), and the
+// error says so.
+func endOfDataErr(err error) *relay.DeliveryError {
+	de := classify(err, "data")
+	var se *smtp.SMTPError
+	var oe *net.OpError
+	if errors.As(err, &se) || errors.As(err, &oe) && oe.Op == "write" {
+		return de
+	}
+	de.Err = fmt.Errorf("%w (no reply after the whole message was sent: the upstream may have taken it)", de.Err)
+	return de
 }
 
 var copyBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}

@@ -169,6 +169,9 @@ func TestErrorText(t *testing.T) {
 		{smtptest.Script{MailReply: smtptest.Reply(550, 5, 4, 5, "Daily user sending limit exceeded")}, "",
 			[]string{"mail: upstream replied 550 5.4.5 Daily user sending limit exceeded", "sending limit"}},
 		{smtptest.Script{ResetMidData: true}, "", []string{"data: the upstream closed the connection: EOF"}},
+		{smtptest.Script{DropAfterData: true}, "", []string{"data: the upstream closed the connection: EOF",
+			"(no reply after the whole message was sent: the upstream may have taken it)"}},
+		{smtptest.Script{DataReply: smtptest.Reply(451, 4, 3, 0, "try later")}, "", []string{"data: upstream replied 451 4.3.0 try later"}},
 	}
 	for _, tt := range tests {
 		srv := smtptest.Start(t, tt.script)
@@ -181,7 +184,10 @@ func TestErrorText(t *testing.T) {
 			}
 		}
 		var se *smtp.SMTPError
-		if !errors.As(err, &se) && !tt.script.ResetMidData {
+		if errors.As(err, &se) && strings.Contains(err.Error(), "may have taken it") {
+			t.Errorf("error %q says the upstream may have the message it refused", err)
+		}
+		if !errors.As(err, &se) && !tt.script.ResetMidData && !tt.script.DropAfterData {
 			t.Errorf("%v does not unwrap to *smtp.SMTPError", err)
 		}
 	}

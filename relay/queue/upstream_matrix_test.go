@@ -1,6 +1,7 @@
 package queue
 
 import (
+	"fmt"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -70,9 +71,18 @@ var bigHTMLMsg = htmlMsg + strings.Repeat("<p>Lorem ipsum dolor sit amet, consec
 
 const (
 	matrixSender = "alice@example.com"
-	// matrixTimeout is the upstream client's dial, command and data
-	// timeout: a stalled server must be given up on after it.
+	// matrixTimeout is the upstream client's timeout for the stage a row
+	// stalls at (the greeting and commands, or the reply after DATA): a
+	// stalled server must be given up on after it.
 	matrixTimeout = 400 * time.Millisecond
+	// matrixPatience is every other timeout. A healthy but slow server
+	// must not be given up on: on a loaded machine go-smtp under the race
+	// detector can take more than matrixTimeout to take in 1 MB, and a
+	// client that stops waiting for the reply after the whole message was
+	// sent cannot know whether the upstream took it, so it sends it again
+	// (at least once, RFC 1047) while the server stored the first one too:
+	// two deliveries where the rows count exactly one.
+	matrixPatience = 20 * time.Second
 	// matrixAttempts: a deferred row is checked once the faulty copy was
 	// tried this many times (it keeps retrying and never bounces).
 	matrixAttempts = 2
@@ -232,7 +242,14 @@ func startMatrix(t *testing.T, row matrixRow) *matrixRun {
 	m.cfg.Store(cfg)
 
 	up := deliver.NewSMTP(m.cfg.Load, quiet)
-	up.DialTimeout, up.CommandTimeout, up.DataTimeout = matrixTimeout, matrixTimeout, matrixTimeout
+	up.DialTimeout, up.CommandTimeout, up.DataTimeout = matrixPatience, matrixPatience, matrixPatience
+	switch row.script.Stall {
+	case "data":
+		up.DataTimeout = matrixTimeout
+	case "":
+	default:
+		up.CommandTimeout = matrixTimeout
+	}
 	t.Cleanup(func() { up.Close() })
 	q, err := New(Options{
 		Dir:             filepath.Join(t.TempDir(), "spool"),
@@ -374,7 +391,7 @@ func (m *matrixRun) checkDelivered() {
 	perRcpt, dsns := m.received()
 	for _, r := range m.row.rcpts {
 		if perRcpt[r] != 1 {
-			t.Errorf("%s got %d messages, want exactly 1", r, perRcpt[r])
+			t.Errorf("%s got %d messages, want exactly 1; the attempts' outcomes: %s", r, perRcpt[r], m.outcomes())
 		}
 	}
 	tail := m.row.msg[len(m.row.msg)-16:] // after the pixel in both test messages
@@ -486,6 +503,19 @@ func (m *matrixRun) updates(tid string) []event {
 	return out
 }
 
+// outcomes lists every recorded update as "status (last_error)": what
+// each attempt ended with, to tell a real double delivery from a reply
+// the client stopped waiting for.
+func (m *matrixRun) outcomes() string {
+	m.rec.mu.Lock()
+	defer m.rec.mu.Unlock()
+	var out []string
+	for _, e := range m.rec.updates {
+		out = append(out, fmt.Sprintf("%s (%s)", e.status, e.lastErr))
+	}
+	return strings.Join(out, "; ")
+}
+
 // recorded reports whether tid got an update to status whose last_error
 // contains reason.
 func (m *matrixRun) recorded(tid, status, reason string) bool {
@@ -495,4 +525,37 @@ func (m *matrixRun) recorded(tid, status, reason string) bool {
 		}
 	}
 	return false
+}
+
+// TestNoReplyAfterData is the one duplicate the relay cannot avoid: the
+// upstream takes the whole message and drops the connection before its
+// reply. The relay cannot know the copy was taken, so it retries it (at
+// least once), and last_error says that the upstream may have it. A reset
+// before the end of the message (the matrix rows) never makes one.
+func TestNoReplyAfterData(t *testing.T) {
+	const ambiguous = "(no reply after the whole message was sent: the upstream may have taken it)"
+	m := startMatrix(t, matrixRow{name: "drop after DATA", script: smtptest.Script{DropAfterData: true}})
+	waitFor(t, "a retry", func() bool {
+		e, ok := m.faultyEntry()
+		return ok && e.Attempts >= matrixAttempts
+	})
+	m.fix()
+	waitFor(t, "delivery after the fix", func() bool { return m.q.Len() == 0 })
+	perRcpt, dsns := m.received()
+	var attempts, unsure int
+	for tid := range m.copies() {
+		for _, e := range m.updates(tid) {
+			attempts++
+			if e.status == record.StatusDeferred && strings.Contains(e.lastErr, ambiguous) {
+				unsure++
+			}
+		}
+	}
+	if unsure < matrixAttempts || unsure != attempts-1 {
+		t.Errorf("%d of %d attempts say %q; want every one before the last: %s", unsure, attempts, ambiguous, m.outcomes())
+	}
+	if perRcpt["a@ex.test"] != attempts || len(dsns) != 0 {
+		t.Errorf("the server took %d copies and %d bounces in %d attempts; want one copy per attempt, no bounce: %s",
+			perRcpt["a@ex.test"], len(dsns), attempts, m.outcomes())
+	}
 }

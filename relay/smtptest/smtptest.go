@@ -25,6 +25,8 @@
 //   - MailReply, RcptReplies (per recipient address), DataReply: the reply
 //     to that command; OnData decides the DATA reply from the message.
 //   - ResetMidData: the connection is dropped after the first bytes of DATA.
+//   - DropAfterData: the message is recorded, then the connection dropped
+//     before the reply.
 //   - Delays: sleep before answering "greeting", "mail", "rcpt", "data"
 //     (after the whole message was read) or "auth".
 //   - Stall: the server stops answering at that stage ("greeting", "mail",
@@ -93,6 +95,10 @@ type Script struct {
 	// ResetMidData drops the connection after reading the first bytes of
 	// the message data, without replying.
 	ResetMidData bool
+	// DropAfterData records the message, then drops the connection
+	// without replying: the server took a message its client cannot know
+	// was taken.
+	DropAfterData bool
 	// Delays holds how long to wait before replying to "greeting", "mail",
 	// "rcpt", "data" and "auth".
 	Delays map[string]time.Duration
@@ -487,6 +493,10 @@ func (se *session) Data(r io.Reader) error {
 	se.s.mu.Lock()
 	se.s.messages = append(se.s.messages, m)
 	se.s.mu.Unlock()
+	if sc.DropAfterData {
+		se.c.Conn().Close()
+		return Reply(421, 4, 4, 0, "connection dropped")
+	}
 	return nil
 }
 
