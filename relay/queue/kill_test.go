@@ -9,12 +9,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"pixelrelay/config"
 	"pixelrelay/relay"
 	"pixelrelay/tracker/record"
 )
@@ -271,4 +273,103 @@ func killRound(t *testing.T, dir, log, prefix string, after time.Duration) []str
 		t.Fatalf("child %s acknowledged nothing within 30s", prefix)
 	}
 	return acked
+}
+
+// heldUpstream is fakeUpstream that holds the copies for a recipient in
+// hold until its channel is closed, and counts what it accepted.
+type heldUpstream struct {
+	*fakeUpstream
+	hold     map[string]chan struct{}
+	mu       sync.Mutex
+	accepted map[string]int
+}
+
+func (u *heldUpstream) Deliver(ctx context.Context, from string, to []string, r io.Reader) error {
+	for _, rcpt := range to {
+		if ch := u.hold[rcpt]; ch != nil {
+			select {
+			case <-ch:
+			case <-ctx.Done():
+				io.Copy(io.Discard, r)
+				return ctx.Err()
+			}
+		}
+	}
+	err := u.fakeUpstream.Deliver(ctx, from, to, r)
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	for _, rcpt := range to {
+		if rcptErr(err, rcpt) == nil {
+			u.accepted[rcpt]++
+		}
+	}
+	return err
+}
+
+// TestGracefulStopKeepsDebouncedDelivery: a graceful stop never sends a
+// delivered copy again, also when its delivery was the news the debounced
+// state save held back (relay/queue/deliver.go, settle). One message to
+// a and b: b's copy is deferred first (its state saved at once), then a's
+// is delivered within the debounce, and the queue is closed right after.
+// After the restart each recipient has exactly one copy. (The kill -9
+// tests above allow at-least-once; a graceful stop must not.)
+func TestGracefulStopKeepsDebouncedDelivery(t *testing.T) {
+	for try := 1; ; try++ {
+		if gracefulStopRound(t) {
+			return
+		}
+		if try == 3 {
+			t.Fatalf("a's delivery never came within %v of b's deferral in %d tries: the machine is too slow for this check", stateDebounce, try)
+		}
+	}
+}
+
+// gracefulStopRound runs the scenario once; false means a's delivery came
+// too late after b's deferral to be debounced, so nothing was checked.
+func gracefulStopRound(t *testing.T) bool {
+	cfg := testConfig()
+	cfg.Queue.MinRetry = config.Duration(time.Hour) // b stays deferred until the Kick
+	cfg.Queue.MaxRetry = config.Duration(time.Hour)
+	h := newHarness(t, cfg)
+	h.up.script["b@ex.test"] = []error{temporary("451 4.7.1 greylisted")}
+	release := make(chan struct{})
+	up := &heldUpstream{fakeUpstream: h.up, hold: map[string]chan struct{}{"a@ex.test": release}, accepted: map[string]int{}}
+	withUp := func(o *Options) { o.Upstream = func() relay.Upstream { return up } }
+	q := h.openWith(withUp, true)
+	h.spool("s@x.test", []string{"a@ex.test", "b@ex.test"}, htmlMsg)
+
+	tidOf := func(rcpt string) string {
+		h.rec.mu.Lock()
+		defer h.rec.mu.Unlock()
+		for tid, c := range h.rec.copies {
+			if c.Recipient == rcpt {
+				return tid
+			}
+		}
+		return ""
+	}
+	waitFor(t, "b's deferral", func() bool { return slices.Contains(h.rec.statuses(tidOf("b@ex.test")), record.StatusDeferred) })
+	deferred := time.Now() // b's state was saved before the recorder heard of it
+	close(release)
+	waitFor(t, "a's delivery", func() bool { return slices.Contains(h.rec.statuses(tidOf("a@ex.test")), record.StatusSent) })
+	late := time.Since(deferred) >= stateDebounce
+	if err := q.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if late {
+		t.Logf("a delivered %v after b's deferral: not debounced, trying again", time.Since(deferred).Round(time.Millisecond))
+		return false
+	}
+
+	q2 := h.openWith(withUp, true)
+	q2.Kick()
+	waitFor(t, "b's delivery after the restart", func() bool { return q2.Len() == 0 })
+	up.mu.Lock()
+	defer up.mu.Unlock()
+	for _, rcpt := range []string{"a@ex.test", "b@ex.test"} {
+		if up.accepted[rcpt] != 1 {
+			t.Errorf("%s got %d copies across the graceful restart, want exactly 1", rcpt, up.accepted[rcpt])
+		}
+	}
+	return true
 }
