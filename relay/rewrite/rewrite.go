@@ -54,6 +54,7 @@ import (
 	"errors"
 	"html"
 	"io"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -76,6 +77,9 @@ type Info struct {
 type Policy struct {
 	OptIn   bool     // tracking.policy == "opt-in"
 	Exclude []string // addresses or @domains, case-insensitive
+	// Sender is the envelope sender: a recipient that is the sender's
+	// own address is never tracked (their views are not a recipient's).
+	Sender string
 }
 
 // Inspect reads a whole message and reports what Track and Rewrite need.
@@ -117,11 +121,31 @@ func (w *walker) info() Info {
 	return info
 }
 
-// Track reports whether the copy for rcpt gets a pixel, and if not, why.
-// An exclusion is an address or "@domain" (a bare domain works too),
-// compared case-insensitively; rcpt may carry angle brackets.
+// Reasons Track gives for an untracked copy (CONTRACT.md, "What happens
+// to a message" item 9), besides "malformed: ..." (ReasonMalformed and
+// what could not be parsed).
+const (
+	ReasonExcluded  = "excluded"      // tracking.exclude names the address or its domain
+	ReasonSender    = "sender"        // the recipient is the envelope sender
+	ReasonHeaderNo  = "header no"     // X-Pixelrelay-Track: no
+	ReasonOptIn     = "policy opt-in" // opt-in without X-Pixelrelay-Track: yes
+	ReasonNoHTML    = "no HTML part"  // nothing to put a pixel in
+	ReasonSigned    = "signed"        // multipart/signed, PGP or S/MIME signatures
+	ReasonEncrypted = "encrypted"     // multipart/encrypted, S/MIME, inline PGP
+	ReasonDKIM      = "dkim"          // a DKIM-Signature header
+	ReasonMalformed = "malformed: "   // MIME that cannot be changed safely, and why
+)
+
+// Track reports whether the copy for rcpt gets a pixel, and if not, why
+// (one of the Reason constants; "malformed: " is followed by what is
+// wrong). Per-recipient reasons come first: an exclusion is an address or
+// "@domain" (a bare domain works too), compared case-insensitively, and
+// the envelope sender's own address (compared the same way) is never
+// tracked; rcpt may carry angle brackets. Then the message's: its header,
+// the opt-in policy, what must not be modified, and whether it has an HTML
+// body part.
 func Track(info Info, rcpt string, p Policy) (bool, string) {
-	addr := strings.ToLower(strings.Trim(strings.TrimSpace(rcpt), "<>"))
+	addr := normAddr(rcpt)
 	domain := ""
 	if i := strings.LastIndexByte(addr, '@'); i >= 0 {
 		domain = addr[i+1:]
@@ -130,23 +154,47 @@ func Track(info Info, rcpt string, p Policy) (bool, string) {
 		e = strings.ToLower(strings.TrimSpace(e))
 		switch {
 		case e == "":
-		case e == addr:
-			return false, "recipient excluded"
-		case strings.HasPrefix(e, "@") && e[1:] == domain, !strings.Contains(e, "@") && e == domain:
-			return false, "recipient domain excluded"
+		case e == addr, strings.HasPrefix(e, "@") && e[1:] == domain, !strings.Contains(e, "@") && e == domain:
+			return false, ReasonExcluded
 		}
 	}
 	switch {
+	case addr != "" && addr == normAddr(p.Sender):
+		return false, ReasonSender
 	case info.Track == "no":
-		return false, "message says X-Pixelrelay-Track: no"
+		return false, ReasonHeaderNo
 	case p.OptIn && info.Track != "yes":
-		return false, "policy opt-in and no X-Pixelrelay-Track: yes"
+		return false, ReasonOptIn
 	case info.Untouchable != "":
-		return false, "message must not be modified: " + info.Untouchable
+		return false, untouchableReason(info.Untouchable)
+	case info.HTMLParts == 0 && info.LargeHTML > 0:
+		return false, ReasonNoHTML + ": the HTML part is over " + strconv.Itoa(MaxHTMLPart>>20) + " MB"
 	case info.HTMLParts == 0:
-		return false, "no HTML body part"
+		return false, ReasonNoHTML
 	}
 	return true, ""
+}
+
+// untouchableReason words Info.Untouchable as Track's reason.
+func untouchableReason(u string) string {
+	switch {
+	case u == "dkim":
+		return ReasonDKIM
+	case strings.HasPrefix(u, ReasonMalformed):
+		return u
+	case strings.Contains(u, "signed") || u == "application/pgp-signature":
+		return ReasonSigned
+	case u == "inline-pgp" || strings.Contains(u, "encrypted") || strings.Contains(u, "pkcs7-mime"):
+		// application/pkcs7-mime is mostly S/MIME's enveloped data (opaque
+		// signed data is "signed" above when Untouchable says so); PGP in
+		// an HTML part is mostly an encrypted block (Mailvelope).
+		return ReasonEncrypted
+	}
+	return ReasonMalformed + u // e.g. the queue's "inspect failed: ..."
+}
+
+func normAddr(s string) string {
+	return strings.ToLower(strings.Trim(strings.TrimSpace(s), "<>"))
 }
 
 // Options says what one copy needs.
