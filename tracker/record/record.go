@@ -3,7 +3,11 @@
 // small interfaces each side implements. Neither side imports the other.
 package record
 
-import "time"
+import (
+	"errors"
+	"strings"
+	"time"
+)
 
 // Copy statuses, as CONTRACT.md's MESSAGE.status.
 const (
@@ -13,9 +17,11 @@ const (
 	StatusFailed   = "failed"
 )
 
-// Copy is one tracked copy of a message: one recipient, one tracking id.
+// Copy is the record of one recipient's copy: tracked (its own copy with a
+// tracking id) or not (UntrackedReason says why; the untracked recipients
+// of a message share one unmodified copy, but each has its own record).
 type Copy struct {
-	TrackingID string    // the id inside the token; what `pixelrelay opens ID` takes
+	TrackingID string    // the id inside the token; what `pixelrelay opens ID` takes; "" when untracked
 	QueueID    string    // the spooled message this copy came from
 	Recipient  string    // envelope recipient as given in RCPT TO
 	From       string    // envelope sender ("" for the null sender)
@@ -25,14 +31,50 @@ type Copy struct {
 	SentAt     time.Time // zero until delivered
 	Status     string    // one of the Status constants
 	LastError  string    // last delivery error, "" if none
+	// UntrackedReason is why the recipient's copy has no pixel, in
+	// CONTRACT.md's words: "excluded", "sender", "policy opt-in",
+	// "header no", "no HTML part", "signed", "encrypted", "dkim",
+	// "malformed: ..."; "" for a tracked copy.
+	UntrackedReason string
 }
 
+// Tracked reports whether the copy carries a pixel.
+func (c *Copy) Tracked() bool { return c.UntrackedReason == "" }
+
+// ID is what the tracker keeps the copy under and what Recorder.Update
+// takes: the tracking id, or for an untracked copy UntrackedID.
+func (c *Copy) ID() string {
+	if c.Tracked() {
+		return c.TrackingID
+	}
+	return UntrackedID(c.QueueID, c.Recipient)
+}
+
+// UntrackedID names the record of an untracked recipient, which has no
+// tracking id: "QUEUEID/recipient" (lowercased, without angle brackets).
+// It is the same every time the message is planned, so recording it again
+// is harmless, and it can never be taken for a tracking id (those are
+// base32), so `opens ID` and the pixel never reach such a record.
+func UntrackedID(queueID, rcpt string) string {
+	return queueID + "/" + strings.ToLower(strings.Trim(strings.TrimSpace(rcpt), "<>"))
+}
+
+// IsUntrackedID reports whether id is an UntrackedID (never a tracking
+// id).
+func IsUntrackedID(id string) bool { return strings.IndexByte(id, '/') >= 0 }
+
+// ErrNotFound is Recorder.Update's error for a copy it has no record of
+// (an untracked copy planned before untracked copies were recorded, or
+// while the recorder was down).
+var ErrNotFound = errors.New("unknown copy")
+
 // Recorder is implemented by the tracker's store. The relay calls Add once
-// per tracked copy when the message is spooled, and Update whenever a copy's
+// per message with the record of every recipient (tracked or not) when the
+// message is planned, and Update (id is Copy.ID) whenever a recipient's
 // delivery state changes. Both must be safe for concurrent use.
 type Recorder interface {
 	Add(copies []Copy) error
-	Update(trackingID, status, lastError string, at time.Time) error
+	Update(id, status, lastError string, at time.Time) error
 }
 
 // Minter is implemented by the tracker's token keyring: it makes a fresh

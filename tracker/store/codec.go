@@ -13,7 +13,7 @@ import (
 // Bucket names. Keys use 0x00 as a separator: tracking ids, addresses and
 // IP strings never contain it (Add rejects ids that do).
 var (
-	bCopies       = []byte("copies")          // id -> copyRec
+	bCopies       = []byte("copies")          // id -> copyRec (id: record.Copy.ID)
 	bCopiesByTime = []byte("copies_by_time")  // queued(8) id -> copyTimeValue (or "", older files)
 	bCopiesByRcpt = []byte("copies_by_rcpt")  // rcpt 0 queued(8) id -> ""
 	bUnopened     = []byte("copies_unopened") // queued(8) id -> "" while opens_human == 0
@@ -28,7 +28,8 @@ var (
 
 // Counter names in bMeta.
 var (
-	mCopies     = []byte("copies")
+	mCopies     = []byte("copies") // tracked and untracked
+	mUntracked  = []byte("copies_untracked")
 	mOpens      = []byte("opens")
 	mOpensHuman = []byte("opens_human")
 )
@@ -39,8 +40,14 @@ const (
 	flagFirst = 2
 )
 
-// recVersion is the first byte of every encoded record.
-const recVersion = 1
+// recVersion is the first byte of every encoded record. Copies are
+// written as copyVersion: version 1 (tracked copies only, before untracked
+// copies were recorded) is read as a tracked copy; version 2 appends the
+// untracked reason and the time the copy was done (sent or failed).
+const (
+	recVersion  = 1
+	copyVersion = 2
+)
 
 // Open records carry their own version: 2 adds the reason after the city.
 // Version 1 opens (databases made before reasons were stored) still decode,
@@ -52,12 +59,17 @@ const (
 
 var errCorrupt = errors.New("store: corrupt record")
 
-// copyRec is a copy with its open counters, as stored in bCopies.
+// copyRec is a copy with its open counters, as stored in bCopies under
+// its record.Copy.ID.
 type copyRec struct {
 	record.Copy
 	OpensTotal     int
 	OpensHuman     int
 	FirstHumanOpen time.Time
+	// DoneAt is when the copy was sent or failed (zero while queued or
+	// deferred): a purge deletes done copies older than its cutoff. A
+	// version 1 record has its SentAt, or its QueuedAt when it failed.
+	DoneAt time.Time
 }
 
 // openRec is the value of an open in bOpens; the id and time are in the key.
@@ -158,8 +170,8 @@ func (d *decoder) byte() byte {
 func (d *decoder) time() time.Time { return fromTS(d.uvarint()) }
 
 func encodeCopy(c *copyRec) []byte {
-	b := make([]byte, 0, 96+len(c.Recipient)+len(c.From)+len(c.Subject)+len(c.MessageID)+len(c.LastError))
-	b = append(b, recVersion)
+	b := make([]byte, 0, 112+len(c.Recipient)+len(c.From)+len(c.Subject)+len(c.MessageID)+len(c.LastError)+len(c.UntrackedReason))
+	b = append(b, copyVersion)
 	for _, s := range []string{c.TrackingID, c.QueueID, c.Recipient, c.From, c.Subject, c.MessageID, c.Status, c.LastError} {
 		b = appendStr(b, s)
 	}
@@ -167,13 +179,16 @@ func encodeCopy(c *copyRec) []byte {
 	b = appendTime(b, c.SentAt)
 	b = appendTime(b, c.FirstHumanOpen)
 	b = binary.AppendUvarint(b, uint64(c.OpensTotal))
-	return binary.AppendUvarint(b, uint64(c.OpensHuman))
+	b = binary.AppendUvarint(b, uint64(c.OpensHuman))
+	b = appendStr(b, c.UntrackedReason)
+	return appendTime(b, c.DoneAt)
 }
 
 func decodeCopy(v []byte) (copyRec, error) {
 	var c copyRec
 	d := decoder{b: v}
-	if d.byte() != recVersion {
+	version := d.byte()
+	if version != recVersion && version != copyVersion {
 		return c, errCorrupt
 	}
 	for _, p := range []*string{&c.TrackingID, &c.QueueID, &c.Recipient, &c.From, &c.Subject, &c.MessageID, &c.Status, &c.LastError} {
@@ -184,16 +199,41 @@ func decodeCopy(v []byte) (copyRec, error) {
 	c.FirstHumanOpen = d.time()
 	c.OpensTotal = int(d.uvarint())
 	c.OpensHuman = int(d.uvarint())
+	if version == copyVersion {
+		c.UntrackedReason = d.str()
+		c.DoneAt = d.time()
+	} else {
+		c.DoneAt = doneAtV1(&c.Copy)
+	}
+	if d.err == nil && len(d.b) != 0 {
+		return c, errCorrupt
+	}
 	return c, d.err
+}
+
+// knownCopyVersion reports whether a copy record starts with a version
+// this code reads. Both versions begin with the same fields.
+func knownCopyVersion(v byte) bool { return v == recVersion || v == copyVersion }
+
+// doneAtV1 is when a version 1 copy was done: its SentAt when sent, its
+// QueuedAt when failed (the failure time was not kept), else zero.
+func doneAtV1(c *record.Copy) time.Time {
+	switch c.Status {
+	case record.StatusSent:
+		return c.SentAt
+	case record.StatusFailed:
+		return c.QueuedAt
+	}
+	return time.Time{}
 }
 
 // decodeCopyForOpen decodes only what an OPEN shows of its copy (tracking
 // id, recipient, subject, message id, sent time): queries over many copies
-// allocate less.
+// allocate less. Both versions start the same way.
 func decodeCopyForOpen(v []byte) (copyRec, error) {
 	var c copyRec
 	d := decoder{b: v}
-	if d.byte() != recVersion {
+	if !knownCopyVersion(d.byte()) {
 		return c, errCorrupt
 	}
 	c.TrackingID = d.str()
@@ -254,9 +294,11 @@ func prefixed(p string, rest ...[]byte) []byte {
 	return b
 }
 
-// copyTimeKey is queued(8) id, the key of bCopiesByTime and bUnopened.
+// copyTimeKey is queued(8) id, the key of bCopiesByTime and bUnopened
+// (id is record.Copy.ID).
 func copyTimeKey(c *record.Copy) []byte {
-	return append(appendU64(make([]byte, 0, 8+len(c.TrackingID)), ts(c.QueuedAt)), c.TrackingID...)
+	id := c.ID()
+	return append(appendU64(make([]byte, 0, 8+len(id)), ts(c.QueuedAt)), id...)
 }
 
 func copyRcptKey(c *record.Copy) []byte {

@@ -11,15 +11,16 @@ import (
 	"pixelrelay/tracker/record"
 )
 
-// Add records tracked copies (record.Recorder). A copy whose tracking id
-// is already stored is left as it is, so replaying a spool is harmless.
-// A zero QueuedAt is set to now and an empty Status to queued. Copies go
-// through the hit writer like Update: one transaction and fsync for all
-// that arrive together; Add returns once they are committed.
+// Add records copies (record.Recorder), tracked or not, each under its
+// record.Copy.ID. A copy whose id is already stored is left as it is, so
+// replaying a spool is harmless. A zero QueuedAt is set to now and an
+// empty Status to queued. Copies go through the hit writer like Update:
+// one transaction and fsync for all that arrive together; Add returns once
+// they are committed.
 func (s *Store) Add(copies []record.Copy) error {
-	for _, c := range copies {
-		if c.TrackingID == "" || strings.IndexByte(c.TrackingID, 0) >= 0 {
-			return fmt.Errorf("store: add: invalid tracking id %q", c.TrackingID)
+	for i := range copies {
+		if err := checkCopy(&copies[i]); err != nil {
+			return err
 		}
 	}
 	done := make(chan result, 1)
@@ -29,10 +30,28 @@ func (s *Store) Add(copies []record.Copy) error {
 	return (<-done).err
 }
 
+// checkCopy refuses a copy that cannot be keyed: a tracked one needs a
+// tracking id, an untracked one its queue id and recipient, and no id may
+// hold the key separator 0x00 (nor a tracking id a "/", which marks an
+// untracked copy's id).
+func checkCopy(c *record.Copy) error {
+	id := c.ID()
+	switch {
+	case c.Tracked() && (c.TrackingID == "" || record.IsUntrackedID(c.TrackingID)):
+		return fmt.Errorf("store: add: invalid tracking id %q", c.TrackingID)
+	case !c.Tracked() && (c.QueueID == "" || normAddr(c.Recipient) == ""):
+		return fmt.Errorf("store: add: untracked copy without queue id or recipient (%q, %q)", c.QueueID, c.Recipient)
+	case strings.IndexByte(id, 0) >= 0:
+		return fmt.Errorf("store: add: invalid id %q", id)
+	}
+	return nil
+}
+
 // add stores the copies not stored yet (Add, in the writer's batch).
 func (w *hitTx) add(copies []record.Copy, now func() time.Time) error {
 	for _, c := range copies {
-		if _, ok := w.touched[c.TrackingID]; ok || w.copies.Get([]byte(c.TrackingID)) != nil {
+		id := c.ID()
+		if _, ok := w.touched[id]; ok || w.copies.Get([]byte(id)) != nil {
 			continue
 		}
 		if c.QueuedAt.IsZero() {
@@ -42,50 +61,64 @@ func (w *hitTx) add(copies []record.Copy, now func() time.Time) error {
 		if c.Status == "" {
 			c.Status = record.StatusQueued
 		}
+		rec := copyRec{Copy: c, DoneAt: doneAtV1(&c)}
 		tk := copyTimeKey(&c)
-		for _, p := range []struct {
+		puts := []struct {
 			b    *bolt.Bucket
 			k, v []byte
 		}{
-			{w.copies, []byte(c.TrackingID), encodeCopy(&copyRec{Copy: c})},
+			{w.copies, []byte(id), encodeCopy(&rec)},
 			{w.byQueued, tk, copyTimeValue(&c)},
-			{w.unopened, tk, nil},
 			{w.copiesByRcpt, copyRcptKey(&c), nil},
-		} {
+		}
+		if c.Tracked() {
+			puts = append(puts, struct {
+				b    *bolt.Bucket
+				k, v []byte
+			}{w.unopened, tk, nil})
+		} else {
+			w.dUntracked++
+		}
+		for _, p := range puts {
 			if err := p.b.Put(p.k, p.v); err != nil {
 				return err
 			}
 		}
 		w.dCopies++
 		w.activity(c.QueuedAt).Queued++
-		w.changes = append(w.changes, Change{Kind: ChangeCopy, TrackingID: c.TrackingID, At: c.QueuedAt, Status: c.Status})
+		w.changes = append(w.changes, Change{Kind: ChangeCopy, TrackingID: id, At: c.QueuedAt, Status: c.Status})
 	}
 	return nil
 }
 
-// Update records a copy's delivery state (record.Recorder). Status sent sets
-// SentAt to at. It returns ErrNotFound for an unknown tracking id. Updates
-// go through the hit writer: the updates and hits that arrive together share
-// one write transaction and one fsync; Update returns once its batch is
-// committed.
-func (s *Store) Update(trackingID, status, lastError string, at time.Time) error {
+// Update records a copy's delivery state (record.Recorder); id is the
+// copy's record.Copy.ID. Status sent sets SentAt to at; sent and failed
+// mark the copy done at at (a purge deletes done copies). It returns
+// ErrNotFound for an unknown id. Updates go through the hit writer: the
+// updates and hits that arrive together share one write transaction and
+// one fsync; Update returns once its batch is committed.
+func (s *Store) Update(id, status, lastError string, at time.Time) error {
 	switch status {
 	case record.StatusQueued, record.StatusDeferred, record.StatusSent, record.StatusFailed:
 	default:
-		return fmt.Errorf("store: update %s: unknown status %q", trackingID, status)
+		return fmt.Errorf("store: update %s: unknown status %q", id, status)
 	}
 	done := make(chan result, 1)
-	u := &statusUpdate{id: trackingID, status: status, lastError: lastError, at: at}
+	u := &statusUpdate{id: id, status: status, lastError: lastError, at: at}
 	if err := s.send(request{upd: u, done: done}); err != nil {
 		return err
 	}
 	return (<-done).err
 }
 
-// Copy returns the stored copy with this tracking id.
+// Copy returns the stored tracked copy with this tracking id (never an
+// untracked one: they have no tracking id).
 func (s *Store) Copy(id string) (record.Copy, bool, error) {
 	var c copyRec
 	var found bool
+	if record.IsUntrackedID(id) {
+		return record.Copy{}, false, nil
+	}
 	err := s.view(func(tx *bolt.Tx) error {
 		v := tx.Bucket(bCopies).Get([]byte(id))
 		if v == nil {
@@ -102,9 +135,10 @@ func (s *Store) Copy(id string) (record.Copy, bool, error) {
 	return c.Copy, true, nil
 }
 
-// Messages lists tracked copies, newest queued first: of one recipient
-// (To, case-insensitive) or all; Since filters on queued_at; Unopened keeps
-// copies without a human open.
+// Messages lists copies, tracked or not, newest queued first: of one
+// recipient (To, case-insensitive) or all; Since filters on queued_at;
+// Unopened keeps tracked copies without a human open; ID selects one
+// tracked copy by its tracking id.
 func (s *Store) Messages(q MessageQuery) ([]Message, error) {
 	q.ID = strings.ToLower(strings.TrimSpace(q.ID))
 	limit := clampLimit(q.Limit)
@@ -158,6 +192,7 @@ func (c *copyRec) message() Message {
 		TrackingID: c.TrackingID, Recipient: c.Recipient, From: c.From, Subject: c.Subject,
 		MessageID: c.MessageID, QueuedAt: c.QueuedAt, SentAt: timePtr(c.SentAt),
 		Status: c.Status, LastError: c.LastError,
+		Tracked: c.Tracked(), UntrackedReason: c.UntrackedReason,
 		OpensTotal: c.OpensTotal, OpensHuman: c.OpensHuman, FirstHumanOpen: timePtr(c.FirstHumanOpen),
 	}
 }
@@ -188,10 +223,11 @@ func beU64(b []byte) uint64 {
 		uint64(b[4])<<24 | uint64(b[5])<<16 | uint64(b[6])<<8 | uint64(b[7])
 }
 
-// messageByID appends the copy with tracking id id, if there is one.
+// messageByID appends the tracked copy with tracking id id, if there is
+// one.
 func messageByID(copies *bolt.Bucket, id string, out *[]Message) error {
 	v := copies.Get([]byte(id))
-	if v == nil {
+	if v == nil || record.IsUntrackedID(id) {
 		return nil
 	}
 	rec, err := decodeCopy(v)

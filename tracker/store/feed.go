@@ -16,7 +16,7 @@ const (
 // Change is news from a committed batch, for live views (the dashboard).
 type Change struct {
 	Kind       string    `json:"kind"`
-	TrackingID string    `json:"tracking_id"`
+	TrackingID string    `json:"tracking_id"` // the copy's record.Copy.ID: QUEUEID/rcpt when untracked
 	At         time.Time `json:"at"`
 	Bot        bool      `json:"bot,omitempty"`    // opens: a machine fetch
 	Status     string    `json:"status,omitempty"` // status and copy

@@ -292,7 +292,7 @@ type hitTx struct {
 	copies, unopened, opens, byTime, byRcpt, meta *bolt.Bucket
 	byQueued, copiesByRcpt, events                *bolt.Bucket
 	lim                                           *limiter
-	dOpens, dHuman, dCopies                       int64
+	dOpens, dHuman, dCopies, dUntracked           int64
 	// touched holds the copies changed in this batch; they are written
 	// once, by finish, however many hits they got.
 	touched map[string]*copyRec
@@ -319,7 +319,7 @@ func (w *hitTx) apply(h *Hit, now func() time.Time, dedup time.Duration, limit i
 	}
 	clip(h)
 	c := w.copy(h.TrackingID)
-	if c == nil {
+	if c == nil || !c.Tracked() {
 		return HitUnknown, nil
 	}
 	dk := keyOf(h.TrackingID, h.IP, h.UserAgent)
@@ -356,11 +356,16 @@ func (w *hitTx) update(u *statusUpdate, now func() time.Time) error {
 	}
 	at = at.UTC()
 	c.Status, c.LastError = u.status, u.lastError
-	if u.status == record.StatusSent {
+	c.DoneAt = time.Time{}
+	switch u.status {
+	case record.StatusSent:
 		if c.SentAt.IsZero() {
 			w.activity(at).Sent++
 		}
 		c.SentAt = at
+		c.DoneAt = at
+	case record.StatusFailed:
+		c.DoneAt = at
 	}
 	w.touched[u.id] = c
 	w.changes = append(w.changes, Change{Kind: ChangeStatus, TrackingID: u.id, At: at, Status: u.status})
@@ -471,6 +476,9 @@ func (w *hitTx) finish() error {
 		return err
 	}
 	if err := addCounter(w.meta, mCopies, w.dCopies); err != nil {
+		return err
+	}
+	if err := addCounter(w.meta, mUntracked, w.dUntracked); err != nil {
 		return err
 	}
 	if err := addCounter(w.meta, mOpens, w.dOpens); err != nil {

@@ -218,7 +218,7 @@ func (l *lister) pass(c *copyRec) bool {
 	if !l.q.QueuedBefore.IsZero() && !c.QueuedAt.Before(l.q.QueuedBefore) {
 		return false
 	}
-	f := copyFacts{status: []byte(c.Status), opensHuman: uint64(max(c.OpensHuman, 0))}
+	f := copyFacts{status: []byte(c.Status), opensHuman: uint64(max(c.OpensHuman, 0)), untracked: !c.Tracked()}
 	return passFacts(l.q.Filter, f)
 }
 

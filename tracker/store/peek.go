@@ -39,7 +39,7 @@ func peekTimeValue(v []byte) (rcpt, subject []byte, ok bool) {
 // peekCopyText reads a stored copy's recipient and subject.
 func peekCopyText(v []byte) (rcpt, subject []byte, ok bool) {
 	d := decoder{b: v}
-	if d.byte() != recVersion {
+	if !knownCopyVersion(d.byte()) {
 		return nil, nil, false
 	}
 	d.skip() // tracking id
@@ -54,13 +54,15 @@ func peekCopyText(v []byte) (rcpt, subject []byte, ok bool) {
 type copyFacts struct {
 	status     []byte
 	opensHuman uint64
+	untracked  bool
 }
 
 // peekCopyFacts reads a stored copy's state and human opens.
 func peekCopyFacts(v []byte) (copyFacts, bool) {
 	var f copyFacts
 	d := decoder{b: v}
-	if d.byte() != recVersion {
+	version := d.byte()
+	if !knownCopyVersion(version) {
 		return f, false
 	}
 	for range 6 { // tracking id, queue id, recipient, from, subject, message id
@@ -72,6 +74,9 @@ func peekCopyFacts(v []byte) (copyFacts, bool) {
 		d.uvarint()
 	}
 	f.opensHuman = d.uvarint()
+	if version == copyVersion {
+		f.untracked = len(d.bytes()) > 0 // the untracked reason
+	}
 	return f, d.err == nil
 }
 
@@ -97,7 +102,7 @@ func passFacts(filter string, f copyFacts) bool {
 	case FilterOpened:
 		return f.opensHuman > 0
 	case FilterUnopened:
-		return f.opensHuman == 0 && bytes.Equal(f.status, []byte(record.StatusSent))
+		return f.opensHuman == 0 && !f.untracked && bytes.Equal(f.status, []byte(record.StatusSent))
 	case FilterPending:
 		return bytes.Equal(f.status, []byte(record.StatusQueued)) || bytes.Equal(f.status, []byte(record.StatusDeferred))
 	case FilterFailed:

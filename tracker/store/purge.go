@@ -30,11 +30,15 @@ func stage(name string) {
 	}
 }
 
-// Purge deletes opens with opened_at before the given time, in chunks of
-// 5000 per write transaction, together with their index entries. (Dedup
-// and per-IP entries live in memory and expire by themselves.) Copies and
-// their counters stay (see the package documentation). progress, if not
-// nil, is called with the number of opens deleted so far.
+// Purge deletes what is older than before: every done copy (sent or
+// failed) that was done before it, together with all its opens (also
+// later ones: an open is never kept without its copy), then every other
+// open with opened_at before it. A copy still queued or deferred is never
+// deleted, nor its opens younger than before. Index entries and counters
+// go with what they count. It works in chunks of about 5000 records per
+// write transaction, so the writer is never held off for long. (Dedup and
+// per-IP entries live in memory and expire by themselves.) progress, if
+// not nil, is called with the number of opens deleted so far.
 //
 // Then, when free pages make up at least a quarter of the file, the file is
 // compacted into PATH.compact and swapped in.
@@ -50,6 +54,31 @@ func (s *Store) Purge(ctx context.Context, before time.Time, progress func(done 
 		res.SizeAfter = s.fileSize()
 		res.DurationMS = time.Since(start).Milliseconds()
 	}()
+	note := func(opens int) {
+		if opens == 0 {
+			return
+		}
+		prev := res.Deleted
+		res.Deleted += opens
+		if progress != nil {
+			progress(res.Deleted)
+		}
+		if res.Deleted/(20*purgeChunk) > prev/(20*purgeChunk) {
+			s.log.Info("purge: progress", "deleted", res.Deleted, "deleted_copies", res.DeletedCopies)
+		}
+	}
+	for after := []byte{}; after != nil; {
+		if err := ctx.Err(); err != nil {
+			return res, err
+		}
+		var copies, opens int
+		copies, opens, after, err = s.purgeCopies(ts(before), after)
+		if err != nil {
+			return res, err
+		}
+		res.DeletedCopies += copies
+		note(opens)
+	}
 	for {
 		if err := ctx.Err(); err != nil {
 			return res, err
@@ -58,13 +87,7 @@ func (s *Store) Purge(ctx context.Context, before time.Time, progress func(done 
 		if err != nil {
 			return res, err
 		}
-		res.Deleted += n
-		if n > 0 && progress != nil {
-			progress(res.Deleted)
-		}
-		if n > 0 && res.Deleted%(20*purgeChunk) < purgeChunk {
-			s.log.Info("purge: progress", "deleted", res.Deleted)
-		}
+		note(n)
 		if n < purgeChunk {
 			break
 		}
@@ -79,7 +102,7 @@ func (s *Store) Purge(ctx context.Context, before time.Time, progress func(done 
 		}
 		res.Compacted = true
 	}
-	s.log.Info("purge: done", "deleted", res.Deleted, "compacted", res.Compacted,
+	s.log.Info("purge: done", "deleted", res.Deleted, "deleted_copies", res.DeletedCopies, "compacted", res.Compacted,
 		"size_before", res.SizeBefore, "size_after", s.fileSize(), "duration", time.Since(start).Round(time.Millisecond))
 	return res, nil
 }
@@ -236,6 +259,7 @@ func (s *Store) Stats() (Stats, error) {
 	err := s.db.View(func(tx *bolt.Tx) error {
 		meta := tx.Bucket(bMeta)
 		st.Copies = int(counter(meta, mCopies))
+		st.Untracked = int(counter(meta, mUntracked))
 		st.Opens = int(counter(meta, mOpens))
 		st.OpensHuman = int(counter(meta, mOpensHuman))
 		return nil

@@ -16,10 +16,18 @@
 // limit are applied hit by hit inside the batch's transaction, so two
 // identical hits in one batch store one open.
 //
+// Copies: every recipient's copy has a record, tracked ones under their
+// tracking id, untracked ones (no pixel: excluded, not HTML, signed, ...)
+// under record.UntrackedID; untracked copies never take opens and are not
+// in the unopened index. Records are versioned (codec.go): files written
+// before untracked copies were recorded read as they were.
+//
 // Counters: a copy's opens_total, opens_human and first_human_open are
 // historical totals: Purge deletes old opens but does not lower them, so
-// /api/messages keeps saying a message was opened after its opens aged out.
-// Stats.Opens and Stats.OpensHuman count the opens currently stored.
+// /api/messages keeps saying a message was opened after its opens aged out,
+// until the copy itself is purged (done, sent or failed, before the
+// cutoff; with all its opens). Stats.Copies, Stats.Opens and
+// Stats.OpensHuman count what is currently stored.
 package store
 
 import (
@@ -32,13 +40,16 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+
+	"pixelrelay/tracker/record"
 )
 
 // ErrClosed is returned after Close.
 var ErrClosed = errors.New("store: closed")
 
-// ErrNotFound is returned by Update for an unknown tracking id.
-var ErrNotFound = errors.New("store: unknown tracking id")
+// ErrNotFound is returned by Update for an unknown id; it wraps
+// record.ErrNotFound.
+var ErrNotFound = fmt.Errorf("store: %w", record.ErrNotFound)
 
 // Options configures a Store. The zero value works: no dedup, no per-IP
 // limit, the real clock, slog.Default().

@@ -540,6 +540,8 @@ func TestReopenKeepsData(t *testing.T) {
 func FuzzDecodeRecords(f *testing.F) {
 	c := copyRec{Copy: record.Copy{TrackingID: "a", Recipient: "b@c", QueuedAt: time.Unix(1, 0)}, OpensTotal: 3}
 	f.Add(encodeCopy(&c))
+	u := copyRec{Copy: record.Copy{QueueID: "q", Recipient: "b@c", Status: record.StatusFailed, UntrackedReason: "dkim"}, DoneAt: time.Unix(2, 0)}
+	f.Add(encodeCopy(&u))
 	f.Add(encodeOpen(&openRec{Flags: 3, IP: "1.2.3.4", UserAgent: "x"}))
 	f.Add([]byte{1, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01})
 	f.Fuzz(func(t *testing.T, b []byte) {

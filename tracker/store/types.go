@@ -36,20 +36,25 @@ type Hit struct {
 	City       string
 }
 
-// Message is one tracked copy with its open counts, as CONTRACT.md's MESSAGE.
+// Message is one recipient's copy, tracked (with its open counts) or not
+// (TrackingID "", with the reason), as CONTRACT.md's MESSAGE.
 type Message struct {
-	TrackingID     string     `json:"tracking_id"`
-	Recipient      string     `json:"recipient"`
-	From           string     `json:"from"`
-	Subject        string     `json:"subject"`
-	MessageID      string     `json:"message_id"`
-	QueuedAt       time.Time  `json:"queued_at"`
-	SentAt         *time.Time `json:"sent_at"`
-	Status         string     `json:"status"`
-	LastError      string     `json:"last_error"`
-	OpensTotal     int        `json:"opens_total"`
-	OpensHuman     int        `json:"opens_human"`
-	FirstHumanOpen *time.Time `json:"first_human_open"`
+	TrackingID string     `json:"tracking_id"`
+	Recipient  string     `json:"recipient"`
+	From       string     `json:"from"`
+	Subject    string     `json:"subject"`
+	MessageID  string     `json:"message_id"`
+	QueuedAt   time.Time  `json:"queued_at"`
+	SentAt     *time.Time `json:"sent_at"`
+	Status     string     `json:"status"`
+	LastError  string     `json:"last_error"`
+	Tracked    bool       `json:"tracked"`
+	// UntrackedReason is why an untracked copy has no pixel ("excluded",
+	// "sender", "no HTML part", ... see record.Copy); "" when tracked.
+	UntrackedReason string     `json:"untracked_reason"`
+	OpensTotal      int        `json:"opens_total"`
+	OpensHuman      int        `json:"opens_human"`
+	FirstHumanOpen  *time.Time `json:"first_human_open"`
 }
 
 // OpenQuery selects opens: of one copy (ID), of one recipient (To,
@@ -76,8 +81,9 @@ type MessageQuery struct {
 type Stats struct {
 	Path       string `json:"path"`
 	SizeBytes  int64  `json:"size_bytes"`
-	FreeBytes  int64  `json:"free_bytes"` // bytes in free pages
-	Copies     int    `json:"copies"`
+	FreeBytes  int64  `json:"free_bytes"`       // bytes in free pages
+	Copies     int    `json:"copies"`           // copy records, tracked or not
+	Untracked  int    `json:"copies_untracked"` // of which untracked
 	Opens      int    `json:"opens"`
 	OpensHuman int    `json:"opens_human"`
 	Dropped    int64  `json:"dropped"` // opens answered but not stored (store errors) since start
@@ -89,9 +95,10 @@ type Stats struct {
 
 // PurgeResult reports one purge.
 type PurgeResult struct {
-	Deleted    int   `json:"deleted"`
-	SizeBefore int64 `json:"size_before"`
-	SizeAfter  int64 `json:"size_after"`
-	Compacted  bool  `json:"compacted"`
-	DurationMS int64 `json:"duration_ms"`
+	Deleted       int   `json:"deleted"`        // opens
+	DeletedCopies int   `json:"deleted_copies"` // done copies, with their opens (counted in Deleted)
+	SizeBefore    int64 `json:"size_before"`
+	SizeAfter     int64 `json:"size_after"`
+	Compacted     bool  `json:"compacted"`
+	DurationMS    int64 `json:"duration_ms"`
 }
