@@ -15,6 +15,7 @@ import (
 	"pixelrelay/relay"
 	"pixelrelay/relay/rewrite"
 	"pixelrelay/relay/spool"
+	"pixelrelay/tracker/record"
 )
 
 // dispatch starts deliveries of due copies, never more at once than
@@ -157,23 +158,9 @@ func (q *Queue) result(it *item, a attempt, err error) {
 	c.Attempts++
 	q.dropData(m)
 	expired := now.Sub(m.env.Received) >= maxAge
-	var keep []string
-	var lastErr error
-	delivered := 0
-	for _, rcpt := range a.rcpts {
-		e := rcptErr(err, rcpt)
-		switch {
-		case e == nil:
-			delivered++
-		case relay.ClassOf(e) == relay.Permanent || expired:
-			m.st.Failures = append(m.st.Failures, failure(rcpt, e, expired, now))
-			lastErr = e
-		default:
-			keep = append(keep, rcpt)
-			lastErr = e
-		}
-	}
-	c.LastError = clip(describe(lastErr, expired && lastErr != nil && len(keep) == 0), 500)
+	o := sortRecipients(m, c, a, err, expired, now)
+	keep := o.keep
+	c.LastError = clip(describe(o.lastErr, expired && o.lastErr != nil && len(keep) == 0), 500)
 	switch {
 	case len(keep) > 0:
 		c.Recipients = keep
@@ -183,25 +170,30 @@ func (q *Queue) result(it *item, a attempt, err error) {
 			c.Next = deadline // the last try is at max_age, then it expires
 		}
 		heap.Push(&q.ready, it)
-	case delivered > 0:
+	case o.delivered > 0:
 		c.Status, c.SentAt = spool.Sent, now
 	default:
 		c.Status = spool.Failed
 	}
 	it.seq++
-	up := update{tid: c.TrackingID, status: c.Status, lastErr: c.LastError, at: now, seq: it.seq}
+	states := o.states
+	if c.TrackingID != "" {
+		states = []state{{id: c.TrackingID, status: c.Status, lastErr: c.LastError}}
+	}
+	up := update{states: states, at: now, seq: it.seq}
+	status := c.Status
 	q.mu.Unlock()
 	q.wakeUp() // the upstream slot is free: start the next copy now
-	q.opt.Metrics.Delivery(up.status, "", a.took)
+	q.opt.Metrics.Delivery(status, "", a.took)
 
 	if err != nil {
 		q.log.Info("delivery failed", "queue_id", m.env.ID, "rcpts", a.rcpts, "class", relay.ClassOf(err).String(),
-			"status", up.status, "err", err)
+			"status", status, "err", err)
 	}
 	// The spool's state first: it decides what is sent again after a
 	// crash. The recorder can be slow (it waits while the database is
 	// compacted) and only tells the tracker.
-	q.settle(m, up.status != spool.Sent)
+	q.settle(m, status != spool.Sent)
 	it.umu.Lock()
 	if up.seq > it.sent {
 		it.sent = up.seq
@@ -210,19 +202,72 @@ func (q *Queue) result(it *item, a attempt, err error) {
 	it.umu.Unlock()
 }
 
-type update struct {
-	tid, status, lastErr string
-	at                   time.Time
-	seq                  uint64 // the copy's item.seq when made
+// outcome is what one attempt did to its copy's recipients.
+type outcome struct {
+	keep      []string // to try again
+	delivered int
+	lastErr   error
+	states    []state // each recipient's news for the recorder (untracked copies)
 }
 
-// update tells the recorder about a tracked copy's new state.
+// sortRecipients sorts the recipients of attempt a by what err says for
+// each: delivered, failed (added to m's failures) or kept for a retry.
+// For an untracked copy it also makes each recipient's record update. The
+// caller holds q.mu.
+func sortRecipients(m *message, c *spool.Copy, a attempt, err error, expired bool, now time.Time) outcome {
+	var o outcome
+	for _, rcpt := range a.rcpts {
+		e := rcptErr(err, rcpt)
+		st := state{status: spool.Sent}
+		switch {
+		case e == nil:
+			o.delivered++
+		case relay.ClassOf(e) == relay.Permanent || expired:
+			m.st.Failures = append(m.st.Failures, failure(rcpt, e, expired, now))
+			o.lastErr = e
+			st = state{status: spool.Failed, lastErr: clip(describe(e, expired), 500)}
+		default:
+			o.keep = append(o.keep, rcpt)
+			o.lastErr = e
+			st = state{status: spool.Deferred, lastErr: clip(describe(e, false), 500)}
+		}
+		if c.TrackingID == "" && !m.env.DSN {
+			st.id = record.UntrackedID(m.env.ID, rcpt)
+			o.states = append(o.states, st)
+		}
+	}
+	return o
+}
+
+// update is what one attempt tells the recorder: the tracked copy's new
+// state, or each recipient's of an untracked copy.
+type update struct {
+	states []state
+	at     time.Time
+	seq    uint64 // the copy's item.seq when made
+}
+
+// state is one record's new delivery state; id is its record.Copy.ID.
+type state struct {
+	id, status, lastErr string
+}
+
+// update tells the recorder about the copies' new states. An untracked
+// copy it has no record of (planned before untracked copies were
+// recorded) is not an error.
 func (q *Queue) update(u update) {
-	if u.tid == "" || q.opt.Recorder == nil {
+	if q.opt.Recorder == nil {
 		return
 	}
-	if err := q.opt.Recorder.Update(u.tid, u.status, u.lastErr, u.at); err != nil {
-		q.log.Error("recording delivery state", "tracking_id", u.tid, "err", err)
+	for _, s := range u.states {
+		err := q.opt.Recorder.Update(s.id, s.status, s.lastErr, u.at)
+		switch {
+		case err == nil:
+		case errors.Is(err, record.ErrNotFound) && record.IsUntrackedID(s.id):
+			q.log.Debug("no record of the untracked copy", "id", s.id)
+		default:
+			q.log.Error("recording delivery state", "id", s.id, "err", err)
+		}
 	}
 }
 

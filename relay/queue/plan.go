@@ -71,7 +71,7 @@ func (q *Queue) replanLater(m *message) {
 	time.AfterFunc(planRetry, func() { q.enqueuePlan(m) })
 }
 
-// recorder records the tracked copies of every plan that arrived while the
+// recorder records the copies of every plan that arrived while the
 // previous Recorder.Add ran in one call (one store transaction for many
 // messages), then publishes the plans.
 func (q *Queue) recorder() {
@@ -100,7 +100,7 @@ func (q *Queue) recorder() {
 		}
 		if len(recs) > 0 && q.opt.Recorder != nil {
 			if err := q.opt.Recorder.Add(recs); err != nil {
-				q.log.Error("recording tracked copies failed; will retry", "messages", len(batch), "err", err)
+				q.log.Error("recording copies failed; will retry", "messages", len(batch), "err", err)
 				for _, p := range batch {
 					q.replanLater(p.m)
 				}
@@ -116,6 +116,7 @@ func (q *Queue) recorder() {
 // publish saves the plan in the spool and queues the copies for delivery.
 func (q *Queue) publish(p planned) {
 	m := p.m
+	q.logUntracked(m, p.recs)
 	m.wmu.Lock()
 	if err := q.sp.WriteState(m.env.ID, p.st); err != nil {
 		// Still deliverable; a restart would plan it again. The write is
@@ -232,7 +233,9 @@ func safeRewriteInfo(w io.Writer, data []byte, opt rewrite.Options) (info rewrit
 
 // makePlan reads the message once (rewrite.Inspect) and splits its
 // recipients: each tracked one gets its own copy and token, the others
-// share one copy.
+// share one copy. Every recipient gets a record (an untracked one with
+// the reason), except in a bounce the relay made and in a message planned
+// without the recorder (maxPlanFails).
 func (q *Queue) makePlan(m *message) (*spool.State, []record.Copy, error) {
 	if m.env.DSN {
 		return &spool.State{Copies: []spool.Copy{{
@@ -251,6 +254,7 @@ func (q *Queue) makePlan(m *message) (*spool.State, []record.Copy, error) {
 	pol := rewrite.Policy{
 		OptIn:   strings.EqualFold(cfg.Tracking.Policy, "opt-in"),
 		Exclude: cfg.Tracking.Exclude,
+		Sender:  m.env.From,
 	}
 	msgID := info.MessageID
 	if msgID == "" {
@@ -266,8 +270,18 @@ func (q *Queue) makePlan(m *message) (*spool.State, []record.Copy, error) {
 	var recs []record.Copy
 	var untracked []string
 	for _, rcpt := range m.env.To {
-		if ok, _ := track(info, rcpt, pol); !ok || q.opt.Minter == nil || m.planFails >= maxPlanFails {
+		rec := record.Copy{QueueID: m.env.ID, Recipient: rcpt, From: m.env.From, Subject: info.Subject,
+			MessageID: msgID, QueuedAt: m.env.Received, Status: record.StatusQueued}
+		ok, why := track(info, rcpt, pol)
+		if ok && q.opt.Minter == nil {
+			ok, why = false, "tracking unavailable"
+		}
+		if !ok || m.planFails >= maxPlanFails {
 			untracked = append(untracked, rcpt)
+			if m.planFails < maxPlanFails { // else the recorder is down: nothing is recorded
+				rec.UntrackedReason = why
+				recs = append(recs, rec)
+			}
 			continue
 		}
 		tid, token, err := q.opt.Minter.Mint()
@@ -278,19 +292,35 @@ func (q *Queue) makePlan(m *message) (*spool.State, []record.Copy, error) {
 		st.Copies = append(st.Copies, spool.Copy{
 			Recipients: []string{rcpt}, TrackingID: tid, Token: token, Status: spool.Queued,
 		})
-		recs = append(recs, record.Copy{
-			TrackingID: tid,
-			QueueID:    m.env.ID,
-			Recipient:  rcpt,
-			From:       m.env.From,
-			Subject:    info.Subject,
-			MessageID:  msgID,
-			QueuedAt:   m.env.Received,
-			Status:     record.StatusQueued,
-		})
+		rec.TrackingID = tid
+		recs = append(recs, rec)
 	}
 	if len(untracked) > 0 {
 		st.Copies = append(st.Copies, spool.Copy{Recipients: untracked, Status: spool.Queued})
 	}
 	return st, recs, nil
+}
+
+// logUntracked says once per message which recipients get no pixel and
+// why (the first maxLogged of them).
+func (q *Queue) logUntracked(m *message, recs []record.Copy) {
+	const maxLogged = 10
+	var why []string
+	n := 0
+	for i := range recs {
+		if recs[i].Tracked() {
+			continue
+		}
+		if n++; n <= maxLogged {
+			why = append(why, recs[i].Recipient+": "+recs[i].UntrackedReason)
+		}
+	}
+	if n == 0 {
+		return
+	}
+	if n > maxLogged {
+		why = append(why, fmt.Sprintf("and %d more", n-maxLogged))
+	}
+	q.log.Info("not tracked", "queue_id", m.env.ID, "untracked", n, "recipients", len(m.env.To),
+		"reasons", strings.Join(why, "; "))
 }

@@ -133,7 +133,7 @@ func (r *fakeRecorder) Add(cs []record.Copy) error {
 	defer r.mu.Unlock()
 	r.adds++
 	for _, c := range cs {
-		r.copies[c.TrackingID] = c
+		r.copies[c.ID()] = c
 	}
 	return nil
 }
@@ -145,7 +145,7 @@ func (r *fakeRecorder) Update(tid, status, lastErr string, at time.Time) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if _, ok := r.copies[tid]; !ok {
-		return fmt.Errorf("unknown tracking id %q", tid)
+		return fmt.Errorf("%w: %q", record.ErrNotFound, tid)
 	}
 	if at.IsZero() {
 		return errors.New("zero time")
@@ -305,7 +305,9 @@ func temporary(msg string) error {
 // ---- tests ----
 
 // TestSplit: three tracked recipients get a copy each with their own pixel;
-// the untracked ones share one unmodified copy in one transaction.
+// the untracked ones share one unmodified copy in one transaction. Each of
+// the five has a record, the untracked ones with their reason, and each
+// record ends sent.
 func TestSplit(t *testing.T) {
 	h := newHarness(t, testConfig())
 	h.up.delay = 5 * time.Millisecond
@@ -340,11 +342,20 @@ func TestSplit(t *testing.T) {
 	h.rec.mu.Lock()
 	copies := h.rec.copies
 	h.rec.mu.Unlock()
-	if len(copies) != 3 {
-		t.Fatalf("recorded %d copies, want 3", len(copies))
+	if len(copies) != 5 {
+		t.Fatalf("recorded %d copies, want 5", len(copies))
 	}
 	var msgID string
 	for tid, c := range copies {
+		if st := h.rec.statuses(tid); !slices.Equal(st, []string{record.StatusSent}) {
+			t.Errorf("updates for %s = %v, want [sent]", tid, st)
+		}
+		if !c.Tracked() {
+			if c.TrackingID != "" || c.UntrackedReason != "excluded" || tid != record.UntrackedID(id, c.Recipient) || c.QueueID != id {
+				t.Errorf("untracked record %s: %+v", tid, c)
+			}
+			continue
+		}
 		body := tracked[c.Recipient]
 		tok := strings.Replace(tid, "tid", "tok", 1) + "x"
 		if !strings.Contains(body, "http://127.0.0.1:8025/o/"+tok+".gif") {
@@ -362,9 +373,6 @@ func TestSplit(t *testing.T) {
 			msgID = c.MessageID
 		} else if c.MessageID != msgID {
 			t.Errorf("copies carry different Message-IDs: %q and %q", msgID, c.MessageID)
-		}
-		if st := h.rec.statuses(tid); !slices.Equal(st, []string{record.StatusSent}) {
-			t.Errorf("updates for %s = %v, want [sent]", tid, st)
 		}
 	}
 	if !strings.HasPrefix(msgID, "<"+id+".") || !strings.HasSuffix(msgID, "@relay.test>") {
