@@ -115,7 +115,7 @@ func runPurge(e *env, args []string) error {
 		q.Set("older_than", older.d.String())
 		what = config.Duration(older.d).String()
 	}
-	fmt.Fprintf(e.stderr, "pixelrelay: purging opens older than %s at %s, then compacting the database…\n", what, c.addr)
+	fmt.Fprintf(e.stderr, "pixelrelay: purging opens and delivered copies older than %s at %s, then compacting the database…\n", what, c.addr)
 	start := time.Now()
 	stop := e.ticker(start)
 	body, err := c.do(http.MethodPost, "/api/purge", q, purgeTimeout)
@@ -156,7 +156,8 @@ func (e *env) ticker(start time.Time) (stop func()) {
 
 func purgeLine(r httpd.PurgeResponse) string {
 	took := (time.Duration(r.DurationMS) * time.Millisecond).Round(10 * time.Millisecond)
-	s := fmt.Sprintf("deleted %s; database %s before, %s after", plural(r.Deleted, "open"), size(r.SizeBefore), size(r.SizeAfter))
+	s := fmt.Sprintf("deleted %s and %s; database %s before, %s after", plural(r.Deleted, "open"),
+		plural(r.DeletedCopies, "delivered copy record"), size(r.SizeBefore), size(r.SizeAfter))
 	if r.Compacted {
 		s += " (compacted)"
 	}

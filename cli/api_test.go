@@ -177,10 +177,12 @@ func sampleAPI() *fakeAPI {
 		messages: []store.Message{
 			{TrackingID: "d4e5f6g7abcdefgh", Recipient: "dave@example.com", From: "me@example.net", Subject: "Invoice 42",
 				MessageID: "<c@x>", QueuedAt: testNow.Add(-10 * time.Minute), Status: "deferred",
-				LastError: "451 4.7.0 try again later"},
+				LastError: "451 4.7.0 try again later", Tracked: true},
 			{TrackingID: "k7q2m4xwah3bdf5a", Recipient: "bob@example.com", From: "me@example.net", Subject: "Quarterly numbers",
 				MessageID: "<a@x>", QueuedAt: sent, SentAt: &sent, Status: "sent", OpensTotal: 3, OpensHuman: 2,
-				FirstHumanOpen: tp(testNow.Add(-2 * time.Hour))},
+				FirstHumanOpen: tp(testNow.Add(-2 * time.Hour)), Tracked: true},
+			{Recipient: "me@example.net", From: "me@example.net", Subject: "Quarterly numbers",
+				MessageID: "<a@x>", QueuedAt: sent, SentAt: &sent, Status: "sent", UntrackedReason: "sender"},
 		},
 		queue: []record.QueueEntry{
 			{QueueID: "q1", TrackingID: "d4e5f6g7abcdefgh", From: "me@example.net", Recipients: []string{"dave@example.com"},
@@ -196,7 +198,7 @@ func sampleAPI() *fakeAPI {
 			Database: store.Stats{Path: "/var/lib/pixelrelay/tracker.db", SizeBytes: 4_000_000, FreeBytes: 1_000_000,
 				Copies: 57, Opens: 120, OpensHuman: 80},
 		},
-		purged: store.PurgeResult{Deleted: 1234, SizeBefore: 12_400_000, SizeAfter: 8_100_000, Compacted: true, DurationMS: 1530},
+		purged: store.PurgeResult{Deleted: 1234, DeletedCopies: 56, SizeBefore: 12_400_000, SizeAfter: 8_100_000, Compacted: true, DurationMS: 1530},
 		reclass: store.ReclassifyResult{Copies: 40, Examined: 120, Changed: 31,
 			Before: map[string]int{"human": 90, "proxy:gmail": 10, "bot:apple_mpp": 20},
 			After:  map[string]int{"human": 59, "proxy:gmail": 10, "bot:apple_mpp": 22, "bot:scanner": 29}},
@@ -393,13 +395,14 @@ func TestMessages(t *testing.T) {
 		t.Errorf("query = %v", q)
 	}
 	lines := strings.Split(strings.TrimSpace(out), "\n")
-	if len(lines) != 3 {
-		t.Fatalf("want header and two rows:\n%s", out)
+	if len(lines) != 4 {
+		t.Fatalf("want header and three rows:\n%s", out)
 	}
 	for i, want := range [][]string{
 		{"SENT", "RECIPIENT", "SUBJECT", "STATUS", "HUMAN", "OPENS", "FIRST HUMAN OPEN", "ID"},
 		{"-", "dave@example.com", "Invoice 42", "deferred", " 0 ", "d4e5f6g7abcdefgh"},
 		{"2026-11-22 12:03 UTC (4h ago)", "bob@example.com", "Quarterly numbers", "sent", " 2 ", " 3 ", "2026-11-22 14:03 UTC (2h ago)", "k7q2m4xwah3bdf5a"},
+		{"2026-11-22 12:03 UTC (4h ago)", "me@example.net", "Quarterly numbers", "sent", " - ", "not tracked: sender"},
 	} {
 		for _, w := range want {
 			if !strings.Contains(lines[i], w) {
@@ -511,10 +514,10 @@ func TestPurge(t *testing.T) {
 	if r.Method != http.MethodPost || r.URL.Path != "/api/purge" || r.URL.Query().Get("older_than") != "720h0m0s" {
 		t.Errorf("request %s %s", r.Method, r.URL)
 	}
-	if !strings.Contains(errOut, "purging opens older than 30d") {
+	if !strings.Contains(errOut, "purging opens and delivered copies older than 30d") {
 		t.Errorf("no progress on stderr: %q", errOut)
 	}
-	want := "deleted 1234 opens; database 12.4 MB before, 8.1 MB after (compacted); took 1.53s\n"
+	want := "deleted 1234 opens and 56 delivered copy records; database 12.4 MB before, 8.1 MB after (compacted); took 1.53s\n"
 	if out != want {
 		t.Errorf("out %q, want %q", out, want)
 	}

@@ -14,19 +14,21 @@ import (
 func messagesCommand() *command {
 	return &command{
 		name:    "messages",
-		summary: "tracked copies sent, with delivery status and open counts",
+		summary: "copies sent, tracked or not, with delivery status and open counts",
 		help: `Usage: pixelrelay messages [--to ADDR] [--since WHEN] [--unopened] [--limit N] [--json] [--config FILE]
 
-Lists tracked copies (one per recipient), newest first, with their delivery
-status, their opens (HUMAN counts people, including mail providers' image
-proxies; OPENS counts every fetch, bots too) and the first human open. The
-ID column is what "pixelrelay opens ID" takes.
+Lists every recipient's copy, newest first, with its delivery status, its
+opens (HUMAN counts people, including mail providers' image proxies; OPENS
+counts every fetch, bots too) and the first human open. The ID column is
+what "pixelrelay opens ID" takes. A copy without a pixel says why in place
+of its first open ("not tracked: no HTML part", "excluded", "sender",
+"signed", "dkim", ...) and has no ID.
 
 Flags:
   --to ADDR       only copies sent to ADDR (case-insensitive)
   --since WHEN    only copies since WHEN: an RFC 3339 time, a date
                   (2026-11-22, local midnight) or a duration back (24h, 7d)
-  --unopened      only copies nobody has opened yet (no human open)
+  --unopened      only tracked copies nobody has opened yet (no human open)
   --limit N       at most N copies (default 100, at most 500)
   --json          print the admin API's JSON instead of a table
   --config FILE   the config file naming the server's address and data_dir
@@ -77,12 +79,12 @@ func runMessages(e *env, args []string) error {
 		return writeJSON(e.stdout, body)
 	}
 	if len(resp.Messages) == 0 {
-		msg := "no tracked messages yet"
+		msg := "no messages yet"
 		switch {
 		case *unopened:
 			msg = "no unopened messages"
 		case *to != "" || since.set:
-			msg = "no tracked messages match"
+			msg = "no messages match"
 		}
 		_, err := fmt.Fprintln(e.stdout, msg)
 		return err
@@ -98,6 +100,11 @@ func messagesTable(msgs []store.Message, now time.Time) *table {
 		flex:   map[int]int{1: 16, 2: 12},
 	}
 	for _, m := range msgs {
+		if !m.Tracked {
+			t.add(stampPtr(m.SentAt, now, "-"), m.Recipient, m.Subject, m.Status,
+				"-", "-", "not tracked: "+m.UntrackedReason, "-")
+			continue
+		}
 		t.add(stampPtr(m.SentAt, now, "-"), m.Recipient, m.Subject, m.Status,
 			strconv.Itoa(m.OpensHuman), strconv.Itoa(m.OpensTotal),
 			stampPtr(m.FirstHumanOpen, now, "-"), m.TrackingID)

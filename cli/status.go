@@ -13,6 +13,7 @@ import (
 	"pixelrelay/relay/spool"
 	"pixelrelay/tracker/httpd"
 	"pixelrelay/tracker/record"
+	"pixelrelay/tracker/store"
 )
 
 func statusCommand() *command {
@@ -87,7 +88,7 @@ func statusRows(st *httpd.StatusResponse) [][]string {
 	}
 	rows = append(rows, [][]string{
 		{"database", dbLine},
-		{"tracked copies", strconv.Itoa(db.Copies)},
+		{"tracked copies", copiesLine(db)},
 		{"opens", fmt.Sprintf("%d (%d human, %d bot)", db.Opens, db.OpensHuman, db.Opens-db.OpensHuman)},
 	}...)
 	if db.Dropped > 0 {
@@ -100,6 +101,16 @@ func statusRows(st *httpd.StatusResponse) [][]string {
 		r[1] = clean(r[1])
 	}
 	return rows
+}
+
+// copiesLine is the number of tracked copies, and of the untracked ones
+// when there are any: "12 (and 3 not tracked)".
+func copiesLine(db store.Stats) string {
+	s := strconv.Itoa(db.Copies - db.Untracked)
+	if db.Untracked > 0 {
+		s += fmt.Sprintf(" (and %d not tracked)", db.Untracked)
+	}
+	return s
 }
 
 // queueLine is "3 waiting: 2 queued, 1 deferred" or "empty". Damaged
