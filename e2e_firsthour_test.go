@@ -4,10 +4,17 @@ package main
 // breaks while serve runs, and the commands around it.
 
 import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
 	"os"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 // withoutAdminKeyEnv makes the instance (and its commands) use the admin
@@ -52,4 +59,40 @@ func TestQueryCommandsWithBrokenConfig(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestPixelWithControlCharactersEndToEnd: a user agent with control
+// characters gets the GIF from the real binary (net/http alone answers 400
+// text/plain) and the open is recorded.
+func TestPixelWithControlCharactersEndToEnd(t *testing.T) {
+	in := newInstanceTracking(t, `prefetch_window = "0s"`, "")
+	in.start()
+	to := []string{"carol@example.org"}
+	if _, err := sendMail(t, in.smtpAddr, "me@example.com", to, htmlMessage("me@example.com", to, "escape")); err != nil {
+		t.Fatal(err)
+	}
+	pixel := pixelURLs(in.waitOutbox(1, 10*time.Second)[0])[0]
+	u, err := url.Parse(pixel)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := net.Dial("tcp", u.Host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: Thunderbird\x1b[2J\x01/128\r\n\r\n", u.Path, u.Host)
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "image/gif" || len(body) != 43 {
+		t.Fatalf("pixel with control characters: %d %q, %d bytes", resp.StatusCode, resp.Header.Get("Content-Type"), len(body))
+	}
+	waitFor(t, func() bool {
+		out, _, _ := in.cli("opens", "--to", "carol@example.org", "--json")
+		return strings.Contains(out, `"user_agent": "Thunderbird [2J /128"`) // each control character a space
+	})
 }

@@ -35,7 +35,11 @@ func (c *countingStore) Record(h store.Hit) (bool, error) {
 // benchHTTP runs GETs of path against h over real HTTP (keep-alive), in
 // parallel, each with its own user agent so every fetch is a distinct open.
 func benchHTTP(b *testing.B, h http.Handler, path string) {
-	ts := httptest.NewServer(h)
+	benchHTTPOn(b, httptest.NewServer(h), path)
+}
+
+// benchHTTPOn is benchHTTP against a started test server.
+func benchHTTPOn(b *testing.B, ts *httptest.Server, path string) {
 	defer ts.Close()
 	tr := &http.Transport{MaxIdleConnsPerHost: 64}
 	defer tr.CloseIdleConnections()
@@ -92,6 +96,34 @@ func BenchmarkPixel(b *testing.B) {
 	benchHTTP(b, s, "/o/"+tok+".gif")
 	if st.n.Load() < int64(b.N) {
 		b.Fatalf("%d of %d recorded", st.n.Load(), b.N)
+	}
+}
+
+// BenchmarkPixelMended: BenchmarkPixel with the connections that mend
+// pixel heads (pixelConn), as Serve runs them: what mending costs.
+func BenchmarkPixelMended(b *testing.B) {
+	kr, tok := benchKeys(b)
+	st := &countingStore{}
+	cfg := config.Default()
+	s := New(Options{Config: func() *config.Config { return cfg }, Store: st, Keys: kr, Log: quiet})
+	ts := httptest.NewUnstartedServer(s)
+	ts.Listener = pixelListener{ts.Listener}
+	ts.Start()
+	benchHTTPOn(b, ts, "/o/"+tok+".gif")
+	if st.n.Load() < int64(b.N) {
+		b.Fatalf("%d of %d recorded", st.n.Load(), b.N)
+	}
+}
+
+// BenchmarkMendHead: mending one head as a mail client sends it.
+func BenchmarkMendHead(b *testing.B) {
+	head := []byte("GET /o/k7q2m4xwah3bdf5aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.gif HTTP/1.1\r\nHost: track.example.com\r\n" +
+		"User-Agent: Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36\r\n" +
+		"Accept: image/avif,image/webp,image/apng,image/*,*/*;q=0.8\r\nAccept-Encoding: gzip, deflate, br\r\n" +
+		"Accept-Language: en-GB,en;q=0.9\r\nConnection: keep-alive\r\n\r\n")
+	b.ReportAllocs()
+	for b.Loop() {
+		mendHead(head)
 	}
 }
 

@@ -343,7 +343,7 @@ func (s *Server) Serve(l net.Listener) error {
 	srv := s.srv
 	s.addr.Store(l.Addr().String())
 	s.mu.Unlock()
-	err := srv.Serve(l)
+	err := srv.Serve(pixelListener{l})
 	if errors.Is(err, http.ErrServerClosed) {
 		return nil
 	}
