@@ -5,16 +5,22 @@ package main
 
 import (
 	"bufio"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/url"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
+
+	"pixelrelay/relay/smtptest"
 )
 
 // withoutAdminKeyEnv makes the instance (and its commands) use the admin
@@ -95,4 +101,199 @@ func TestPixelWithControlCharactersEndToEnd(t *testing.T) {
 		out, _, _ := in.cli("opens", "--to", "carol@example.org", "--json")
 		return strings.Contains(out, `"user_agent": "Thunderbird [2J /128"`) // each control character a space
 	})
+}
+
+// startServe runs `serve` with the given working directory and
+// environment (no --config: the search path decides) and waits until addr
+// answers. It returns the logs; the process is killed at the end of the test.
+func startServe(t *testing.T, dir string, env []string, addrs ...string) (*exec.Cmd, *syncBuffer) {
+	t.Helper()
+	cmd := exec.Command(binPath, "serve", "--json")
+	cmd.Dir = dir
+	cmd.Env = env
+	logs := &syncBuffer{}
+	cmd.Stdout, cmd.Stderr = logs, logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	t.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-done:
+		case <-time.After(30 * time.Second):
+			cmd.Process.Kill()
+		}
+		if t.Failed() {
+			t.Logf("serve logs:\n%s", logs.String())
+		}
+	})
+	deadline := time.Now().Add(15 * time.Second)
+	for _, a := range addrs {
+		for !dialable(a) {
+			select {
+			case err := <-done:
+				t.Fatalf("serve exited: %v\n%s", err, logs.String())
+			default:
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s not up\n%s", a, logs.String())
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	return cmd, logs
+}
+
+// apiStatus reads /api/status with the admin key.
+func apiStatus(t *testing.T, httpAddr, key string) map[string]any {
+	t.Helper()
+	req, _ := http.NewRequest("GET", "http://"+httpAddr+"/api/status", nil)
+	req.Header.Set("Authorization", "Bearer "+key)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var st map[string]any
+	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+// TestConfigFileAppearsWhileServing is the README's first hour: `serve`
+// starts with no config file, then the user writes
+// ~/.config/pixelrelay/config.toml (its directory did not exist): the file
+// is picked up, logged, shown by `status`, and mail goes to the configured
+// upstream instead of the outbox.
+func TestConfigFileAppearsWhileServing(t *testing.T) {
+	const smtpAddr, httpAddr = "127.0.0.1:2525", "127.0.0.1:8025"
+	for _, addr := range []string{smtpAddr, httpAddr} {
+		if dialable(addr) {
+			if os.Getenv("CI") != "" {
+				t.Fatalf("%s is taken; this test needs the built-in addresses free", addr)
+			}
+			t.Skipf("%s is taken on this machine; the test needs the built-in addresses free", addr)
+		}
+	}
+	home := t.TempDir()
+	work := filepath.Join(home, "src")
+	if err := os.Mkdir(work, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	env := []string{"HOME=" + home, "PATH=" + os.Getenv("PATH"), "PIXELRELAY_ADMIN_KEY=first-hour-key"}
+	_, logs := startServe(t, work, env, smtpAddr, httpAddr)
+	status := func() (string, int) {
+		out, errOut, code := runCLI(t, work, env, "status")
+		return out + errOut, code
+	}
+	if out, code := status(); code != 0 || !strings.Contains(out, "none (built-in defaults)") {
+		t.Fatalf("status before: exit %d\n%s", code, out)
+	}
+
+	upstream := smtptest.Start(t, smtptest.Script{})
+	cfgPath := filepath.Join(home, ".config", "pixelrelay", "config.toml")
+	if err := os.MkdirAll(filepath.Dir(cfgPath), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(cfgPath, []byte(upstreamConfig(upstream, "", "")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { return strings.Contains(logs.String(), "config file is now "+cfgPath) })
+	out, code := status()
+	if code != 0 || !strings.Contains(out, "config file     "+cfgPath) || !strings.Contains(out, "smtp://"+upstream.Addr) {
+		t.Errorf("status after the file appeared: exit %d\n%s", code, out)
+	}
+	to := []string{"alice@example.org"}
+	if _, err := sendMail(t, smtpAddr, "me@example.com", to, htmlMessage("me@example.com", to, "configured")); err != nil {
+		t.Fatal(err)
+	}
+	waitMessages(t, upstream, 1, 15*time.Second)
+	if files, _ := filepath.Glob(filepath.Join(home, ".local", "state", "pixelrelay", "outbox", "new", "*")); len(files) != 0 {
+		t.Errorf("the copy went to the outbox too: %v", files)
+	}
+}
+
+// TestConfigSearchPathWhileServing: a config file at a place that takes
+// precedence (./pixelrelay.toml over ~/.config/...) takes over as it
+// appears; when it goes the next one is back in force; when none is left
+// the last settings stay and status says so.
+func TestConfigSearchPathWhileServing(t *testing.T) {
+	home := t.TempDir()
+	work := filepath.Join(home, "src")
+	if err := os.Mkdir(work, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	smtpAddr, httpAddr := freePort(t), freePort(t)
+	base := fmt.Sprintf("data_dir = %q\n[smtp]\nlisten = %q\n[http]\nlisten = %q\n", filepath.Join(home, "data"), smtpAddr, httpAddr)
+	xdg := filepath.Join(home, "xdg", "pixelrelay", "config.toml")
+	local := filepath.Join(work, "pixelrelay.toml")
+	write := func(path, extra string) {
+		t.Helper()
+		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, []byte(base+extra), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(xdg, "[tracking]\npolicy = \"all\"\n")
+	const key = "search-path-key"
+	env := []string{"HOME=" + home, "XDG_CONFIG_HOME=" + filepath.Join(home, "xdg"), "PATH=" + os.Getenv("PATH"), "PIXELRELAY_ADMIN_KEY=" + key}
+	_, logs := startServe(t, work, env, smtpAddr, httpAddr)
+	waitStatus := func(file, problem string) {
+		t.Helper()
+		var st map[string]any
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			st = apiStatus(t, httpAddr, key)
+			p, _ := st["config_problem"].(string)
+			if st["config_file"] == file && strings.Contains(p, problem) && (problem != "" || p == "") {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("status %v, want config_file %q and a problem saying %q", st, file, problem)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	waitStatus(xdg, "")
+
+	write(local, "[tracking]\npolicy = \"opt-in\"\n")
+	waitStatus(local, "")
+	if !strings.Contains(logs.String(), "config file is now "+local) || !strings.Contains(logs.String(), `"was":"`+xdg+`"`) {
+		t.Errorf("the switch is not logged:\n%s", logs.String())
+	}
+	os.Remove(local)
+	waitStatus(xdg, "")
+	os.Remove(xdg)
+	waitStatus(xdg, xdg+" is gone; its settings stay in force")
+	// status says it in text too (the command reads its own config from
+	// --config: none is left on the search path).
+	cli := filepath.Join(home, "cli.toml")
+	write(cli, "")
+	out, errOut, code := runCLI(t, work, env, "status", "--config", cli)
+	if code != 0 || !strings.Contains(out, "config warning  "+xdg+" is gone") {
+		t.Errorf("status: exit %d\n%s%s", code, out, errOut)
+	}
+	write(xdg, "[tracking]\npolicy = \"all\"\n")
+	waitStatus(xdg, "")
+}
+
+// runCLI runs a pixelrelay command in dir with env.
+func runCLI(t *testing.T, dir string, env []string, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
+	cmd := exec.Command(binPath, args...)
+	cmd.Dir, cmd.Env = dir, env
+	var o, e strings.Builder
+	cmd.Stdout, cmd.Stderr = &o, &e
+	err := cmd.Run()
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return o.String(), e.String(), code
 }

@@ -157,6 +157,9 @@ func serve(flagPath string, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	// A config file that appears later (or one that takes precedence) is
+	// picked up too.
+	watcher.SetSearch(config.SearchPath(flagPath))
 	current := watcher.Current
 
 	met := metrics.New(Version)
@@ -215,15 +218,16 @@ func serve(flagPath string, log *slog.Logger) error {
 		log:  log,
 	}
 	web := httpd.New(httpd.Options{
-		Config:   current,
-		Store:    st,
-		Keys:     keys,
-		Queue:    q,
-		Version:  Version,
-		SMTPAddr: lns.smtpAddr,
-		Senders:  submitters,
-		Log:      log,
-		Metrics:  met,
+		Config:     current,
+		Store:      st,
+		Keys:       keys,
+		Queue:      q,
+		Version:    Version,
+		ConfigNote: watcher.Note,
+		SMTPAddr:   lns.smtpAddr,
+		Senders:    submitters,
+		Log:        log,
+		Metrics:    met,
 	})
 	lns.http.serve = web.Serve
 

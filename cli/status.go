@@ -74,13 +74,18 @@ func statusRows(st *httpd.StatusResponse) [][]string {
 	rows := [][]string{
 		{"version", st.Version},
 		{"config file", configFile},
+	}
+	if st.ConfigProblem != "" {
+		rows = append(rows, []string{"config warning", st.ConfigProblem})
+	}
+	rows = append(rows, [][]string{
 		{"data dir", st.DataDir},
 		{"smtp listen", st.SMTPListen},
 		{"http listen", st.HTTPListen},
 		{"upstream", st.Upstream},
 		{"tracking key", "version " + strconv.Itoa(st.TrackingKeyVersion)},
 		{"queue", queueLine(st.Queue)},
-	}
+	}...)
 	if n := st.Queue[httpd.QueueDamaged]; n > 0 {
 		// Spool files the queue could not use: kept for a person to read.
 		rows = append(rows, []string{"damaged", fmt.Sprintf("%d (moved aside in %s; see the server log)",

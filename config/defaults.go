@@ -75,10 +75,11 @@ func xdgDir(name string) string {
 
 // Find returns the config file to use: flagPath (--config) when given, else
 // $PIXELRELAY_CONFIG, ./pixelrelay.toml, $XDG_CONFIG_HOME/pixelrelay/config.toml
-// (~/.config/pixelrelay/config.toml when XDG_CONFIG_HOME is unset). It
-// returns "" when none of the candidates exists: the built-in defaults
-// apply. A file named by --config or $PIXELRELAY_CONFIG that does not exist
-// is an error. The returned path is absolute.
+// (~/.config/pixelrelay/config.toml when XDG_CONFIG_HOME is unset): the
+// first of SearchPath(flagPath) that exists. It returns "" when none of the
+// candidates exists: the built-in defaults apply. A file named by --config
+// or $PIXELRELAY_CONFIG that does not exist is an error. The returned path
+// is absolute.
 func Find(flagPath string) (string, error) {
 	if flagPath != "" {
 		return mustExist(flagPath, "--config")
@@ -86,24 +87,39 @@ func Find(flagPath string) (string, error) {
 	if p := os.Getenv(EnvConfig); p != "" {
 		return mustExist(p, "$"+EnvConfig)
 	}
-	candidates := []string{"pixelrelay.toml"}
-	if d := xdgDir("XDG_CONFIG_HOME"); d != "" {
-		candidates = append(candidates, filepath.Join(d, "pixelrelay", "config.toml"))
-	} else if home, err := os.UserHomeDir(); err == nil && home != "" {
-		candidates = append(candidates, filepath.Join(home, ".config", "pixelrelay", "config.toml"))
-	}
-	for _, c := range candidates {
+	for _, c := range SearchPath("") {
 		st, err := os.Stat(c)
 		switch {
 		case err == nil && st.IsDir():
 			return "", fmt.Errorf("config file %s is a directory", c)
 		case err == nil:
-			return filepath.Abs(c)
+			return c, nil
 		case !errors.Is(err, fs.ErrNotExist):
 			return "", fmt.Errorf("config file %s: %w", c, err)
 		}
 	}
 	return "", nil
+}
+
+// SearchPath lists the files Find looks at, in order, as absolute paths:
+// the one file named by flagPath (--config) or $PIXELRELAY_CONFIG when
+// either is set, else ./pixelrelay.toml and
+// $XDG_CONFIG_HOME/pixelrelay/config.toml (~/.config/... when
+// XDG_CONFIG_HOME is unset). serve watches all of them.
+func SearchPath(flagPath string) []string {
+	if flagPath == "" {
+		flagPath = os.Getenv(EnvConfig)
+	}
+	if flagPath != "" {
+		return []string{absPath(expandHome(flagPath))}
+	}
+	files := []string{absPath("pixelrelay.toml")}
+	if d := xdgDir("XDG_CONFIG_HOME"); d != "" {
+		files = append(files, filepath.Join(d, "pixelrelay", "config.toml"))
+	} else if home, err := os.UserHomeDir(); err == nil && home != "" {
+		files = append(files, filepath.Join(home, ".config", "pixelrelay", "config.toml"))
+	}
+	return files
 }
 
 // mustExist expands a leading ~ in p and checks that it is an existing file.

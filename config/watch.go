@@ -25,28 +25,40 @@ const DebounceDelay = 100 * time.Millisecond
 // fails to load or validate is logged with every problem and ignored: the
 // last good config stays current.
 //
+// With SetSearch it follows the whole search path, as Find reads it: a
+// config file that appears where there was none (or at a place that takes
+// precedence over the one in use), and the one in use disappearing while
+// another is there, make that file the one in force. When the file in use
+// disappears and no other is there, its settings stay in force.
+//
 // Components read the config through Current (pass w.Current as a
 // func() *Config) so they see a reload at their next use.
 type Watcher struct {
-	path     string
+	path     string   // the file named at the start ("" = built-in defaults)
+	search   []string // the files Find looks at, first one wins; nil: path only
 	log      *slog.Logger
 	debounce time.Duration
 	cur      atomic.Pointer[Config]
+	note     atomic.Pointer[string] // see Note
 
 	ready     chan struct{} // closed once Run watches the file (for tests)
 	swapped   chan struct{} // wakes Run to re-sync its watches after a reload
 	readyOnce sync.Once
 
-	mu       sync.Mutex // serializes reloads and subscriber calls
-	lastData []byte     // content of the last reload attempt from Run
+	mu         sync.Mutex // serializes reloads and subscriber calls
+	active     string     // the file the config in force came from
+	activeCopy atomic.Pointer[string]
+	goneSaid   bool   // the file in use is gone, and the log said so
+	lastPath   string // the file of the last reload attempt from Run
+	lastData   []byte // and its content
 
 	subMu sync.Mutex
 	subs  []func(prev, next *Config)
 }
 
 // NewWatcher returns a Watcher for the config file at path ("" for the
-// built-in defaults, which never change). initial is the current config;
-// when nil it is loaded and validated now.
+// built-in defaults, which never change unless SetSearch is used). initial
+// is the current config; when nil it is loaded and validated now.
 func NewWatcher(path string, initial *Config, log *slog.Logger) (*Watcher, error) {
 	if log == nil {
 		log = slog.Default()
@@ -68,11 +80,45 @@ func NewWatcher(path string, initial *Config, log *slog.Logger) (*Watcher, error
 	w := &Watcher{path: path, log: log, debounce: DebounceDelay,
 		ready: make(chan struct{}), swapped: make(chan struct{}, 1)}
 	w.cur.Store(initial)
+	w.setActive(path)
 	return w, nil
 }
 
-// Path is the watched config file ("" for built-in defaults).
-func (w *Watcher) Path() string { return w.path }
+// SetSearch makes the watcher follow every file of a search path (most
+// precedence first, as SearchPath gives them) instead of one file; the
+// path given to NewWatcher must be the first of them that exists, or "".
+// Call it before Run.
+func (w *Watcher) SetSearch(files []string) {
+	w.search = nil
+	for _, f := range files {
+		if abs, err := filepath.Abs(f); err == nil {
+			w.search = append(w.search, abs)
+		}
+	}
+}
+
+// Path is the file the config in force came from ("" for built-in
+// defaults).
+func (w *Watcher) Path() string { return *w.activeCopy.Load() }
+
+// setActive records the file the config in force came from. w.mu must be
+// held, or w not yet shared.
+func (w *Watcher) setActive(path string) {
+	w.active = path
+	w.activeCopy.Store(&path)
+}
+
+// Note says why the config in force is not simply what the config file
+// says now: the file is gone, or the file found has problems (the last
+// good config stays). It is "" when all is well.
+func (w *Watcher) Note() string {
+	if n := w.note.Load(); n != nil {
+		return *n
+	}
+	return ""
+}
+
+func (w *Watcher) setNote(s string) { w.note.Store(&s) }
 
 // Current returns the configuration in force. It is safe for concurrent
 // use and never returns nil; the returned Config must not be modified.
@@ -88,52 +134,86 @@ func (w *Watcher) Subscribe(fn func(prev, next *Config)) {
 	w.subs = append(w.subs, fn)
 }
 
-// Reload reads the config file now (the SIGHUP path). When it is valid and
-// differs from the current config, it becomes current and subscribers are
-// told. When it is invalid, every problem is logged and returned (as
-// Problems, or a read error) and the current config stays.
-func (w *Watcher) Reload() error {
-	if w.path == "" {
-		return nil
+// files are the config files to follow: the search path, else the file.
+func (w *Watcher) files() []string {
+	if w.search != nil {
+		return w.search
 	}
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	data, err := os.ReadFile(w.path)
-	if err != nil {
-		w.log.Error("config reload failed; keeping the last good config", "path", w.path, "err", err)
-		return fmt.Errorf("config file: %w", err)
+	if w.path != "" {
+		return []string{w.path}
 	}
-	w.lastData = data
-	return w.apply(data)
+	return nil
 }
 
-// apply parses and validates data and swaps it in. w.mu must be held.
-func (w *Watcher) apply(data []byte) error {
-	next, err := ParseValid(data, w.path)
-	if err != nil {
-		var ps Problems
-		if errors.As(err, &ps) {
-			w.log.Error("config file is invalid; keeping the last good config", "path", w.path, "problems", len(ps))
-			for _, p := range ps {
-				w.log.Error("config problem", "path", w.path, "key", p.Key, "reason", p.Reason)
-			}
-		} else {
-			w.log.Error("config file is invalid; keeping the last good config", "path", w.path, "err", err)
+// find is the file to read now: the first of the search path that exists
+// ("" when none does), or the file given to NewWatcher.
+func (w *Watcher) find() string {
+	if w.search == nil {
+		return w.path
+	}
+	for _, f := range w.search {
+		if _, err := os.Stat(f); err == nil || !errors.Is(err, fs.ErrNotExist) {
+			return f
 		}
+	}
+	return ""
+}
+
+// Reload reads the config file now (the SIGHUP path), looking along the
+// search path first. When it is valid and differs from the current config,
+// it becomes current and subscribers are told. When it is invalid, every
+// problem is logged and returned (as Problems, or a read error) and the
+// current config stays.
+func (w *Watcher) Reload() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	path := w.find()
+	if path == "" {
+		w.gone()
+		return nil
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		w.log.Error("config reload failed; keeping the last good config", "path", path, "err", err)
+		w.setNote(fmt.Sprintf("%s cannot be read (%v); the last good config stays in force", path, unwrapPath(err)))
+		return fmt.Errorf("config file: %w", err)
+	}
+	w.goneSaid = false
+	w.lastPath, w.lastData = path, data
+	return w.apply(path, data)
+}
+
+// apply parses and validates data, read from path, and swaps it in.
+// w.mu must be held.
+func (w *Watcher) apply(path string, data []byte) error {
+	next, err := ParseValid(data, path)
+	if err != nil {
+		w.logInvalid(path, err)
 		return err
 	}
 	prev := w.cur.Load()
 	changed := Diff(prev, next)
-	if len(changed) == 0 {
-		w.log.Debug("config file changed, but no setting did", "path", w.path)
+	moved := path != w.active
+	w.setNote("")
+	if len(changed) == 0 && !moved {
+		w.log.Debug("config file changed, but no setting did", "path", path)
 		return nil
 	}
+	was := w.active
 	w.cur.Store(next)
+	w.setActive(path)
 	select {
 	case w.swapped <- struct{}{}:
 	default:
 	}
-	w.log.Info("config reloaded", "path", w.path, "changed", changed)
+	if moved {
+		w.log.Info("config file is now "+path, "path", path, "was", displayName(was), "changed", changed)
+	} else {
+		w.log.Info("config reloaded", "path", path, "changed", changed)
+	}
+	if len(changed) == 0 {
+		return nil
+	}
 	w.subMu.Lock()
 	subs := append([]func(prev, next *Config){}, w.subs...)
 	w.subMu.Unlock()
@@ -143,19 +223,60 @@ func (w *Watcher) apply(data []byte) error {
 	return nil
 }
 
-// Run watches the config file until ctx is done, reloading after changes.
-// It watches the file's directory, so it sees editors that write a
+// logInvalid logs every problem of the file at path and notes that the
+// last good config stays. w.mu must be held.
+func (w *Watcher) logInvalid(path string, err error) {
+	var ps Problems
+	if errors.As(err, &ps) {
+		w.log.Error("config file is invalid; keeping the last good config", "path", path, "problems", len(ps))
+		for _, p := range ps {
+			w.log.Error("config problem", "path", path, "key", p.Key, "reason", p.Reason)
+		}
+	} else {
+		w.log.Error("config file is invalid; keeping the last good config", "path", path, "err", err)
+	}
+	inForce := "the last good config"
+	if path != w.active {
+		inForce = "the settings of " + displayName(w.active)
+	}
+	w.setNote(fmt.Sprintf("%s has problems (pixelrelay config check lists them); %s stay in force", path, inForce))
+}
+
+// gone notes, once, that no config file is to be found while the settings
+// of one are in force. w.mu must be held.
+func (w *Watcher) gone() {
+	w.lastPath, w.lastData = "", nil
+	if w.active == "" || w.goneSaid {
+		return
+	}
+	w.goneSaid = true
+	w.log.Warn("config file is gone; keeping the last good config until a config file appears or pixelrelay restarts", "path", w.active)
+	w.setNote(w.active + " is gone; its settings stay in force until a config file appears or pixelrelay restarts")
+}
+
+func displayName(path string) string {
+	if path == "" {
+		return "built-in defaults"
+	}
+	return path
+}
+
+// Run watches the config files until ctx is done, reloading after changes.
+// It watches each file's directory, so it sees editors that write a
 // temporary file and rename it over the config, in-place writes, delete and
 // re-create, and Kubernetes ConfigMap updates (a ..data symlink swapped to
-// a new directory). When the path is a symlink, the directory of its final
+// a new directory). When a path is a symlink, the directory of its final
 // target is watched too, and a change of the target counts as a change.
-// The secret files the config names (upstream.password_file and
-// smtp.users[].password_file) are watched the same way, so a rotated
-// password is picked up too. With no file (built-in defaults) Run just
-// waits for ctx. It returns nil when ctx is done, or an error if the
-// config file's directory cannot be watched.
+// With a search path, a directory that does not exist yet is followed
+// through the nearest one above it. The secret files the config names
+// (upstream.password_file and smtp.users[].password_file) are watched the
+// same way, so a rotated password is picked up too. With no file to follow
+// (built-in defaults, no search path) Run just waits for ctx. It returns
+// nil when ctx is done, or an error if the directory of the one config file
+// given (no search path) cannot be watched.
 func (w *Watcher) Run(ctx context.Context) error {
-	if w.path == "" {
+	files := w.files()
+	if len(files) == 0 {
 		w.readyOnce.Do(func() { close(w.ready) })
 		<-ctx.Done()
 		return nil
@@ -165,12 +286,16 @@ func (w *Watcher) Run(ctx context.Context) error {
 		return fmt.Errorf("config watch: %w", err)
 	}
 	defer fw.Close()
-	if err := fw.Add(filepath.Dir(w.path)); err != nil {
-		return fmt.Errorf("config watch %s: %w", filepath.Dir(w.path), err)
+	ws := &watchSet{fw: fw, log: w.log, dirs: map[string]bool{}}
+	if w.search == nil {
+		dir := filepath.Dir(w.path)
+		if err := fw.Add(dir); err != nil {
+			return fmt.Errorf("config watch %s: %w", dir, err)
+		}
+		ws.dirs[dir] = true
 	}
-	ws := &watchSet{fw: fw, log: w.log, dirs: map[string]bool{filepath.Dir(w.path): true}}
 	synced := w.Current()
-	ws.sync(w.path, secretFiles(synced))
+	ws.sync(files, secretFiles(synced))
 	w.catchUp()
 	w.readyOnce.Do(func() { close(w.ready) })
 
@@ -181,7 +306,7 @@ func (w *Watcher) Run(ctx context.Context) error {
 	for {
 		if cur := w.Current(); cur != synced { // reloaded (here or by Reload)
 			synced = cur
-			if ws.sync(w.path, secretFiles(cur)) {
+			if ws.sync(files, secretFiles(cur)) {
 				force = true
 				timer.Reset(w.debounce)
 			}
@@ -201,7 +326,7 @@ func (w *Watcher) Run(ctx context.Context) error {
 			if !ok {
 				return nil
 			}
-			w.log.Warn("config watch error", "path", w.path, "err", err)
+			w.log.Warn("config watch error", "err", err)
 		case <-w.swapped:
 		case <-timer.C:
 			w.reloadFromWatch(force)
@@ -224,153 +349,60 @@ func secretFiles(c *Config) []string {
 	return files
 }
 
-// watchSet follows a set of files (the config file first, then secret
-// files): it keeps a watch on each one's directory and on the directory of
-// its resolved symlink target, and remembers the targets to notice swaps.
-type watchSet struct {
-	fw    *fsnotify.Watcher
-	log   *slog.Logger
-	files []watchedFile
-	dirs  map[string]bool // watched directories
-}
-
-type watchedFile struct {
-	path   string // as configured (absolute)
-	target string // symlink-free path, "" when missing
-	secret bool
-}
-
-// sync sets the followed files and the watched directories; the config
-// file's own directory stays watched. Files already followed keep their
-// last known target, so a symlink swap that happened since is still
-// noticed: sync reports it (and the caller reloads).
-func (ws *watchSet) sync(config string, secrets []string) (moved bool) {
-	known := map[string]string{}
-	for _, f := range ws.files {
-		known[f.path] = f.target
-	}
-	files := []watchedFile{{path: config}}
-	for _, s := range secrets {
-		files = append(files, watchedFile{path: s, secret: true})
-	}
-	for i := range files {
-		f := &files[i]
-		now := resolve(f.path)
-		if old, ok := known[f.path]; ok && old != now {
-			moved = true
-		}
-		f.target = now
-	}
-	ws.files = files
-	ws.updateDirs()
-	return moved
-}
-
-func (ws *watchSet) updateDirs() {
-	want := map[string]bool{}
-	for i, f := range ws.files {
-		if i == 0 {
-			want[filepath.Dir(f.path)] = true
-		} else if _, err := os.Stat(filepath.Dir(f.path)); err == nil {
-			want[filepath.Dir(f.path)] = true
-		}
-		if f.target != "" {
-			want[filepath.Dir(f.target)] = true
-		}
-	}
-	for d := range ws.dirs {
-		if !want[d] {
-			_ = ws.fw.Remove(d) // may already be gone with the directory
-			delete(ws.dirs, d)
-		}
-	}
-	for d := range want {
-		if ws.dirs[d] {
-			continue
-		}
-		if err := ws.fw.Add(d); err != nil {
-			ws.log.Warn("config watch: cannot watch directory", "dir", d, "err", err)
-			continue
-		}
-		ws.dirs[d] = true
-	}
-}
-
-// relevant reports whether ev may have changed a followed file (it names
-// the file or its resolved target, or a target changed: a symlink swap),
-// and whether that file is a secret file.
-func (ws *watchSet) relevant(ev fsnotify.Event) (hit, secret bool) {
-	if ev.Op == fsnotify.Chmod {
-		return false, false
-	}
-	name := filepath.Clean(ev.Name)
-	moved := false
-	for i := range ws.files {
-		f := &ws.files[i]
-		h := name == f.path || (f.target != "" && name == f.target)
-		if r := resolve(f.path); r != f.target {
-			f.target, h, moved = r, true, true
-		}
-		if h {
-			hit = true
-			secret = secret || f.secret
-		}
-	}
-	if moved {
-		ws.updateDirs()
-	}
-	return hit, secret
-}
-
-// resolve returns the symlink-free path of p, or "" if it does not exist.
-func resolve(p string) string {
-	r, err := filepath.EvalSymlinks(p)
-	if err != nil {
-		return ""
-	}
-	return r
-}
-
-// reloadFromWatch reloads after file events, skipping config content that
-// was already tried unless force is set (a secret file changed). A missing file is logged and otherwise ignored (it may be
-// re-created); an empty file is ignored too, as it is most likely an
-// editor's truncate-then-write in progress (SIGHUP applies an empty file).
+// reloadFromWatch reloads after file events, skipping content that was
+// already tried unless force is set (a secret file changed). A missing file
+// is logged and otherwise ignored (it may be re-created); an empty file is
+// ignored too, as it is most likely an editor's truncate-then-write in
+// progress (SIGHUP applies an empty file).
 func (w *Watcher) reloadFromWatch(force bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	data, err := os.ReadFile(w.path)
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-		w.log.Warn("config file is gone; keeping the last good config", "path", w.path)
-		w.lastData = nil
-		return
-	case err != nil:
-		w.log.Error("config reload failed; keeping the last good config", "path", w.path, "err", err)
-		return
-	case len(data) == 0:
-		w.log.Warn("config file is empty; ignoring it (send SIGHUP to apply it)", "path", w.path)
-		return
-	case !force && w.lastData != nil && bytes.Equal(data, w.lastData):
+	path := w.find()
+	if path == "" {
+		w.gone()
 		return
 	}
-	w.lastData = data
-	_ = w.apply(data) // problems are logged by apply
+	data, err := os.ReadFile(path)
+	if err == nil {
+		w.goneSaid = false
+	}
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		w.gone()
+		return
+	case err != nil:
+		w.log.Error("config reload failed; keeping the last good config", "path", path, "err", err)
+		w.setNote(fmt.Sprintf("%s cannot be read (%v); the last good config stays in force", path, unwrapPath(err)))
+		return
+	case len(data) == 0:
+		w.log.Warn("config file is empty; ignoring it (send SIGHUP to apply it)", "path", path)
+		return
+	case !force && path == w.lastPath && bytes.Equal(data, w.lastData):
+		return
+	}
+	w.lastPath, w.lastData = path, data
+	_ = w.apply(path, data) // problems are logged by apply
 }
 
-// catchUp applies a change made to the file between the first load and the
-// moment the watch was set up, which no event reports. An unchanged (or
-// unreadable) file is left alone without a word; an invalid one is logged
-// like any reload.
+// catchUp applies a change made between the first load and the moment the
+// watch was set up, which no event reports: an edited file, or one that
+// appeared on the search path. An unchanged (or unreadable) file is left
+// alone without a word; an invalid one is logged like any reload.
 func (w *Watcher) catchUp() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	data, err := os.ReadFile(w.path)
+	path := w.find()
+	if path == "" {
+		w.gone()
+		return
+	}
+	data, err := os.ReadFile(path)
 	if err != nil || len(data) == 0 {
 		return
 	}
-	w.lastData = data
-	if next, err := ParseValid(data, w.path); err == nil && len(Diff(w.cur.Load(), next)) == 0 {
+	w.lastPath, w.lastData = path, data
+	if next, err := ParseValid(data, path); err == nil && path == w.active && len(Diff(w.cur.Load(), next)) == 0 {
 		return
 	}
-	_ = w.apply(data)
+	_ = w.apply(path, data)
 }

@@ -226,9 +226,14 @@ func (s *Server) status() (StatusResponse, error) {
 	if d, ok := s.opt.Queue.(DamagedCounter); ok {
 		counts[QueueDamaged] = d.Damaged()
 	}
+	note := ""
+	if s.opt.ConfigNote != nil {
+		note = s.opt.ConfigNote()
+	}
 	return StatusResponse{
 		Version:            s.opt.Version,
 		ConfigFile:         cfg.Path,
+		ConfigProblem:      note,
 		DataDir:            cfg.DataDir,
 		SMTPListen:         smtpListen,
 		HTTPListen:         httpListen,

@@ -103,6 +103,9 @@ type Options struct {
 	Queue record.Queue
 	// Version is what /api/status reports.
 	Version string
+	// ConfigNote says why the config in force is not what the config file
+	// says now (config.Watcher.Note), for /api/status; nil means never.
+	ConfigNote func() string
 	// SMTPAddr returns the address the SMTP listener is bound to right now
 	// (a reload may move it), which /api/status reports; nil, or "" from
 	// it, means smtp.listen from the config.

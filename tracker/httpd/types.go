@@ -25,8 +25,11 @@ type QueueResponse struct {
 
 // StatusResponse is GET /api/status.
 type StatusResponse struct {
-	Version            string `json:"version"`
-	ConfigFile         string `json:"config_file"` // "" = built-in defaults
+	Version    string `json:"version"`
+	ConfigFile string `json:"config_file"` // "" = built-in defaults
+	// ConfigProblem says why the config in force is not what the config
+	// file says now (the file is gone, or the one found has problems).
+	ConfigProblem      string `json:"config_problem,omitempty"`
 	DataDir            string `json:"data_dir"`
 	SMTPListen         string `json:"smtp_listen"`
 	HTTPListen         string `json:"http_listen"`
