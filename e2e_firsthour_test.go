@@ -297,3 +297,117 @@ func runCLI(t *testing.T, dir string, env []string, args ...string) (stdout, std
 	}
 	return o.String(), e.String(), code
 }
+
+// readmeRunCommand is the first command of README's "Get going" block:
+// how a new user starts pixelrelay.
+func readmeRunCommand(t *testing.T) []string {
+	t.Helper()
+	readme, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, after, ok := strings.Cut(string(readme), "## Get going")
+	_, block, ok2 := strings.Cut(after, "```sh\n")
+	if !ok || !ok2 {
+		t.Fatal(`README has no "## Get going" sh block`)
+	}
+	line, _, _ := strings.Cut(block, "\n")
+	line, _, _ = strings.Cut(line, "#")
+	return strings.Fields(line)
+}
+
+// TestREADMERunCommandStopsWithItsSignal: README's "Get going" command
+// (make run) leaves ./pixelrelay for the other README commands
+// (`./pixelrelay status` answers while it runs), and stops with its
+// signal: `kill PID` (SIGTERM) and Ctrl-C (SIGINT to the process group)
+// both end the server, freeing its ports and its database for the next
+// start. (`go run . serve`, the command before, did not: killing go run
+// left the server running, and left no binary.)
+func TestREADMERunCommandStopsWithItsSignal(t *testing.T) {
+	run := readmeRunCommand(t)
+	if _, err := exec.LookPath(run[0]); err != nil {
+		t.Fatalf("README's run command needs %s: %v", run[0], err)
+	}
+	repo, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The binary goes into the clone as README says, under a name of its
+	// own (make takes BIN from the environment).
+	bin := fmt.Sprintf(".pixelrelay-runtest-%d", os.Getpid())
+	t.Cleanup(func() { os.Remove(filepath.Join(repo, bin)) })
+	for _, tc := range []struct {
+		name  string
+		group bool // the signal goes to the whole process group (a terminal's Ctrl-C)
+		sig   syscall.Signal
+	}{
+		{"kill PID", false, syscall.SIGTERM},
+		{"Ctrl-C", true, syscall.SIGINT},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			in := newInstance(t, "")
+			cmd := exec.Command(run[0], run[1:]...)
+			cmd.Dir = repo
+			// The real HOME: go build's caches live there.
+			cmd.Env = append(os.Environ(), "BIN="+bin, "PIXELRELAY_ADMIN_KEY=test-admin-key", "PIXELRELAY_CONFIG="+in.cfgPath)
+			cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+			logs := &syncBuffer{}
+			cmd.Stdout, cmd.Stderr = logs, logs
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			done := make(chan error, 1)
+			go func() { done <- cmd.Wait() }()
+			t.Cleanup(func() {
+				syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) // whatever is left of this group
+				if t.Failed() {
+					t.Logf("%v output:\n%s", run, logs.String())
+				}
+			})
+			deadline := time.Now().Add(3 * time.Minute) // it builds first
+			for !dialable(in.httpAddr) {
+				select {
+				case err := <-done:
+					t.Fatalf("%v ended: %v", run, err)
+				case <-time.After(100 * time.Millisecond):
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("%v did not start the server", run)
+				}
+			}
+			status := exec.Command("./"+bin, "status", "--config", in.cfgPath)
+			status.Dir, status.Env = repo, in.env
+			if out, err := status.CombinedOutput(); err != nil || !strings.Contains(string(out), in.httpAddr) {
+				t.Errorf("./%s status while %v serves: %v\n%s", bin, run, err, out)
+			}
+			target := cmd.Process.Pid
+			if tc.group {
+				target = -target
+			}
+			if err := syscall.Kill(target, tc.sig); err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case <-done:
+			case <-time.After(40 * time.Second):
+				t.Fatalf("%v still running 40s after %v", run, tc.sig)
+			}
+			if dialable(in.httpAddr) || dialable(in.smtpAddr) {
+				t.Fatalf("the server outlived %v's %v", run, tc.sig)
+			}
+			if !strings.Contains(logs.String(), "stopped") {
+				t.Errorf("the server did not shut down gracefully")
+			}
+			// Its hints name the command as the user calls it from the clone.
+			if !strings.Contains(logs.String(), "read opens with: ./"+bin+" opens") {
+				t.Errorf("the start-up log does not say ./%s opens", bin)
+			}
+			opens := exec.Command("./"+bin, "opens", "--config", in.cfgPath)
+			opens.Dir, opens.Env = repo, in.env
+			if out, _ := opens.CombinedOutput(); !strings.Contains(string(out), "start it with `./"+bin+" serve`") {
+				t.Errorf("./%s opens with the server stopped: %s", bin, out)
+			}
+			in.start() // the database lock is free: a new serve starts on the same data_dir
+		})
+	}
+}

@@ -154,7 +154,7 @@ func (c *client) do(method, path string, q url.Values, timeout time.Duration) ([
 func (c *client) transportError(err error, timeout time.Duration) error {
 	var op *net.OpError
 	if errors.As(err, &op) && op.Op == "dial" {
-		return fmt.Errorf("pixelrelay is not running at %s — start it with `pixelrelay serve`", c.addr)
+		return fmt.Errorf("pixelrelay is not running at %s — start it with `%s serve`", c.addr, selfCommand())
 	}
 	if errors.Is(err, context.DeadlineExceeded) || isTimeout(err) {
 		return fmt.Errorf("no answer from %s within %s", c.addr, timeout)

@@ -341,7 +341,8 @@ func logStartup(log *slog.Logger, cfg *config.Config, path string, smtpAddr, htt
 	if cfg.Upstream.URL == "outbox" {
 		log.Info("upstream is the outbox: every outgoing copy is written as an .eml file under " + cfg.OutboxDir() + "/new (configure [upstream] url to send for real)")
 	}
-	log.Info("read opens with: pixelrelay opens   (and pixelrelay messages --unopened)")
+	self := selfCommand()
+	log.Info("read opens with: " + self + " opens   (and " + self + " messages --unopened)")
 }
 
 // benchNoFsync reports whether PIXELRELAY_BENCH_NO_FSYNC=1 asks for a spool
