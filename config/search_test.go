@@ -85,7 +85,7 @@ func TestSearchFileAppears(t *testing.T) {
 	if err := os.MkdirAll(filepath.Dir(filepath.Dir(xdg)), 0o755); err != nil { // ~/.config
 		t.Fatal(err)
 	}
-	time.Sleep(50 * time.Millisecond) // one directory at a time, as people do
+	time.Sleep(50 * time.Millisecond)   // one directory at a time, as people do
 	writeFile(t, xdg, policy("opt-in")) // makes .../pixelrelay too
 	wd.expectPolicy(t, "all", "opt-in")
 	wd.waitPath(t, xdg)
