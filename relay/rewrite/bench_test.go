@@ -22,6 +22,44 @@ func BenchmarkRewrite(b *testing.B) {
 	}
 }
 
+// BenchmarkRewriteLinks: the tracked copy of a 50 KB newsletter with 30
+// links, with and without its links rewritten, and Inspect finding them.
+func BenchmarkRewriteLinks(b *testing.B) {
+	in := fixture(b, "bench-links30.eml")
+	if info := inspect(b, in); len(info.Links) != 30 {
+		b.Fatalf("%d links in the fixture, want 30", len(info.Links))
+	}
+	r := bytes.NewReader(in)
+	for _, bc := range []struct {
+		name string
+		opt  Options
+	}{
+		{"pixel", Options{PixelURL: testPixelURL}},
+		{"clicks", clickOpt},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			b.SetBytes(int64(len(in)))
+			b.ReportAllocs()
+			for b.Loop() {
+				r.Reset(in)
+				if err := Rewrite(io.Discard, r, bc.opt); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+	b.Run("inspect", func(b *testing.B) {
+		b.SetBytes(int64(len(in)))
+		b.ReportAllocs()
+		for b.Loop() {
+			r.Reset(in)
+			if _, err := Inspect(r); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
 func BenchmarkRewriteUntracked(b *testing.B) {
 	in := fixture(b, "bench-50k.eml")
 	r := bytes.NewReader(in)

@@ -27,7 +27,8 @@ func FuzzInspect(f *testing.F) {
 
 // FuzzRewrite: Rewrite never panics nor fails; when Inspect accepts a
 // message the tracked copy is accepted too, with as many HTML parts, and
-// parses with go-message whenever the input did.
+// parses with go-message whenever the input did; with clicks, only the
+// hrefs of the links Inspect found, the honeypots and the pixels change.
 func FuzzRewrite(f *testing.F) {
 	seed(f)
 	f.Fuzz(func(t *testing.T, data []byte) {
@@ -60,5 +61,10 @@ func FuzzRewrite(f *testing.F) {
 		if errIn == nil {
 			checkTracked(t, data, out.Bytes(), info)
 		}
+		var clicks bytes.Buffer
+		if err := Rewrite(&clicks, bytes.NewReader(data), clickOpt); err != nil {
+			t.Fatalf("Rewrite with clicks: %v", err)
+		}
+		checkClickCopy(t, data, clicks.Bytes(), info.Links)
 	})
 }

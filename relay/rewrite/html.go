@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"encoding/base64"
 	"fmt"
+	"html"
 	"io"
 	"mime"
 	"mime/quotedprintable"
@@ -20,6 +21,7 @@ const MaxHTMLPart = 4 << 20
 // buffers are the scratch space of one walk, pooled.
 type buffers struct {
 	raw, dec, conv, ins bytes.Buffer
+	mask                []byte // ISO-2022 text as the link finder reads it
 
 	src bytes.Reader  // what a decoder reads
 	br  *bufio.Reader // buffered src, for the QP decoder
@@ -33,6 +35,10 @@ func (b *buffers) reset() bool {
 		}
 		x.Reset()
 	}
+	if cap(b.mask) > 1<<20 {
+		return false
+	}
+	b.mask = b.mask[:0]
 	return true
 }
 
@@ -172,6 +178,10 @@ func (w *walker) transform(h *header, params map[string]string, raw []byte, bs b
 			return e, "inline PGP in an HTML part" // leave it alone
 		}
 	}
+	var links []link
+	if w.collect {
+		links = w.findLinks(text, mode, cs)
+	}
 	if w.dry {
 		return e, "" // Inspect: the rest cannot fail
 	}
@@ -179,14 +189,8 @@ func (w *walker) transform(h *header, params map[string]string, raw []byte, bs b
 	if mode == iso2022 {
 		at, pre, post = pixelPos2022(text, strings.HasPrefix(cs, "iso-2022-cn"))
 	}
-	ins := &w.buf.ins
-	ins.Reset()
-	ins.Write(text[:at])
-	ins.WriteString(pre)
-	ins.WriteString(w.pixel)
-	ins.WriteString(post)
-	ins.Write(text[at:])
-	e.text = ins.Bytes()
+	w.assemble(text, at, pre+w.honeypot()+w.pixel+post, links)
+	e.text = w.buf.ins.Bytes()
 	if needQP(e.enc, e.text, bs) {
 		e.enc = "quoted-printable"
 		e.cte = cteField(h, e.nl)
@@ -196,6 +200,57 @@ func (w *walker) transform(h *header, params map[string]string, raw []byte, bs b
 		e.softEnd = len(lineEnding(e.text)) == 0
 	}
 	return e, ""
+}
+
+// assemble writes text into w.buf.ins with ins at byte at and the href
+// of each link replaced by its click URL. A link whose click URL is "",
+// or whose href holds the insertion point (a "</body" inside an attribute
+// value), is left as it is. An unquoted href value is written quoted.
+func (w *walker) assemble(text []byte, at int, ins string, links []link) {
+	out := &w.buf.ins
+	out.Reset()
+	p, placed := 0, false
+	for _, l := range links {
+		if !placed && at <= l.start {
+			out.Write(text[p:at])
+			out.WriteString(ins)
+			p, placed = at, true
+		}
+		u := ""
+		if w.click != nil && (at < l.start || at > l.end) {
+			u = w.click(l.n)
+		}
+		if u == "" {
+			continue
+		}
+		out.Write(text[p:l.start])
+		if !l.quoted {
+			out.WriteByte('"')
+		}
+		out.WriteString(html.EscapeString(dropControls(u)))
+		if !l.quoted {
+			out.WriteByte('"')
+		}
+		p = l.end
+	}
+	if !placed {
+		out.Write(text[p:at])
+		out.WriteString(ins)
+		p = at
+	}
+	out.Write(text[p:])
+}
+
+// honeypot is the hidden link that goes beside the pixel, "" when clicks
+// are not counted.
+func (w *walker) honeypot() string {
+	if w.click == nil {
+		return ""
+	}
+	if u := w.click(0); u != "" {
+		return HoneypotTag(u)
+	}
+	return ""
 }
 
 // needQP reports whether text cannot be written in enc: 7bit, 8bit and

@@ -71,6 +71,10 @@ type Info struct {
 	HTMLParts   int    // text/html body parts that would get a pixel
 	Untouchable string // why the body must not be modified ("multipart/signed", "dkim", "malformed: ..."), "" if it may be
 	LargeHTML   int    // text/html body parts over MaxHTMLPart, left without a pixel
+	// Links are the URLs of the links whose clicks a tracked copy counts
+	// (see Options.ClickURL): link n leads to Links[n-1]. Inspect fills
+	// it; RewriteInfo only when ClickURL is set.
+	Links []string
 }
 
 // Policy is the tracking part of the config, for Track.
@@ -94,6 +98,7 @@ func Inspect(r io.Reader) (Info, error) {
 	w := newWalker(r, io.Discard)
 	defer w.release()
 	w.dry = true
+	w.collect = true
 	w.pixel = PixelTag("http://inspect.invalid/o/0000000000000000000000000000000000000000000000000000000000000000.gif")
 	if err := w.run(); err != nil {
 		return Info{}, err
@@ -109,6 +114,7 @@ func (w *walker) info() Info {
 		Track:     w.track,
 		HTMLParts: w.htmlParts,
 		LargeHTML: w.bigHTML,
+		Links:     w.links,
 	}
 	switch {
 	case w.crypto != "":
@@ -201,6 +207,14 @@ func normAddr(s string) string {
 type Options struct {
 	PixelURL  string // "" for the untracked copy: headers only change
 	MessageID string // added as Message-ID when the message has none
+	// ClickURL, with PixelURL, counts clicks: the href of link n (an
+	// absolute http or https URL of an <a> in an HTML body part; numbered
+	// from 1 in document order over the parts, up to MaxLinks; see
+	// links.go for what is left alone) becomes ClickURL(n), and each part
+	// gets a hidden honeypot link (HoneypotTag) to ClickURL(0) just before
+	// its pixel. A "" answer leaves that link, or the honeypot, out. nil:
+	// links stay as they are.
+	ClickURL func(n int) string
 }
 
 // Rewrite writes one copy of the message read from r to w: Bcc,
@@ -231,6 +245,8 @@ func RewriteInfo(w io.Writer, r io.Reader, opt Options) (Info, error) {
 	wk.msgID = opt.MessageID
 	if opt.PixelURL != "" {
 		wk.pixel = PixelTag(opt.PixelURL)
+		wk.click = opt.ClickURL
+		wk.collect = opt.ClickURL != nil
 	}
 	if err := wk.run(); err != nil {
 		return Info{}, err

@@ -7,6 +7,7 @@ import (
 	"io"
 	"mime"
 	"mime/quotedprintable"
+	"reflect"
 	"strconv"
 	"strings"
 	"testing"
@@ -669,14 +670,15 @@ func TestQPEncode(t *testing.T) {
 }
 
 // TestRewriteInfoMatchesInspect: RewriteInfo writes what Rewrite writes and
-// reports what Inspect reports (HTMLParts aside for untouchable messages),
+// reports what Inspect reports, links too (HTMLParts and Links aside for
+// untouchable messages),
 // for every corpus message and fixture.
 func TestRewriteInfoMatchesInspect(t *testing.T) {
 	full := reportCorpus(t)
 	tracked := 0
 	for _, sm := range samples(t) {
 		t.Run(sm.name, func(t *testing.T) {
-			opt := Options{PixelURL: testPixelURL, MessageID: testMsgID}
+			opt := Options{PixelURL: testPixelURL, MessageID: testMsgID, ClickURL: testClickURL}
 			var a, b bytes.Buffer
 			info, err := RewriteInfo(&a, bytes.NewReader(sm.data), opt)
 			if err != nil {
@@ -694,10 +696,11 @@ func TestRewriteInfoMatchesInspect(t *testing.T) {
 			}
 			if info.Untouchable != "" {
 				info.HTMLParts, want.HTMLParts = 0, 0
+				info.Links, want.Links = nil, nil
 			} else if info.HTMLParts > 0 {
 				tracked++
 			}
-			if info != want {
+			if !reflect.DeepEqual(info, want) {
 				t.Errorf("RewriteInfo: %+v\nInspect:     %+v", info, want)
 			}
 		})

@@ -44,10 +44,14 @@ type walker struct {
 	lr  lineReader
 	out *bufio.Writer
 
-	pixel  string // tag to insert, "" leaves bodies as they are
-	dry    bool   // inspecting: try every HTML part, ignore freezing
-	msgID  string // Message-ID to add when the message has none
-	frozen bool   // top-level says: do not modify bodies (DKIM, crypto)
+	pixel string             // tag to insert, "" leaves bodies as they are
+	click func(n int) string // Options.ClickURL
+	// collect: find the links whose clicks are counted (Inspect, and a
+	// copy that rewrites them)
+	collect bool
+	dry     bool   // inspecting: try every HTML part, ignore freezing
+	msgID   string // Message-ID to add when the message has none
+	frozen  bool   // top-level says: do not modify bodies (DKIM, crypto)
 
 	t   term
 	hdr header
@@ -56,6 +60,7 @@ type walker struct {
 	// findings
 	htmlParts int
 	bigHTML   int
+	links     []string // URLs of the links found, link n at n-1
 	defect    string
 	crypto    string
 	dkim      bool

@@ -17,17 +17,20 @@ import (
 // cmdGenmsg writes a newsletter-like test message: multipart/alternative
 // (text/plain + text/html, both quoted-printable) of about -size bytes, and
 // with -attach N wrapped in multipart/mixed with an N-byte base64 attachment.
+// Each item of the HTML has a "Read more" link; with -links N only the
+// first N items have one.
 // Lines end in LF (smtp-source -F and pxbench load add the CR).
 func cmdGenmsg(args []string) error {
 	fs := newFlags("genmsg")
 	size := fs.Int("size", 45000, "approximate size of the text+html body in bytes")
 	attach := fs.Int("attach", 0, "size of a binary attachment in bytes (0: none)")
+	links := fs.Int("links", -1, "links in the HTML (-1: one per item)")
 	out := fs.String("o", "-", "output file")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	var buf bytes.Buffer
-	writeMessage(&buf, *size, *attach)
+	writeMessage(&buf, *size, *attach, *links)
 	data := bytes.ReplaceAll(buf.Bytes(), []byte("\r\n"), []byte("\n"))
 	if *out == "-" {
 		_, err := os.Stdout.Write(data)
@@ -36,7 +39,7 @@ func cmdGenmsg(args []string) error {
 	return os.WriteFile(*out, data, 0o644)
 }
 
-func writeMessage(w *bytes.Buffer, size, attach int) {
+func writeMessage(w *bytes.Buffer, size, attach, links int) {
 	w.WriteString("From: Bench Sender <sender@bench.example>\r\n")
 	w.WriteString("To: Bench List <list@example.com>\r\n")
 	w.WriteString("Subject: pixelrelay benchmark newsletter\r\n")
@@ -45,14 +48,14 @@ func writeMessage(w *bytes.Buffer, size, attach int) {
 	if attach <= 0 {
 		alt := multipart.NewWriter(w)
 		fmt.Fprintf(w, "Content-Type: multipart/alternative; boundary=%q\r\n\r\n", alt.Boundary())
-		writeAlternative(alt, size)
+		writeAlternative(alt, size, links)
 		return
 	}
 	mixed := multipart.NewWriter(w)
 	fmt.Fprintf(w, "Content-Type: multipart/mixed; boundary=%q\r\n\r\n", mixed.Boundary())
 	var inner bytes.Buffer
 	alt := multipart.NewWriter(&inner)
-	writeAlternative(alt, size)
+	writeAlternative(alt, size, links)
 	h := textproto.MIMEHeader{}
 	h.Set("Content-Type", fmt.Sprintf("multipart/alternative; boundary=%q", alt.Boundary()))
 	p, _ := mixed.CreatePart(h)
@@ -66,7 +69,7 @@ func writeMessage(w *bytes.Buffer, size, attach int) {
 	mixed.Close()
 }
 
-func writeAlternative(alt *multipart.Writer, size int) {
+func writeAlternative(alt *multipart.Writer, size, links int) {
 	textSize, htmlSize := size*3/10, size*7/10
 	h := textproto.MIMEHeader{}
 	h.Set("Content-Type", "text/plain; charset=utf-8")
@@ -81,7 +84,7 @@ func writeAlternative(alt *multipart.Writer, size int) {
 	h.Set("Content-Transfer-Encoding", "quoted-printable")
 	p, _ = alt.CreatePart(h)
 	qp = quotedprintable.NewWriter(p)
-	qp.Write([]byte(htmlBody(htmlSize)))
+	qp.Write([]byte(htmlBody(htmlSize, links)))
 	qp.Close()
 	alt.Close()
 }
@@ -112,16 +115,18 @@ func textBody(size int) string {
 	return b.String()
 }
 
-func htmlBody(size int) string {
+func htmlBody(size, links int) string {
 	r := rand.New(rand.NewPCG(3, 4))
 	var b strings.Builder
 	b.WriteString("<!DOCTYPE html>\r\n<html><head><meta charset=\"utf-8\"><title>Newsletter</title>\r\n")
 	b.WriteString("<style>td{font-family:Arial,sans-serif;font-size:14px;color:#333}</style></head>\r\n")
 	b.WriteString("<body style=\"margin:0;padding:0\"><table width=\"100%\" cellpadding=\"0\" cellspacing=\"0\">\r\n")
 	for i := 0; b.Len() < size-200; i++ {
-		fmt.Fprintf(&b, "<tr><td style=\"padding:8px 16px\"><h2>Item %d</h2><p>%s.</p>"+
-			"<a href=\"https://example.com/item/%d?utm_source=newsletter\">Read more</a></td></tr>\r\n",
-			i, sentence(r, 30), i)
+		fmt.Fprintf(&b, "<tr><td style=\"padding:8px 16px\"><h2>Item %d</h2><p>%s.</p>", i, sentence(r, 30))
+		if links < 0 || i < links {
+			fmt.Fprintf(&b, "<a href=\"https://example.com/item/%d?utm_source=newsletter&amp;utm_medium=email\">Read more</a>", i)
+		}
+		b.WriteString("</td></tr>\r\n")
 	}
 	b.WriteString("</table></body></html>\r\n")
 	return b.String()
