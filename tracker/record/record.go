@@ -36,6 +36,10 @@ type Copy struct {
 	// "header no", "no HTML part", "signed", "encrypted", "dkim",
 	// "malformed: ..."; "" for a tracked copy.
 	UntrackedReason string
+	// Links are the URLs of the copy's tracked links: link n of its click
+	// URLs leads to Links[n-1] (see relay/rewrite). Copies of one message
+	// share the slice; nil when clicks are not counted.
+	Links []string
 }
 
 // Tracked reports whether the copy carries a pixel.
@@ -81,6 +85,13 @@ type Recorder interface {
 // tracking id and the authenticated token that goes into the pixel URL.
 type Minter interface {
 	Mint() (trackingID, token string, err error)
+}
+
+// LinkMinter is implemented by the tracker's token keyring: the tokens of
+// links 0 (the honeypot) to links of the copy whose pixel token is
+// pixelToken, for its click URLs.
+type LinkMinter interface {
+	LinkTokens(pixelToken string, links int) ([]string, error)
 }
 
 // QueueEntry is one copy waiting in the spool, as `pixelrelay queue` and
