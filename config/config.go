@@ -109,6 +109,9 @@ type Tracking struct {
 	// address that submitted mail through the relay within this window is
 	// the sender's own view (bot_type "self"). 0 turns it off.
 	SelfWindow Duration `toml:"self_window"`
+	// Clicks: rewrite the http(s) links of tracked HTML parts to count
+	// clicks (see relay/rewrite).
+	Clicks bool `toml:"clicks"`
 }
 
 // HTTP is the tracker and admin API listener.

@@ -46,6 +46,7 @@ func Default() *Config {
 			Retention:      Duration(90 * day),
 			PrefetchWindow: Duration(10 * time.Second),
 			SelfWindow:     Duration(24 * time.Hour),
+			Clicks:         true,
 		},
 		HTTP: HTTP{Listen: "127.0.0.1:8025"},
 	}

@@ -199,6 +199,13 @@ func decodeValue(v reflect.Value, val any, key string, ps *Problems) {
 			return
 		}
 		v.SetString(s)
+	case v.Kind() == reflect.Bool:
+		b, ok := val.(bool)
+		if !ok {
+			bad("true or false")
+			return
+		}
+		v.SetBool(b)
 	case v.Kind() == reflect.Int:
 		n, ok := val.(int64)
 		if !ok {

@@ -205,6 +205,7 @@ prefetch_window = "0s"
 apple_ranges_file = "apple.txt"
 networks_file = "nets.txt"
 self_window = "2h"
+clicks = false
 [http]
 listen = ":8080"
 trusted_proxies = ["10.0.0.0/8", "::1"]
@@ -235,7 +236,7 @@ trusted_proxies = ["10.0.0.0/8", "::1"]
 			Exclude:     []string{"boss@example.com", "@example.org"},
 			DedupWindow: Duration(5 * time.Minute), IPHourlyLimit: 0, Retention: Duration(30 * 24 * time.Hour),
 			PrefetchWindow: 0, AppleRangesFile: filepath.Join(dir, "apple.txt"),
-			NetworksFile: filepath.Join(dir, "nets.txt"), SelfWindow: Duration(2 * time.Hour),
+			NetworksFile: filepath.Join(dir, "nets.txt"), SelfWindow: Duration(2 * time.Hour), Clicks: false,
 		},
 		HTTP: HTTP{Listen: ":8080", TrustedProxies: []string{"10.0.0.0/8", "::1"}},
 	}
@@ -304,6 +305,7 @@ func TestDecodeProblems(t *testing.T) {
 		{"user field type", "[[smtp.users]]\nusername = 5\n",
 			Problems{{"smtp.users[0].username", "must be a string, not an integer"}}},
 		{"boolean", "data_dir = true\n", Problems{{"data_dir", "must be a string, not a boolean"}}},
+		{"bool as string", "[tracking]\nclicks = \"yes\"\n", Problems{{"tracking.clicks", "must be true or false, not a string"}}},
 		{"date", "[http]\nlisten = 2026-01-01\n", Problems{{"http.listen", "must be a string, not a date/time"}}},
 		{"array of strings as value", "[http]\nlisten = [\"a\"]\n", Problems{{"http.listen", "must be a string, not an array"}}},
 		{"several at once", "[smtp]\nlisen = 1\nmax_recipients = true\n[queue]\nmin_retry = \"x\"\n",
