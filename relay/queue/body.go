@@ -130,8 +130,9 @@ func (q *Queue) dropData(m *message) {
 // template returns m's template for tracked copies (see template): made
 // while planning, or by the first copy that asks; nil when the message has
 // a single tracked copy, no template can stand for its copies, or
-// tracking.base_url changed since it was made. data is m.data, held.
-func (q *Queue) template(m *message, data []byte, baseURL string, opt rewrite.Options, tok string) *template {
+// tracking.base_url changed since it was made. data is m.data, held;
+// links are the copy's link tokens (nil: links stay).
+func (q *Queue) template(m *message, data []byte, baseURL string, opt rewrite.Options, tok string, links []string) *template {
 	if tok == "" {
 		return nil
 	}
@@ -150,7 +151,11 @@ func (q *Queue) template(m *message, data []byte, baseURL string, opt rewrite.Op
 	}
 	q.mu.Unlock()
 	if !tried && tracked >= 2 {
-		t = newTemplate(data, baseURL, opt, tok, parts)
+		linkLen := 0
+		if len(links) > 0 {
+			linkLen = len(links[0])
+		}
+		t = newTemplate(data, baseURL, opt, tok, linkLen, parts)
 		q.mu.Lock()
 		q.setTemplate(m, t)
 		q.mu.Unlock()

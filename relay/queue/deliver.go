@@ -47,7 +47,7 @@ func (q *Queue) startDue() time.Duration {
 		q.active++
 		it.m.busy++
 		q.flight.Add(1)
-		go q.deliver(it, snapshot(it.c))
+		go q.deliver(it, snapshot(it.m.st, it.c))
 	}
 	if q.active >= conns || q.ready.Len() == 0 {
 		return time.Hour
@@ -59,11 +59,12 @@ func (q *Queue) startDue() time.Duration {
 type attempt struct {
 	rcpts []string
 	token string
+	links int           // the message's links whose clicks are counted (spool.State.Links)
 	took  time.Duration // how long the upstream took (set after send)
 }
 
-func snapshot(c *spool.Copy) attempt {
-	return attempt{rcpts: append([]string(nil), c.Recipients...), token: c.Token}
+func snapshot(st *spool.State, c *spool.Copy) attempt {
+	return attempt{rcpts: append([]string(nil), c.Recipients...), token: c.Token, links: st.Links}
 }
 
 // deliver sends one copy and records the outcome.
@@ -91,8 +92,11 @@ func (q *Queue) send(m *message, a attempt) error {
 	}
 	baseURL := q.cfg().Tracking.BaseURL
 	opt := rewrite.Options{MessageID: m.env.MessageID}
+	var links []string
 	if a.token != "" {
 		opt.PixelURL = pixelURL(baseURL, a.token)
+		links = q.linkTokens(m, a)
+		opt.ClickURL = clickURLs(baseURL, links)
 	}
 	data, body, err := q.body(m)
 	if err != nil {
@@ -102,7 +106,7 @@ func (q *Queue) send(m *message, a attempt) error {
 		defer q.release(m)
 		out := getBuf(len(data) + len(data)/8 + 512)
 		defer putBuf(out)
-		if t := q.template(m, data, baseURL, opt, a.token); t != nil && t.write(out, a.token) {
+		if t := q.template(m, data, baseURL, opt, a.token, links); t != nil && t.write(out, a.token, links) {
 			return up.Deliver(q.ctx, m.env.From, a.rcpts, bytes.NewReader(out.Bytes()))
 		}
 		if err := safeRewrite(out, bytes.NewReader(data), opt); err != nil {
@@ -127,6 +131,22 @@ func (q *Queue) send(m *message, a attempt) error {
 		return q.markDamaged(m, "reading the spool file: "+sr.err.Error())
 	}
 	return err
+}
+
+// linkTokens returns the link tokens of a tracked copy (links[n] for
+// link n, 0 the honeypot), nil when its links stay as they are. Should they
+// fail (they cannot for a token the keyring minted), the copy goes out
+// with its links as they are.
+func (q *Queue) linkTokens(m *message, a attempt) []string {
+	if a.links <= 0 || q.opt.Links == nil {
+		return nil
+	}
+	links, err := q.opt.Links.LinkTokens(a.token, a.links)
+	if err != nil {
+		q.log.Error("link tokens failed; the copy's links stay as they are", "queue_id", m.env.ID, "err", err)
+		return nil
+	}
+	return links
 }
 
 // safeRewrite runs the rewrite; a panic on some unforeseen input fails

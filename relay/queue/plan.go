@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"pixelrelay/config"
 	"pixelrelay/relay/rewrite"
 	"pixelrelay/relay/spool"
 	"pixelrelay/tracker/record"
@@ -197,28 +198,48 @@ func (q *Queue) inspectTemplate(m *message, data []byte) (rewrite.Info, bool) {
 	if n == 0 || len(m.env.To) < 2 || m.env.DSN || q.cacheUsed.Load() >= maxCacheTotal {
 		return rewrite.Info{}, false
 	}
-	ph := placeholder(n)
-	if bytes.Contains(data, ph[:min(n, 16)]) {
+	cfg := q.cfg()
+	linkLen := 0
+	if q.clicks(cfg) {
+		if linkLen = int(q.linkLen.Load()); linkLen == 0 {
+			return rewrite.Info{}, false // Inspect finds the links
+		}
+	}
+	ph, ok := newPlaceholders(data, n, linkLen)
+	if !ok {
 		return rewrite.Info{}, false
 	}
-	baseURL := q.cfg().Tracking.BaseURL
-	opt := rewrite.Options{MessageID: m.env.MessageID, PixelURL: pixelURL(baseURL, string(ph))}
+	baseURL := cfg.Tracking.BaseURL
+	opt := ph.options(baseURL, rewrite.Options{MessageID: m.env.MessageID})
 	out := getBuf(len(data) + len(data)/8 + 512)
 	info, err := safeRewriteInfo(out, data, opt)
 	if err != nil {
 		putBuf(out)
 		return rewrite.Info{}, false
 	}
-	var t *template
-	if info.Untouchable == "" {
-		t = templateFrom(out, ph, info.HTMLParts, baseURL)
-	} else {
+	if info.Untouchable != "" {
 		putBuf(out)
+		q.mu.Lock()
+		q.setTemplate(m, nil)
+		q.mu.Unlock()
+		return info, true
 	}
+	if linkLen > 0 && len(info.Links) == 0 {
+		// No link: the copies get no honeypot either, unlike this copy.
+		// The first copy makes the template.
+		putBuf(out)
+		return info, true
+	}
+	t := templateFrom(out, ph, info.HTMLParts, len(info.Links), baseURL)
 	q.mu.Lock()
 	q.setTemplate(m, t)
 	q.mu.Unlock()
 	return info, true
+}
+
+// clicks reports whether messages planned now count clicks.
+func (q *Queue) clicks(cfg *config.Config) bool {
+	return cfg.Tracking.Clicks && q.opt.Links != nil
 }
 
 // safeRewriteInfo runs rewriteInfo; a panic is an error.
@@ -229,6 +250,20 @@ func safeRewriteInfo(w io.Writer, data []byte, opt rewrite.Options) (info rewrit
 		}
 	}()
 	return rewriteInfo(w, bytes.NewReader(data), opt)
+}
+
+// learnLinkLen notes the length of link tokens, which templates need,
+// from the first copy with links.
+func (q *Queue) learnLinkLen(token string) error {
+	if q.linkLen.Load() != 0 {
+		return nil
+	}
+	toks, err := q.opt.Links.LinkTokens(token, 0)
+	if err != nil {
+		return err
+	}
+	q.linkLen.Store(int64(len(toks[0])))
+	return nil
 }
 
 // makePlan reads the message once (rewrite.Inspect) and splits its
@@ -264,6 +299,10 @@ func (q *Queue) makePlan(m *message) (*spool.State, []record.Copy, error) {
 	size := m.size
 	q.mu.Unlock()
 	st := &spool.State{Subject: info.Subject, MessageID: msgID, HTMLParts: info.HTMLParts, Size: size}
+	var links []string
+	if q.clicks(cfg) {
+		links = info.Links
+	}
 	if m.planFails >= maxPlanFails {
 		q.log.Error("tracking unavailable; delivering untracked", "queue_id", m.env.ID, "failed_plans", m.planFails)
 	}
@@ -289,10 +328,17 @@ func (q *Queue) makePlan(m *message) (*spool.State, []record.Copy, error) {
 			return nil, nil, err
 		}
 		q.tokLen.Store(int64(len(token)))
+		if len(links) > 0 {
+			if err := q.learnLinkLen(token); err != nil {
+				return nil, nil, err
+			}
+			st.Links = len(links)
+		}
 		st.Copies = append(st.Copies, spool.Copy{
 			Recipients: []string{rcpt}, TrackingID: tid, Token: token, Status: spool.Queued,
 		})
 		rec.TrackingID = tid
+		rec.Links = links
 		recs = append(recs, rec)
 	}
 	if len(untracked) > 0 {

@@ -60,6 +60,7 @@ type Options struct {
 	Upstream func() relay.Upstream // the current upstream; may change on reload
 	Recorder record.Recorder       // nil: nothing recorded
 	Minter   record.Minter         // nil: nothing tracked
+	Links    record.LinkMinter     // nil: links never rewritten (no clicks counted)
 	Log      *slog.Logger          // nil: slog.Default()
 	Now      func() time.Time      // nil: time.Now
 	Metrics  *metrics.Metrics      // nil: nothing counted
@@ -97,6 +98,7 @@ type Queue struct {
 
 	cacheUsed atomic.Int64 // bytes held in memory (message.data, message.tmpl)
 	tokLen    atomic.Int64 // length of the last minted token (0: none yet)
+	linkLen   atomic.Int64 // length of the last link token (0: none yet)
 
 	ctx    context.Context // cancelled when Close gives up waiting
 	cancel context.CancelFunc

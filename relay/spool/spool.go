@@ -93,6 +93,10 @@ type State struct {
 	// HTMLParts is how many parts of a tracked copy get a pixel
 	// (rewrite.Info.HTMLParts); 0 when unknown.
 	HTMLParts int `json:"html_parts,omitempty"`
+	// Links is how many links of the message its tracked copies count
+	// clicks on (len(rewrite.Info.Links), recorded with the copies); 0:
+	// their links stay as they are.
+	Links int `json:"links,omitempty"`
 	// Size is the raw message's length in bytes when it was planned (0:
 	// unknown). A file found shorter is damaged (truncated).
 	Size     int64     `json:"size,omitempty"`
