@@ -88,7 +88,7 @@ func TestAddUpdateCopy(t *testing.T) {
 	}
 	want := record.Copy{TrackingID: "id1", QueueID: "q-id1", Recipient: "Bob@Example.com", From: "alice@example.org",
 		Subject: "Subject id1", MessageID: "<m-id1@example.org>", QueuedAt: q, Status: record.StatusQueued}
-	if c != want {
+	if !reflect.DeepEqual(c, want) {
 		t.Fatalf("Copy = %+v\nwant %+v", c, want)
 	}
 	if _, ok, err := s.Copy("nope"); ok || err != nil {
@@ -546,7 +546,7 @@ func FuzzDecodeRecords(f *testing.F) {
 	f.Add([]byte{1, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		if c, err := decodeCopy(b); err == nil {
-			if got, err := decodeCopy(encodeCopy(&c)); err != nil || got != c {
+			if got, err := decodeCopy(encodeCopy(&c)); err != nil || !reflect.DeepEqual(got, c) {
 				t.Fatalf("copy round trip: %+v vs %+v (%v)", got, c, err)
 			}
 		}
