@@ -21,9 +21,11 @@ var (
 	bOpensByTime  = []byte("opens_by_time")   // opened(8) seq(8) -> flags id 0 rcpt
 	bOpensByRcpt  = []byte("opens_by_rcpt")   // rcpt 0 opened(8) seq(8) -> id
 	bMeta         = []byte("meta")            // counter name -> int64(8)
+	bHookOutbox   = []byte("webhook_outbox")  // endpoint 0 seq(8) -> event (outbox.go)
+	bHookState    = []byte("webhook_state")   // endpoint -> its delivery state
 
 	allBuckets = [][]byte{bCopies, bCopiesByTime, bCopiesByRcpt, bUnopened, bOpens, bOpensByTime, bOpensByRcpt, bMeta,
-		bEvents, bActivity}
+		bEvents, bActivity, bHookOutbox, bHookState}
 )
 
 // Counter names in bMeta.

@@ -9,6 +9,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"pixelrelay/tracker/record"
+	"pixelrelay/tracker/webhook"
 )
 
 // request is one hit, one copy's delivery state (upd) or a flush marker
@@ -202,8 +203,11 @@ func (s *Store) commit(batch []request) {
 		s.lim.sweep(now, dedup)
 	}
 	var changes []Change
+	var hooks *hookEvents
 	err := s.updateLocked(func(tx *bolt.Tx) error {
 		w := newHitTx(tx, s.lim)
+		hooks = s.newHookEvents(tx)
+		w.hooks = hooks
 		for i := range batch {
 			if batch[i].flush {
 				continue
@@ -241,6 +245,7 @@ func (s *Store) commit(batch []request) {
 	} else {
 		s.lim.commit()
 		s.feed.publish(changes)
+		hooks.wake()
 	}
 	s.reportRefused(now)
 	for i, r := range batch {
@@ -292,6 +297,7 @@ type hitTx struct {
 	copies, unopened, opens, byTime, byRcpt, meta *bolt.Bucket
 	byQueued, copiesByRcpt, events                *bolt.Bucket
 	lim                                           *limiter
+	hooks                                         *hookEvents // webhook events; nil: no endpoints
 	dOpens, dHuman, dCopies, dUntracked           int64
 	// touched holds the copies changed in this batch; they are written
 	// once, by finish, however many hits they got.
@@ -331,7 +337,14 @@ func (w *hitTx) apply(h *Hit, now func() time.Time, dedup time.Duration, limit i
 		return HitLimited, nil
 	}
 	at := ts(h.At)
-	if err := w.store(h, c, at); err != nil {
+	o, err := w.store(h, c, at)
+	if err != nil {
+		return HitFailed, err
+	}
+	err = w.hooks.emit(webhook.Opened, h.At, !h.Bot, func() ([]byte, error) {
+		return withMessage(openOf(&c.Copy, at, &o), c.message())
+	})
+	if err != nil {
 		return HitFailed, err
 	}
 	w.touched[h.TrackingID] = c
@@ -355,6 +368,10 @@ func (w *hitTx) update(u *statusUpdate, now func() time.Time) error {
 		at = now()
 	}
 	at = at.UTC()
+	if finalAgain(c, u, at) {
+		return nil // a restart reports final states again: nothing happened
+	}
+	was := c.Status
 	c.Status, c.LastError = u.status, u.lastError
 	c.DoneAt = time.Time{}
 	switch u.status {
@@ -369,7 +386,30 @@ func (w *hitTx) update(u *statusUpdate, now func() time.Time) error {
 	}
 	w.touched[u.id] = c
 	w.changes = append(w.changes, Change{Kind: ChangeStatus, TrackingID: u.id, At: at, Status: u.status})
-	return w.noteEvent(u.id, Event{At: at, Status: u.status, Error: u.lastError})
+	if err := w.noteEvent(u.id, Event{At: at, Status: u.status, Error: u.lastError}); err != nil {
+		return err
+	}
+	if typ := statusEvent[u.status]; typ != "" && u.status != was {
+		return w.hooks.emit(typ, at, true, func() ([]byte, error) { return marshal(c.message()) })
+	}
+	return nil
+}
+
+// finalAgain reports an update that repeats a copy's final state exactly
+// (sent at the same time, or failed with the same error).
+func finalAgain(c *copyRec, u *statusUpdate, at time.Time) bool {
+	if u.status != c.Status || u.lastError != c.LastError {
+		return false
+	}
+	return u.status == record.StatusFailed || (u.status == record.StatusSent && c.SentAt.Equal(at))
+}
+
+// statusEvent is the webhook event of a copy entering a delivery state:
+// sent once, deferred once (not at every retry), bounced once.
+var statusEvent = map[string]string{
+	record.StatusSent:     webhook.Sent,
+	record.StatusDeferred: webhook.Deferred,
+	record.StatusFailed:   webhook.Bounced,
 }
 
 // Longest stored user agent and other hit fields, in bytes: a client
@@ -417,10 +457,10 @@ func (w *hitTx) copy(id string) *copyRec {
 }
 
 // store writes the open and its index entries and counts it in c.
-func (w *hitTx) store(h *Hit, c *copyRec, at uint64) error {
+func (w *hitTx) store(h *Hit, c *copyRec, at uint64) (openRec, error) {
 	seq, err := w.opens.NextSequence()
 	if err != nil {
-		return err
+		return openRec{}, err
 	}
 	o := openRec{IP: h.IP, UserAgent: h.UserAgent, BotType: h.BotType, Proxy: h.Proxy, Country: h.Country, City: h.City, Reason: h.Reason}
 	if h.Bot {
@@ -442,7 +482,7 @@ func (w *hitTx) store(h *Hit, c *copyRec, at uint64) error {
 	}
 	for _, p := range puts {
 		if err := p.b.Put(p.k, p.v); err != nil {
-			return err
+			return o, err
 		}
 	}
 	c.OpensTotal++
@@ -459,10 +499,10 @@ func (w *hitTx) store(h *Hit, c *copyRec, at uint64) error {
 		act.FirstHuman++
 		c.FirstHumanOpen = fromTS(at)
 		if err := w.unopened.Delete(copyTimeKey(&c.Copy)); err != nil {
-			return err
+			return o, err
 		}
 	}
-	return nil
+	return o, nil
 }
 
 // finish writes the changed copies and the batch's counter changes.

@@ -5,6 +5,8 @@ import (
 	"fmt"
 
 	bolt "go.etcd.io/bbolt"
+
+	"pixelrelay/tracker/record"
 )
 
 // Opens lists opens newest first: of one copy (ID), of one recipient (To,
@@ -133,11 +135,16 @@ func (r *openReader) add(c *copyRec, tsq, v []byte) error {
 	if err != nil {
 		return fmt.Errorf("store: open of %s: %w", c.TrackingID, err)
 	}
-	r.out = append(r.out, Open{
+	r.out = append(r.out, openOf(&c.Copy, beU64(tsq), &o))
+	return nil
+}
+
+// openOf is the OPEN of a stored open at (as ts()) of copy c.
+func openOf(c *record.Copy, at uint64, o *openRec) Open {
+	return Open{
 		TrackingID: c.TrackingID, Recipient: c.Recipient, Subject: c.Subject, MessageID: c.MessageID,
-		SentAt: timePtr(c.SentAt), OpenedAt: fromTS(beU64(tsq)),
+		SentAt: timePtr(c.SentAt), OpenedAt: fromTS(at),
 		IP: o.IP, UserAgent: o.UserAgent, Bot: o.Flags&flagBot != 0, BotType: o.BotType,
 		Proxy: o.Proxy, First: o.Flags&flagFirst != 0, Reason: o.Reason, Country: o.Country, City: o.City,
-	})
-	return nil
+	}
 }

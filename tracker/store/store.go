@@ -88,6 +88,7 @@ type Store struct {
 
 	dedup    atomic.Int64 // time.Duration
 	ipHourly atomic.Int64
+	hooks    atomic.Pointer[hookSet] // webhook endpoints; nil: none (outbox.go)
 
 	// wmu is held shared by every write and exclusively by compaction, so
 	// compaction sees a stable file while hits are held in memory.
