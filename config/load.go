@@ -269,10 +269,17 @@ func decodeSlice(v reflect.Value, val any, key string, ps *Problems, bad func(st
 	}
 	out := reflect.MakeSlice(v.Type(), len(items), len(items))
 	for i, item := range items {
+		if d, ok := out.Index(i).Addr().Interface().(defaulter); ok {
+			d.setDefaults()
+		}
 		decodeValue(out.Index(i), item, fmt.Sprintf("%s[%d]", key, i), ps)
 	}
 	v.Set(out)
 }
+
+// defaulter is an array-of-tables element with defaults of its own
+// (Webhook's human_only is true unless the block says otherwise).
+type defaulter interface{ setDefaults() }
 
 // tomlType names the TOML type of a decoded value for error messages.
 func tomlType(val any) string {
@@ -368,6 +375,9 @@ func (c *Config) resolvePaths(dir string) {
 	for i := range c.SMTP.Users {
 		c.SMTP.Users[i].PasswordFile = resolvePath(c.SMTP.Users[i].PasswordFile, dir)
 	}
+	for i := range c.Webhooks {
+		c.Webhooks[i].SecretFile = resolvePath(c.Webhooks[i].SecretFile, dir)
+	}
 }
 
 func resolvePath(p, dir string) string {
@@ -410,6 +420,20 @@ func (c *Config) resolveSecrets(ps *Problems) {
 			*ps = append(*ps, Problem{Key: key, Reason: err.Error()})
 		} else {
 			u.PasswordHash = strings.TrimSpace(s)
+		}
+	}
+	for i := range c.Webhooks {
+		w := &c.Webhooks[i]
+		if w.SecretFile == "" {
+			continue
+		}
+		key := fmt.Sprintf("webhooks[%d].secret_file", i)
+		if w.Secret != "" {
+			*ps = append(*ps, Problem{Key: key, Reason: "set either secret or secret_file, not both"})
+		} else if s, err := readSecret(w.SecretFile); err != nil {
+			*ps = append(*ps, Problem{Key: key, Reason: err.Error()})
+		} else {
+			w.Secret = strings.TrimSpace(s)
 		}
 	}
 }

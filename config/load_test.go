@@ -614,6 +614,12 @@ func TestExample(t *testing.T) {
 			t.Errorf("example.toml does not show smtp.users.%s", key)
 		}
 	}
+	hooks := raw["webhooks"].([]map[string]any)
+	for _, key := range allKeys(reflect.TypeFor[Webhook](), "") {
+		if _, ok := hooks[0][key]; !ok {
+			t.Errorf("example.toml does not show webhooks.%s", key)
+		}
+	}
 }
 
 // allKeys lists every TOML key of a struct type, dotted, leaves only.

@@ -80,6 +80,7 @@ func (c *Config) validate(skip Problems) Problems {
 	c.checkQueue(v)
 	c.checkTracking(v)
 	c.checkHTTP(v)
+	c.checkWebhooks(v)
 	if len(skip) == 0 {
 		return v.ps
 	}

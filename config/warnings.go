@@ -33,6 +33,7 @@ func (c *Config) Warnings() Problems {
 	if len(c.SMTP.Users) > 0 && c.SMTP.TLSCert == "" && validHostPort(c.SMTP.Listen) && !IsLoopback(c.SMTP.Listen) {
 		v.add("smtp.tls_cert", "not set while smtp.listen (%s) is not loopback: SMTP AUTH passwords would travel in clear text", c.SMTP.Listen)
 	}
+	c.warnWebhooks(v)
 	return v.ps
 }
 

@@ -346,6 +346,11 @@ func secretFiles(c *Config) []string {
 			files = append(files, u.PasswordFile)
 		}
 	}
+	for _, w := range c.Webhooks {
+		if w.SecretFile != "" {
+			files = append(files, w.SecretFile)
+		}
+	}
 	return files
 }
 
