@@ -63,6 +63,7 @@ func commands() []*command {
 		keysCommand(),
 		purgeCommand(),
 		reclassifyCommand(),
+		webhooksCommand(),
 		configCommand(),
 		versionCommand(),
 	}
@@ -233,6 +234,8 @@ func usageText() string {
 			name = "keys rotate"
 		case "config":
 			name = "config check"
+		case "webhooks":
+			name = "webhooks [test [NAME]]"
 		}
 		rows = append(rows, []string{"  " + name, c.summary})
 	}

@@ -28,6 +28,7 @@ import (
 	"pixelrelay/tracker/senders"
 	"pixelrelay/tracker/store"
 	"pixelrelay/tracker/token"
+	"pixelrelay/tracker/webhook"
 )
 
 // shutdownGrace bounds how long in-flight SMTP transactions and deliveries
@@ -176,6 +177,10 @@ func serve(flagPath string, log *slog.Logger) error {
 		return err // the store's errors name the file
 	}
 	defer st.Close()
+	// Webhook workers stop before the store closes (defers run in reverse).
+	hooks := webhook.New(webhookOptions(st, log))
+	defer hooks.Close()
+	hooks.Apply(webhookConfigs(cfg, log))
 
 	upstream := deliver.New(current, log)
 	defer upstream.Close()
@@ -222,6 +227,7 @@ func serve(flagPath string, log *slog.Logger) error {
 		Store:      st,
 		Keys:       keys,
 		Queue:      q,
+		Webhooks:   hooks,
 		Version:    Version,
 		ConfigNote: watcher.Note,
 		SMTPAddr:   lns.smtpAddr,
@@ -237,6 +243,7 @@ func serve(flagPath string, log *slog.Logger) error {
 	watcher.Subscribe(func(old, new *config.Config) {
 		applyReload(old, new, dataDir, lns, st, q, log)
 	})
+	watcher.Subscribe(func(_, new *config.Config) { hooks.Apply(webhookConfigs(new, log)) })
 
 	go func() { lns.report(watcher.Run(ctx)) }()
 	q.Start()

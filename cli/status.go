@@ -102,6 +102,9 @@ func statusRows(st *httpd.StatusResponse) [][]string {
 	if db.LimiterRefused > 0 {
 		rows = append(rows, []string{"refused opens", fmt.Sprintf("%d since start (dedup/per-IP tables full: a flood from many addresses? see the server log)", db.LimiterRefused)})
 	}
+	for _, h := range st.Webhooks {
+		rows = append(rows, []string{"webhook " + h.Name, webhookLine(h)})
+	}
 	for _, r := range rows {
 		r[1] = clean(r[1])
 	}

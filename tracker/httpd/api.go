@@ -76,6 +76,10 @@ func (s *Server) api(w http.ResponseWriter, r *http.Request) {
 		rt = route{http.MethodPost, s.apiPurge}
 	case "/api/reclassify":
 		rt = route{http.MethodPost, s.apiReclassify}
+	case "/api/webhooks":
+		rt = route{http.MethodGet, s.apiWebhooks}
+	case "/api/webhooks/test":
+		rt = route{http.MethodPost, s.apiWebhookTest}
 	default:
 		writeError(w, http.StatusNotFound, "no such API route: "+r.URL.Path)
 		return
@@ -219,6 +223,10 @@ func (s *Server) status() (StatusResponse, error) {
 			smtpListen = a
 		}
 	}
+	hooks, err := s.webhookStatus()
+	if err != nil {
+		return StatusResponse{}, err
+	}
 	counts := map[string]int{record.StatusQueued: 0, record.StatusDeferred: 0}
 	for _, e := range s.queue() {
 		counts[e.Status]++
@@ -241,6 +249,7 @@ func (s *Server) status() (StatusResponse, error) {
 		TrackingKeyVersion: s.opt.Keys.Current(),
 		Queue:              counts,
 		Database:           db,
+		Webhooks:           hooks,
 	}, nil
 }
 

@@ -297,7 +297,7 @@ func TestAPIStatusQueueRotate(t *testing.T) {
 	if strings.Contains(string(body), "secret") || !strings.Contains(st.Upstream, "smtp.example.com:465") {
 		t.Errorf("upstream %q (body leaks credentials: %v)", st.Upstream, strings.Contains(string(body), "secret"))
 	}
-	checkFields(t, "status", keysOf(t, body), []string{"version", "config_file", "data_dir", "smtp_listen", "http_listen", "upstream", "tracking_key_version", "queue", "database"})
+	checkFields(t, "status", keysOf(t, body), []string{"version", "config_file", "data_dir", "smtp_listen", "http_listen", "upstream", "tracking_key_version", "queue", "database", "webhooks"})
 
 	resp, body = f.api("GET", "/api/queue")
 	var q QueueResponse

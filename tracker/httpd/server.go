@@ -101,6 +101,9 @@ type Options struct {
 	// When it is also a DamagedCounter, /api/status counts the damaged
 	// spool entries it moved aside.
 	Queue record.Queue
+	// Webhooks answers /api/webhooks and /api/webhooks/test; nil shows no
+	// endpoints.
+	Webhooks Webhooks
 	// Version is what /api/status reports.
 	Version string
 	// ConfigNote says why the config in force is not what the config file

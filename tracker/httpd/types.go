@@ -3,6 +3,7 @@ package httpd
 import (
 	"pixelrelay/tracker/record"
 	"pixelrelay/tracker/store"
+	"pixelrelay/tracker/webhook"
 )
 
 // The admin API's response bodies. The CLI decodes the same types, and its
@@ -39,6 +40,8 @@ type StatusResponse struct {
 	// and, under QueueDamaged, the damaged spool entries kept aside.
 	Queue    map[string]int `json:"queue"`
 	Database store.Stats    `json:"database"`
+	// Webhooks is each endpoint's state, as GET /api/webhooks.
+	Webhooks []webhook.Status `json:"webhooks"`
 }
 
 // QueueDamaged is the key, in StatusResponse.Queue, of the number of

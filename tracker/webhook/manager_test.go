@@ -334,8 +334,9 @@ func TestApply(t *testing.T) {
 	if n := len(a.All()); n != 2 {
 		t.Errorf("removed endpoint a got %d requests, want 2", n)
 	}
+	waitStatus(t, h.m, "b", 5*time.Second, func(s webhook.Status) bool { return s.Delivered == 3 })
 	sts, _ := h.m.Status(func(s string) string { return s })
-	if len(sts) != 1 || sts[0].Name != "b" || sts[0].Delivered != 3 || len(sts[0].Events) != len(webhook.Types) {
+	if len(sts) != 1 || sts[0].Name != "b" || len(sts[0].Events) != len(webhook.Types) {
 		t.Errorf("status after reload: %+v", sts)
 	}
 	if _, err := h.m.Test(context.Background(), "a", func(s string) string { return s }); err == nil {

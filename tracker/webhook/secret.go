@@ -5,6 +5,9 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
 	"strings"
 )
 
@@ -45,4 +48,61 @@ func ParseSecret(s string) ([]byte, error) {
 		return nil, fmt.Errorf("holds %d bytes; want %d to %d random bytes", len(key), MinSecretBytes, MaxSecretBytes)
 	}
 	return key, nil
+}
+
+// LoadOrMakeSecret returns the secret kept in path, making it first (a new
+// random secret, written 0600 in a 0700 directory, fsynced) when the file
+// does not exist. made reports that it was just made. A file readable by
+// others is set back to 0600.
+func LoadOrMakeSecret(path string) (secret string, made bool, err error) {
+	b, err := os.ReadFile(path)
+	if err == nil {
+		if st, serr := os.Stat(path); serr == nil && st.Mode().Perm()&0o077 != 0 {
+			os.Chmod(path, 0o600)
+		}
+		s := strings.TrimSpace(string(b))
+		if _, err := ParseSecret(s); err != nil {
+			return "", false, fmt.Errorf("%s: the secret %v", path, err)
+		}
+		return s, false, nil
+	}
+	if !errors.Is(err, fs.ErrNotExist) {
+		return "", false, err
+	}
+	s := NewSecret()
+	if err := writeFileSync(path, []byte(s+"\n")); err != nil {
+		return "", false, err
+	}
+	return s, true, nil
+}
+
+// writeFileSync writes data to path through a temporary file, fsynced and
+// renamed, so that a crash leaves the old file or the new one.
+func writeFileSync(path string, data []byte) error {
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	f, err := os.CreateTemp(dir, ".secret-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name())
+	if _, err := f.Write(data); err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	if err := os.Rename(f.Name(), path); err != nil {
+		return err
+	}
+	if d, err := os.Open(dir); err == nil {
+		d.Sync()
+		d.Close()
+	}
+	return nil
 }

@@ -3,6 +3,8 @@ package webhook
 import (
 	"bytes"
 	"encoding/base64"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -145,4 +147,38 @@ func FuzzParseSecret(f *testing.F) {
 			t.Fatalf("Sign = %q", sig)
 		}
 	})
+}
+
+func TestLoadOrMakeSecret(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "webhooks", "crm.secret")
+	s1, made, err := LoadOrMakeSecret(path)
+	if err != nil || !made {
+		t.Fatalf("first call: %q, made %v, %v", s1, made, err)
+	}
+	if _, err := ParseSecret(s1); err != nil {
+		t.Fatal(err)
+	}
+	for p, want := range map[string]os.FileMode{path: 0o600, filepath.Dir(path): 0o700} {
+		if st, err := os.Stat(p); err != nil || st.Mode().Perm() != want {
+			t.Errorf("%s: mode %v, %v; want %v", p, st.Mode().Perm(), err, want)
+		}
+	}
+	s2, made, err := LoadOrMakeSecret(path)
+	if err != nil || made || s2 != s1 {
+		t.Fatalf("second call: %q made %v %v; want the first secret %q", s2, made, err, s1)
+	}
+	os.Chmod(path, 0o644)
+	if _, _, err := LoadOrMakeSecret(path); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := os.Stat(path); st.Mode().Perm() != 0o600 {
+		t.Errorf("a shared secret file stays %v", st.Mode().Perm())
+	}
+	os.WriteFile(path, []byte("nonsense\n"), 0o600)
+	if _, _, err := LoadOrMakeSecret(path); err == nil || !strings.Contains(err.Error(), path) {
+		t.Errorf("a damaged secret file: %v", err)
+	}
+	if _, _, err := LoadOrMakeSecret(filepath.Join(path, "x")); err == nil {
+		t.Error("a secret under a file was made")
+	}
 }
