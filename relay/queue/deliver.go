@@ -212,14 +212,19 @@ func (q *Queue) result(it *item, a attempt, err error) {
 	}
 	// The spool's state first: it decides what is sent again after a
 	// crash. The recorder can be slow (it waits while the database is
-	// compacted) and only tells the tracker.
-	q.settle(m, status != spool.Sent)
+	// compacted) and only tells the tracker. A finished message's files
+	// go only after the recorder has its final state (and the webhook
+	// events that come with it); until then a restart reports it again.
+	final := q.settle(m, status != spool.Sent)
 	it.umu.Lock()
 	if up.seq > it.sent {
 		it.sent = up.seq
 		q.update(up)
 	}
 	it.umu.Unlock()
+	if final {
+		q.finish(m)
+	}
 }
 
 // outcome is what one attempt did to its copy's recipients.
@@ -369,20 +374,21 @@ func describe(err error, expired bool) string {
 const stateDebounce = time.Second
 
 // settle persists m's state after a change (at once when important, else
-// at most every stateDebounce): bounces failed recipients once
-// every copy was tried at least once (so one bounce lists all the first
-// round's failures; a later expiry makes another), and deletes the message
-// once every copy is final and its bounce is spooled.
-func (q *Queue) settle(m *message, important bool) {
+// at most every stateDebounce) and bounces failed recipients once every
+// copy was tried at least once (so one bounce lists all the first round's
+// failures; a later expiry makes another). It reports final when every
+// copy is final and its bounce is spooled: the caller tells the recorder,
+// then calls finish to delete the message.
+func (q *Queue) settle(m *message, important bool) (final bool) {
 	m.wmu.Lock()
 	defer m.wmu.Unlock()
 	if m.done {
-		return
+		return false
 	}
 	q.mu.Lock()
 	if m.st == nil {
 		q.mu.Unlock()
-		return
+		return false
 	}
 	final, tried := true, true
 	for _, c := range m.st.Copies {
@@ -413,22 +419,37 @@ func (q *Queue) settle(m *message, important bool) {
 			q.mu.Unlock()
 		}
 	}
-	if final {
-		if err := q.sp.Delete(m.env.ID); err != nil {
-			q.log.Error("deleting finished message", "queue_id", m.env.ID, "err", err)
-		}
-		m.done = true
-		q.mu.Lock()
-		delete(q.msgs, m.env.ID)
-		q.mu.Unlock()
-		return
-	}
 	now := time.Now()
+	if final {
+		// The final states go on disk before the recorder is told: after
+		// a crash in between, resume reports them instead of sending the
+		// copies again.
+		q.save(m, now)
+		return true
+	}
 	if !important && now.Sub(m.saved) < stateDebounce {
 		m.dirty = true
-		return
+		return false
 	}
 	q.save(m, now)
+	return false
+}
+
+// finish deletes a message whose copies are all final (settle said so),
+// once the recorder has been told.
+func (q *Queue) finish(m *message) {
+	m.wmu.Lock()
+	defer m.wmu.Unlock()
+	if m.done {
+		return
+	}
+	if err := q.sp.Delete(m.env.ID); err != nil {
+		q.log.Error("deleting finished message", "queue_id", m.env.ID, "err", err)
+	}
+	m.done = true
+	q.mu.Lock()
+	delete(q.msgs, m.env.ID)
+	q.mu.Unlock()
 }
 
 // save writes m's state. The caller holds m.wmu.
@@ -486,7 +507,11 @@ func (q *Queue) retrySave(m *message) {
 
 func (q *Queue) retrySettle(m *message) {
 	minRetry, _, _, _ := q.limits()
-	q.later(minRetry, func() { q.settle(m, true) })
+	q.later(minRetry, func() {
+		if q.settle(m, true) {
+			q.finish(m)
+		}
+	})
 }
 
 // later runs fn after d unless the queue is closed by then; Close waits

@@ -275,10 +275,88 @@ func (q *Queue) resume() {
 			q.enqueuePlan(m)
 		}
 	}()
-	for _, m := range finished {
-		q.flight.Add(1)
-		go func() { defer q.flight.Done(); q.settle(m, true) }()
+	q.flight.Add(1)
+	go func() {
+		defer q.flight.Done()
+		q.reportFinal(all)
+		for _, m := range finished {
+			if q.settle(m, true) {
+				q.finish(m)
+			}
+		}
+	}()
+}
+
+// reportFinal tells the recorder, again, the final states of the resumed
+// messages' copies: a crash may have come between saving them and telling
+// it. The recorder ignores a state it already has.
+func (q *Queue) reportFinal(msgs []*message) {
+	if q.opt.Recorder == nil {
+		return
 	}
+	var ups []update
+	q.mu.Lock()
+	for _, m := range msgs {
+		ups = append(ups, finalStates(m)...)
+	}
+	q.mu.Unlock()
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 64) // updates that wait together share a commit
+	for _, u := range ups {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			q.update(u)
+		}()
+	}
+	wg.Wait()
+}
+
+// finalStates is what the recorder should know of m's final copies: each
+// tracked copy's state, each untracked recipient's (sent, or failed with
+// the diagnostic of its bounce). The caller holds q.mu.
+func finalStates(m *message) []update {
+	if m.st == nil || m.env.DSN {
+		return nil
+	}
+	failedAt := map[string]time.Time{}
+	for _, f := range m.st.Failures {
+		failedAt[f.Recipient] = f.At
+	}
+	var ups []update
+	tracked := map[string]bool{}
+	for _, c := range m.st.Copies {
+		if c.TrackingID == "" {
+			continue
+		}
+		tracked[c.Recipients[0]] = true
+		if at := c.SentAt; c.Final() {
+			if c.Status == spool.Failed {
+				at = failedAt[c.Recipients[0]]
+			}
+			ups = append(ups, update{states: []state{{id: c.TrackingID, status: c.Status, lastErr: c.LastError}}, at: at})
+		}
+	}
+	for _, f := range m.st.Failures {
+		if !tracked[f.Recipient] {
+			st := state{id: record.UntrackedID(m.env.ID, f.Recipient), status: spool.Failed, lastErr: f.Diagnostic}
+			ups = append(ups, update{states: []state{st}, at: f.At})
+		}
+	}
+	for _, c := range m.st.Copies {
+		if c.TrackingID != "" || c.Status != spool.Sent {
+			continue
+		}
+		var sent []state
+		for _, r := range c.Recipients {
+			if _, failed := failedAt[r]; !failed {
+				sent = append(sent, state{id: record.UntrackedID(m.env.ID, r), status: spool.Sent})
+			}
+		}
+		ups = append(ups, update{states: sent, at: c.SentAt})
+	}
+	return ups
 }
 
 // Spool stores the message durably and returns its queue id; the copies
