@@ -1,0 +1,298 @@
+package main
+
+// Webhooks through the real binary: a receiver that verifies every
+// signature with its own code (webhooktest) goes down, answers 500, comes
+// back, answers 410; serve is killed with kill -9 while events wait; the
+// retry waits are scaled down with PIXELRELAY_WEBHOOK_TIMESCALE.
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"pixelrelay/tracker/webhook"
+	"pixelrelay/tracker/webhook/webhooktest"
+)
+
+const e2eSecret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+
+// webhookTimescale makes 3 days 52 s and the first waits 1 ms, 60 ms,
+// 360 ms, 1.4 s, 3.6 s, ...
+const webhookTimescale = "0.0002"
+
+func newWebhookInstance(t *testing.T, url string) *instance {
+	t.Helper()
+	in := newInstanceTracking(t, `prefetch_window = "0s"`, fmt.Sprintf(`
+[[webhooks]]
+name = "crm"
+url = %q
+secret = %q
+`, url, e2eSecret))
+	in.env = append(in.env, "PIXELRELAY_WEBHOOK_TIMESCALE="+webhookTimescale)
+	return in
+}
+
+// webhooksJSON runs `pixelrelay webhooks --json`.
+func (in *instance) webhooksJSON() []webhook.Status {
+	in.t.Helper()
+	out, errOut, code := in.cli("webhooks", "--json")
+	if code != 0 {
+		in.t.Fatalf("webhooks --json: exit %d: %s", code, errOut)
+	}
+	var r struct {
+		Webhooks []webhook.Status `json:"webhooks"`
+	}
+	if err := json.Unmarshal([]byte(out), &r); err != nil {
+		in.t.Fatalf("webhooks --json: %v\n%s", err, out)
+	}
+	return r.Webhooks
+}
+
+func (in *instance) waitWebhook(what string, cond func(webhook.Status) bool) webhook.Status {
+	in.t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		s := in.webhooksJSON()
+		if len(s) == 1 && cond(s[0]) {
+			return s[0]
+		}
+		if time.Now().After(deadline) {
+			in.t.Fatalf("webhook never %s: %+v", what, s)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// eventRecipients decodes the recipient of each delivery.
+func eventRecipients(t *testing.T, ds []webhooktest.Delivery) map[string][]string {
+	t.Helper()
+	out := map[string][]string{}
+	for _, d := range ds {
+		var data struct {
+			Recipient string `json:"recipient"`
+		}
+		if err := json.Unmarshal(d.Data, &data); err != nil {
+			t.Fatal(err)
+		}
+		out[d.Type] = append(out[d.Type], data.Recipient)
+	}
+	return out
+}
+
+// TestWebhooksEndToEnd: every event arrives, exactly once per webhook-id
+// (nothing was in flight at the kill), through an outage, a kill -9, 500s
+// and a test ping; a 410 disables the endpoint; a reload with a new url
+// enables it again.
+func TestWebhooksEndToEnd(t *testing.T) {
+	rcv := webhooktest.Start(t, e2eSecret)
+	rcv.Down()
+	in := newWebhookInstance(t, rcv.URL())
+	in.start()
+
+	rcpts := []string{"alice@example.org", "bob@example.org", "carol@example.net"}
+	for i := range 2 {
+		if _, err := sendMail(t, in.smtpAddr, "me@example.com", rcpts, htmlMessage("me@example.com", rcpts, fmt.Sprintf("hook %d", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	copies := in.waitOutbox(6, 10*time.Second)
+	opened := map[string]bool{}
+	for _, c := range copies[:3] {
+		rcpt := strings.TrimSpace(strings.SplitN(strings.SplitN(c, "Delivered-To:", 2)[1], "\n", 2)[0])
+		fetchPixel(t, pixelURLs(c)[0], uaThunderbird)
+		opened[rcpt] = true
+	}
+	fetchPixel(t, pixelURLs(copies[3])[0], uaCurl) // a machine: human_only keeps it out
+	s := in.waitWebhook("had 9 events waiting and failures", func(s webhook.Status) bool {
+		return s.Backlog == 9 && s.Failures >= 2 && s.State == webhook.StateRetrying
+	})
+	if s.LastSuccess != nil || !strings.Contains(s.LastError, "connection refused") {
+		t.Fatalf("while down: %+v", s)
+	}
+
+	// kill -9 with every event waiting; after the restart they still are.
+	in.cmd.Process.Kill()
+	<-in.done
+	in.start()
+	if s := in.webhooksJSON()[0]; s.Backlog != 9 || s.Failures < 2 {
+		t.Fatalf("after kill -9: %+v", s)
+	}
+
+	rcv.SetAnswer(500)
+	rcv.Up(t)
+	rcv.WaitFor(t, 20*time.Second, func(all []webhooktest.Delivery) bool { return len(all) >= 2 }, "two attempts answered 500")
+	first := rcv.All()[0].ID
+	rcv.SetAnswer(200)
+	out, errOut, code := in.cli("webhooks", "test", "crm")
+	if code != 0 || !strings.Contains(out, "crm: 200 OK") || !strings.Contains(out, "deliveries resume now") {
+		t.Fatalf("webhooks test crm: %d %q %q", code, out, errOut)
+	}
+	got := rcv.WaitAccepted(t, 10, 20*time.Second) // 9 events and the ping
+	seen := map[string]int{}
+	var events []webhooktest.Delivery
+	for _, d := range got {
+		seen[d.ID]++
+		if d.Type != webhook.Ping {
+			events = append(events, d)
+		}
+	}
+	for id, n := range seen {
+		if n != 1 {
+			t.Errorf("webhook-id %s accepted %d times", id, n)
+		}
+	}
+	if events[0].ID != first {
+		t.Errorf("the first event was retried as %s, first tried as %s", events[0].ID, first)
+	}
+	byType := eventRecipients(t, events)
+	if len(byType[webhook.Sent]) != 6 || len(byType[webhook.Opened]) != 3 || len(events) != 9 {
+		t.Fatalf("events by type: %v", byType)
+	}
+	for _, r := range byType[webhook.Opened] {
+		if !opened[r] {
+			t.Errorf("message.opened for %s, which was not opened by a person", r)
+		}
+	}
+	// Per copy, message.sent comes before message.opened.
+	for i, d := range events {
+		if d.Type == webhook.Opened && !slices.ContainsFunc(events[:i], func(e webhooktest.Delivery) bool {
+			return e.Type == webhook.Sent && strings.Contains(string(e.Data), eventRecipients(t, []webhooktest.Delivery{d})[webhook.Opened][0])
+		}) {
+			t.Errorf("message.opened before message.sent: %s", d.Data)
+		}
+	}
+	in.waitWebhook("delivered all", func(s webhook.Status) bool { return s.Backlog == 0 && s.State == webhook.StateOK && s.Delivered == 9 })
+
+	// 410 Gone: disabled, shown in webhooks and status.
+	rcv.SetAnswer(410)
+	if _, err := sendMail(t, in.smtpAddr, "me@example.com", rcpts[:1], htmlMessage("me@example.com", rcpts[:1], "gone")); err != nil {
+		t.Fatal(err)
+	}
+	in.waitWebhook("disabled", func(s webhook.Status) bool { return s.State == webhook.StateDisabled })
+	out, _, _ = in.cli("webhooks")
+	if !strings.Contains(out, "disabled: 410 Gone") {
+		t.Errorf("webhooks:\n%s", out)
+	}
+	out, _, _ = in.cli("status")
+	if !strings.Contains(out, "webhook crm") || !strings.Contains(out, "disabled: 410 Gone") {
+		t.Errorf("status:\n%s", out)
+	}
+	if !strings.Contains(in.logs.String(), "410 Gone") {
+		t.Errorf("the 410 was not logged")
+	}
+
+	// A reload with a new url enables the endpoint for that url.
+	rcv2 := webhooktest.Start(t, e2eSecret)
+	cfg, _ := os.ReadFile(in.cfgPath)
+	newCfg := strings.Replace(string(cfg), rcv.URL(), rcv2.URL(), 1)
+	if err := os.WriteFile(in.cfgPath+".tmp", []byte(newCfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(in.cfgPath+".tmp", in.cfgPath); err != nil {
+		t.Fatal(err)
+	}
+	in.waitWebhook("moved to the new url", func(s webhook.Status) bool { return s.URL == rcv2.URL() && s.State == webhook.StateOK })
+	if _, err := sendMail(t, in.smtpAddr, "me@example.com", rcpts[1:2], htmlMessage("me@example.com", rcpts[1:2], "back")); err != nil {
+		t.Fatal(err)
+	}
+	got = rcv2.WaitAccepted(t, 1, 20*time.Second)
+	if got[0].Type != webhook.Sent || !strings.Contains(string(got[0].Data), rcpts[1]) {
+		t.Errorf("after the reload: %s %s", got[0].Type, got[0].Data)
+	}
+	if n := rcv.BadSignatures() + rcv2.BadSignatures(); n != 0 {
+		t.Errorf("%d requests with a bad signature", n)
+	}
+	if err := in.stop(os.Interrupt); err != nil {
+		t.Errorf("serve exit: %v", err)
+	}
+}
+
+// TestWebhooksKillWhileDelivering: serve is killed with kill -9 while mail
+// is still being accepted and delivered and a slow endpoint drains its
+// backlog. Every acknowledged message's message.sent arrives at least once;
+// a repeat carries the same webhook-id (so a receiver can drop it), and the
+// slow endpoint never slowed SMTP.
+func TestWebhooksKillWhileDelivering(t *testing.T) {
+	rcv := webhooktest.Start(t, e2eSecret)
+	rcv.SetDelay(40 * time.Millisecond)
+	in := newWebhookInstance(t, rcv.URL())
+	in.start()
+	const n = 60
+	acked := make(chan string, n)
+	go func() {
+		defer close(acked)
+		for i := range n {
+			rcpt := []string{fmt.Sprintf("r%02d@example.org", i)}
+			start := time.Now()
+			if _, err := sendMail(t, in.smtpAddr, "me@example.com", rcpt, htmlMessage("me@example.com", rcpt, "drain")); err != nil {
+				return // killed
+			}
+			if d := time.Since(start); d > 5*time.Second {
+				t.Errorf("an SMTP transaction took %s while the endpoint was slow", d)
+			}
+			acked <- rcpt[0]
+		}
+	}()
+	rcv.WaitFor(t, 20*time.Second, func(all []webhooktest.Delivery) bool { return len(all) >= 8 }, "a few deliveries")
+	in.cmd.Process.Kill()
+	<-in.done
+	var want []string
+	for r := range acked {
+		want = append(want, r)
+	}
+	before := len(rcv.Accepted())
+	in.start()
+	got := rcv.WaitFor(t, 30*time.Second, func(all []webhooktest.Delivery) bool {
+		have := map[string]bool{}
+		for _, d := range all {
+			if d.Answer == 200 {
+				have[recipientOf(t, d)] = true
+			}
+		}
+		for _, r := range want {
+			if !have[r] {
+				return false
+			}
+		}
+		return true
+	}, "message.sent of all %d acknowledged messages", len(want))
+	count := map[string]int{}
+	rcptOf := map[string]string{}
+	for _, d := range got {
+		count[d.ID]++
+		r := recipientOf(t, d)
+		if prev, ok := rcptOf[d.ID]; ok && prev != r {
+			t.Errorf("webhook-id %s carried %s and %s", d.ID, prev, r)
+		}
+		rcptOf[d.ID] = r
+	}
+	perRcpt := map[string]int{}
+	for _, r := range rcptOf {
+		perRcpt[r]++
+	}
+	for r, k := range perRcpt {
+		if k != 1 {
+			t.Errorf("%s has %d distinct message.sent events", r, k)
+		}
+	}
+	t.Logf("%d of %d messages acknowledged before the kill; %d events accepted before it; %d repeats after it",
+		len(want), n, before, len(got)-len(count))
+	if repeats := len(got) - len(count); repeats > 50 { // at most the batch being delivered
+		t.Errorf("%d repeats", repeats)
+	}
+}
+
+func recipientOf(t *testing.T, d webhooktest.Delivery) string {
+	t.Helper()
+	var data struct {
+		Recipient string `json:"recipient"`
+	}
+	if err := json.Unmarshal(d.Data, &data); err != nil {
+		t.Fatal(err)
+	}
+	return data.Recipient
+}
