@@ -6,10 +6,18 @@ package main
 // retry waits are scaled down with PIXELRELAY_WEBHOOK_TIMESCALE.
 
 import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -20,9 +28,9 @@ import (
 
 const e2eSecret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 
-// webhookTimescale makes 3 days 52 s and the first waits 1 ms, 60 ms,
-// 360 ms, 1.4 s, 3.6 s, ...
-const webhookTimescale = "0.0002"
+// webhookTimescale makes 3 days 130 s and the waits after failures
+// 2.5 ms, 150 ms, 0.9 s, 3.6 s, 9 s, ...
+const webhookTimescale = "0.0005"
 
 func newWebhookInstance(t *testing.T, url string) *instance {
 	t.Helper()
@@ -295,4 +303,151 @@ func recipientOf(t *testing.T, d webhooktest.Delivery) string {
 		t.Fatal(err)
 	}
 	return data.Recipient
+}
+
+// readmeBlock returns the fenced code block that follows the line
+// "<!-- NAME: …" in README.md.
+func readmeBlock(t *testing.T, name string) string {
+	t.Helper()
+	b, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, ok := strings.Cut(string(b), "<!-- "+name+":")
+	if !ok {
+		t.Fatalf("README.md has no block marked %s", name)
+	}
+	_, rest, _ = strings.Cut(rest, "```")
+	_, rest, _ = strings.Cut(rest, "\n") // the fence's language
+	block, _, ok := strings.Cut(rest, "\n```")
+	if !ok {
+		t.Fatalf("README.md: the %s block does not end", name)
+	}
+	return block + "\n"
+}
+
+// lineWriter collects a process's output lines.
+type lineWriter struct{ syncBuffer }
+
+func (l *lineWriter) has(s string) bool { return strings.Contains(l.String(), s) }
+
+// startReceiver runs a README receiver on a free port with the secret.
+func startReceiver(t *testing.T, name string, secret string, argv ...string) (url string, out *lineWriter) {
+	t.Helper()
+	addr := freePort(t)
+	_, port, _ := strings.Cut(addr, ":")
+	cmd := exec.Command(argv[0], append(argv[1:], port)...)
+	cmd.Env = append(os.Environ(), "PIXELRELAY_WEBHOOK_SECRET="+secret)
+	out = &lineWriter{}
+	cmd.Stdout, cmd.Stderr = out, io.Discard
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("%s: %v", name, err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	waitFor(t, func() bool { return dialable(addr) })
+	return "http://" + addr + "/hooks", out
+}
+
+// TestWebhookReceiversInREADME runs the README's Python and Go receivers
+// as they are printed there: they accept what serve sends (one with the
+// secret serve made, one with a secret from the config) and refuse a
+// forged request.
+func TestWebhookReceiversInREADME(t *testing.T) {
+	dir := t.TempDir()
+	py := filepath.Join(dir, "receiver.py")
+	gosrc := filepath.Join(dir, "receiver.go")
+	gobin := filepath.Join(dir, "receiver")
+	os.WriteFile(py, []byte(readmeBlock(t, "receiver.py")), 0o600)
+	os.WriteFile(gosrc, []byte(readmeBlock(t, "receiver.go")), 0o600)
+	build := exec.Command("go", "build", "-o", gobin, gosrc)
+	build.Dir = dir // outside the module: the receiver needs only the standard library
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("the README's Go receiver does not build: %v\n%s", err, out)
+	}
+
+	// serve makes the "py" endpoint's secret; the Python receiver is
+	// started with it once it exists.
+	goURL, goOut := startReceiver(t, "receiver.go", e2eSecret, gobin)
+	in := newInstanceTracking(t, `prefetch_window = "0s"`, fmt.Sprintf(`
+[[webhooks]]
+name = "go"
+url = %q
+secret = %q
+
+[[webhooks]]
+name = "py"
+url = "http://127.0.0.1:1/not-yet"
+`, goURL, e2eSecret))
+	in.start()
+	made, err := os.ReadFile(filepath.Join(in.dir, "webhooks", "py.secret"))
+	if err != nil {
+		t.Fatalf("serve made no secret for py: %v", err)
+	}
+	assertMode(t, filepath.Join(in.dir, "webhooks", "py.secret"), 0o600)
+	pyURL, pyOut := startReceiver(t, "receiver.py", strings.TrimSpace(string(made)), needTool(t, "python3"), py)
+	cfg, _ := os.ReadFile(in.cfgPath)
+	os.WriteFile(in.cfgPath+".tmp", []byte(strings.Replace(string(cfg), "http://127.0.0.1:1/not-yet", pyURL, 1)), 0o600)
+	os.Rename(in.cfgPath+".tmp", in.cfgPath)
+	waitFor(t, func() bool { s := in.webhooksJSON(); return len(s) == 2 && s[1].URL == pyURL })
+
+	rcpts := []string{"alice@example.org", "bob@example.org"}
+	if _, err := sendMail(t, in.smtpAddr, "me@example.com", rcpts, htmlMessage("me@example.com", rcpts, "readme")); err != nil {
+		t.Fatal(err)
+	}
+	copies := in.waitOutbox(2, 10*time.Second)
+	fetchPixel(t, pixelURLs(copies[0])[0], uaThunderbird)
+	for name, out := range map[string]*lineWriter{"python": pyOut, "go": goOut} {
+		deadline := time.Now().Add(20 * time.Second)
+		for !(out.has(" message.sent alice@example.org") && out.has(" message.sent bob@example.org") && out.has(" message.opened ")) {
+			if time.Now().After(deadline) {
+				t.Fatalf("the README's %s receiver printed:\n%s\nwebhooks: %+v", name, out.String(), in.webhooksJSON())
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	out, errOut, code := in.cli("webhooks", "test")
+	if code != 0 || !strings.Contains(out, "go: 204 No Content") || !strings.Contains(out, "py: 204 No Content") {
+		t.Fatalf("webhooks test: %d %q %q", code, out, errOut)
+	}
+
+	// A forged request (wrong key) and a replayed one (an hour-old
+	// timestamp) are refused.
+	goKey, _ := base64.StdEncoding.DecodeString(strings.TrimPrefix(e2eSecret, "whsec_"))
+	wrongKey := []byte("another secret of 24 bytes")
+	now := time.Now().Unix()
+	for _, tc := range []struct {
+		name, url string
+		key       []byte
+		ts        int64
+	}{
+		{"go, wrong key", goURL, wrongKey, now},
+		{"go, old timestamp", goURL, goKey, now - 3600},
+		{"python, wrong key", pyURL, goKey, now},
+	} {
+		if code := postSigned(t, tc.url, tc.key, tc.ts); code != 401 {
+			t.Errorf("%s: %d, want 401", tc.name, code)
+		}
+	}
+	if goOut.has("msg_forged") || pyOut.has("msg_forged") {
+		t.Error("a receiver accepted a forged request")
+	}
+}
+
+// postSigned posts a message.sent signed with key at ts and returns the
+// answer's status.
+func postSigned(t *testing.T, url string, key []byte, ts int64) int {
+	t.Helper()
+	body := `{"type":"message.sent","timestamp":"2026-01-01T00:00:00Z","data":{}}`
+	mac := hmac.New(sha256.New, key)
+	fmt.Fprintf(mac, "msg_forged.%d.%s", ts, body)
+	req, _ := http.NewRequest("POST", url, strings.NewReader(body))
+	req.Header.Set("webhook-id", "msg_forged")
+	req.Header.Set("webhook-timestamp", strconv.FormatInt(ts, 10))
+	req.Header.Set("webhook-signature", "v1,"+base64.StdEncoding.EncodeToString(mac.Sum(nil)))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
 }

@@ -96,6 +96,8 @@ func (f *fakeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeBody(w, 200, httpd.PurgeResponse(f.purged))
 	case "POST /api/reclassify":
 		writeBody(w, 200, httpd.ReclassifyResponse(f.reclass))
+	case "GET /api/webhooks":
+		writeBody(w, 200, httpd.WebhooksResponse{Webhooks: f.status.Webhooks})
 	default:
 		writeBody(w, 404, httpd.ErrorResponse{Error: "no such route"})
 	}

@@ -285,7 +285,7 @@ func TestExpiry(t *testing.T) {
 // delivery states are committed as fast as ever.
 func TestSlowEndpointDoesNotSlowTheStore(t *testing.T) {
 	rcv := webhooktest.Start(t, testSecret)
-	rcv.SetDelay(3 * time.Second)
+	rcv.SetDelay(6 * time.Second)
 	h := newHarness(t, webhook.Options{})
 	h.m.Apply([]webhook.Config{named(endpoint(t, "slow", rcv), "slow")})
 	h.send(1)
@@ -299,10 +299,10 @@ func TestSlowEndpointDoesNotSlowTheStore(t *testing.T) {
 		}
 		worst = max(worst, time.Since(start))
 	}
-	if worst > time.Second {
+	if worst > 3*time.Second { // half the endpoint's delay: no commit waited for it
 		t.Fatalf("a commit took %s while the endpoint was slow", worst)
 	}
-	if n := len(rcv.All()); n != 1 {
+	if n := rcv.MaxInFlight(); n != 1 {
 		t.Fatalf("%d attempts in flight at once, want 1", n)
 	}
 	t.Logf("slowest Add+Update+Record while an attempt hung: %s", worst)
@@ -348,7 +348,7 @@ func TestApply(t *testing.T) {
 func TestConcurrentEndpoints(t *testing.T) {
 	up := webhooktest.Start(t, testSecret)
 	down := webhooktest.Start(t, testSecret)
-	down.SetDelay(5 * time.Second)
+	down.SetDelay(20 * time.Second)
 	h := newHarness(t, webhook.Options{})
 	h.m.Apply([]webhook.Config{named(endpoint(t, "down", down), "down"), named(endpoint(t, "up", up), "up")})
 	var wg sync.WaitGroup
@@ -357,5 +357,5 @@ func TestConcurrentEndpoints(t *testing.T) {
 		go func() { defer wg.Done(); h.send(10) }()
 	}
 	wg.Wait()
-	up.WaitAccepted(t, 40, 4*time.Second)
+	up.WaitAccepted(t, 40, 15*time.Second) // long before down's first answer
 }

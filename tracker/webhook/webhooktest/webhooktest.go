@@ -58,6 +58,8 @@ type Receiver struct {
 	delay     time.Duration
 	all       []Delivery
 	bad       int
+	inflight  int // requests being answered now
+	maxFlight int
 	tolerance time.Duration
 	changed   chan struct{} // closed and replaced on every request
 }
@@ -168,6 +170,8 @@ func (r *Receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	}
 	close(r.changed)
 	r.changed = make(chan struct{})
+	r.inflight++
+	r.maxFlight = max(r.maxFlight, r.inflight)
 	r.mu.Unlock()
 	if delay > 0 {
 		select {
@@ -175,6 +179,9 @@ func (r *Receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		case <-req.Context().Done():
 		}
 	}
+	r.mu.Lock()
+	r.inflight--
+	r.mu.Unlock()
 	if err != nil {
 		http.Error(w, err.Error(), answer)
 		return
@@ -238,6 +245,13 @@ func (r *Receiver) All() []Delivery {
 // Accepted returns the verified requests answered with a 2xx, in arrival
 // order (an id twice if it was accepted twice).
 func (r *Receiver) Accepted() []Delivery { return accepted(r.All()) }
+
+// MaxInFlight is the most requests the receiver was answering at once.
+func (r *Receiver) MaxInFlight() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.maxFlight
+}
 
 // BadSignatures counts the requests refused for their signature.
 func (r *Receiver) BadSignatures() int {
