@@ -335,3 +335,46 @@ func FuzzDecodeOutbox(f *testing.F) {
 		}
 	})
 }
+
+// TestFinalStateAgain: a final state reported again exactly (the queue does
+// that after a restart) changes nothing: no webhook event, no second
+// delivery event, the same sent time.
+func TestFinalStateAgain(t *testing.T) {
+	clk := newClock()
+	s := openTest(t, Options{Now: clk.Now})
+	s.SetWebhooks([]webhook.Target{{Name: "a", URL: "https://a/"}}, nil)
+	addCopy(t, s, "id1", "bob@example.com", clk.Now())
+	addCopy(t, s, "id2", "carol@example.com", clk.Now())
+	sentAt := clk.Now().Add(time.Minute)
+	for range 3 {
+		clk.Advance(time.Hour)
+		if err := s.Update("id1", record.StatusSent, "", sentAt); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Update("id2", record.StatusFailed, "550 no", time.Time{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := types(pending(t, s, "a")); !slices.Equal(got, []string{webhook.Sent, webhook.Bounced}) {
+		t.Errorf("events %v", got)
+	}
+	for _, id := range []string{"id1", "id2"} {
+		if evs, err := s.Events(id); err != nil || len(evs) != 1 {
+			t.Errorf("%s: delivery events %+v, %v", id, evs, err)
+		}
+	}
+	if c, _, _ := s.Copy("id1"); !c.SentAt.Equal(sentAt) {
+		t.Errorf("SentAt = %v, want %v", c.SentAt, sentAt)
+	}
+	// A second delivery (sent again later, after a crash) is news for the
+	// timeline, but not a second message.sent.
+	if err := s.Update("id1", record.StatusSent, "", clk.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if evs, _ := s.Events("id1"); len(evs) != 2 {
+		t.Errorf("delivery events after a real second delivery: %+v", evs)
+	}
+	if n := len(pending(t, s, "a")); n != 2 {
+		t.Errorf("%d webhook events, want 2", n)
+	}
+}
