@@ -272,27 +272,24 @@ func (s *Store) RecordWebhook(name string, done []uint64, expireBefore time.Time
 }
 
 // DisableWebhook saves st and drops the endpoint's waiting events
-// (webhook.Outbox). The state goes first, in its own transaction, so no
-// event is added while the backlog is deleted in chunks.
+// (webhook.Outbox), in chunks of purgeChunk per transaction. The state
+// goes with the first chunk (a usual backlog is one chunk): from then on
+// no event is added for the endpoint.
 func (s *Store) DisableWebhook(name string, st webhook.State) (int, error) {
 	st.Disabled = true
-	if err := s.update(func(tx *bolt.Tx) error {
-		return tx.Bucket(bHookState).Put([]byte(name), encodeHookState(&st))
-	}); err != nil {
-		return 0, err
-	}
 	dropped := 0
-	for {
+	for first := true; ; first = false {
 		n := 0
 		err := s.update(func(tx *bolt.Tx) error {
 			var err error
-			n, err = deleteEvents(tx.Bucket(bHookOutbox), name, purgeChunk, nil)
-			if err != nil || n == 0 {
+			if n, err = deleteEvents(tx.Bucket(bHookOutbox), name, purgeChunk, nil); err != nil {
 				return err
 			}
-			cur, err := decodeHookState(tx.Bucket(bHookState).Get([]byte(name)))
-			if err != nil {
-				return err
+			cur := st
+			if !first {
+				if cur, err = decodeHookState(tx.Bucket(bHookState).Get([]byte(name))); err != nil {
+					return err
+				}
 			}
 			cur.Dropped += uint64(n)
 			return tx.Bucket(bHookState).Put([]byte(name), encodeHookState(&cur))

@@ -201,7 +201,9 @@ func TestDeliveryThroughOutages(t *testing.T) {
 	waitStatus(t, h.m, "crm", 10*time.Second, func(s webhook.Status) bool { return s.Failures >= 1 && s.Backlog == 3 })
 	rcv.SetAnswer(410)
 	rcv.Up(t)
-	s = waitStatus(t, h.m, "crm", 10*time.Second, func(s webhook.Status) bool { return s.State == webhook.StateDisabled })
+	s = waitStatus(t, h.m, "crm", 10*time.Second, func(s webhook.Status) bool {
+		return s.State == webhook.StateDisabled && s.Backlog == 0
+	})
 	if s.Backlog != 0 || s.Dropped != 3 || s.DisabledReason == "" {
 		t.Fatalf("after 410: %+v", s)
 	}
