@@ -64,6 +64,7 @@ func commands() []*command {
 		purgeCommand(),
 		reclassifyCommand(),
 		webhooksCommand(),
+		dashboardCommand(),
 		configCommand(),
 		versionCommand(),
 	}

@@ -80,6 +80,8 @@ func (s *Server) api(w http.ResponseWriter, r *http.Request) {
 		rt = route{http.MethodGet, s.apiWebhooks}
 	case "/api/webhooks/test":
 		rt = route{http.MethodPost, s.apiWebhookTest}
+	case "/api/dashboard/login":
+		rt = route{http.MethodPost, s.apiDashboardLogin}
 	default:
 		writeError(w, http.StatusNotFound, "no such API route: "+r.URL.Path)
 		return

@@ -42,6 +42,7 @@ import (
 	"pixelrelay/tracker/record"
 	"pixelrelay/tracker/senders"
 	"pixelrelay/tracker/store"
+	"pixelrelay/tracker/ui"
 )
 
 // Store is the part of the tracker's store the server uses.
@@ -168,6 +169,8 @@ type Server struct {
 	// handled: the client may have the pixel before its open is stored.
 	pixelDone func()
 
+	ui *ui.Handler // the dashboard; nil when the store cannot feed it
+
 	mu     sync.Mutex
 	srv    *http.Server
 	closed bool
@@ -208,6 +211,10 @@ func New(opt Options) *Server {
 		s.enq = e
 	}
 	s.current()
+	if us, ok := opt.Store.(ui.Store); ok {
+		s.ui = ui.New(ui.Options{Store: us, AdminKey: opt.Keys.AdminKey, Status: s.uiStatus, Queue: s.queue,
+			HTTPS: s.isHTTPS, Log: s.log, Now: s.now})
+	}
 	return s
 }
 
@@ -318,6 +325,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.api(w, r)
 	case p == "/metrics":
 		s.metrics(w, r)
+	case p == "/ui" || strings.HasPrefix(p, "/ui/"):
+		if s.ui == nil {
+			http.NotFound(w, r)
+			return
+		}
+		s.ui.ServeHTTP(w, r)
 	default:
 		http.NotFound(w, r)
 	}
@@ -344,6 +357,9 @@ func (s *Server) Serve(l net.Listener) error {
 			IdleTimeout:       s.timeouts.IdleTimeout,
 			MaxHeaderBytes:    s.timeouts.MaxHeaderBytes,
 			ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+		}
+		if s.ui != nil {
+			s.srv.RegisterOnShutdown(s.ui.Close) // live streams end, so Shutdown need not wait for them
 		}
 	}
 	srv := s.srv

@@ -1,6 +1,8 @@
 package httpd
 
 import (
+	"time"
+
 	"pixelrelay/tracker/record"
 	"pixelrelay/tracker/store"
 	"pixelrelay/tracker/webhook"
@@ -66,6 +68,13 @@ type PurgeResponse = store.PurgeResult
 
 // ReclassifyResponse is POST /api/reclassify.
 type ReclassifyResponse = store.ReclassifyResult
+
+// DashboardLoginResponse is POST /api/dashboard/login: a one-time sign-in
+// link for the dashboard (Path on this server), valid until ExpiresAt.
+type DashboardLoginResponse struct {
+	Path      string    `json:"path"`
+	ExpiresAt time.Time `json:"expires_at"`
+}
 
 // ErrorResponse is any non-2xx answer.
 type ErrorResponse struct {

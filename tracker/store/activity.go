@@ -41,14 +41,13 @@ func (a *Activity) fields() []*int {
 	return []*int{&a.OpensHuman, &a.OpensMachine, &a.ClicksHuman, &a.ClicksMachine, &a.Queued, &a.Sent, &a.FirstHuman}
 }
 
-func (a *Activity) add(b *Activity) {
+// Add adds b's counts to a's (Start stays a's).
+func (a *Activity) Add(b Activity) {
 	af, bf := a.fields(), b.fields()
 	for i := range af {
 		*af[i] += *bf[i]
 	}
 }
-
-func (a *Activity) zero() bool { return *a == Activity{Start: a.Start} }
 
 func encodeActivity(a *Activity) []byte {
 	b := make([]byte, 0, 16)
@@ -115,7 +114,7 @@ func addActivity(b *bolt.Bucket, h uint64, d *Activity) error {
 			cur = Activity{} // a damaged record starts over
 		}
 	}
-	cur.add(d)
+	cur.Add(*d)
 	return b.Put(k, encodeActivity(&cur))
 }
 

@@ -1,0 +1,157 @@
+package ui
+
+import (
+	"net/http"
+	"sort"
+	"strings"
+	"time"
+
+	"pixelrelay/tracker/record"
+	"pixelrelay/tracker/store"
+	"pixelrelay/tracker/token"
+)
+
+// A copy's timeline: queued, every delivery attempt, sent, and every open
+// (and click), newest first, with who or what it was and why.
+
+// timelineOpens bounds the opens a timeline shows (the newest).
+const timelineOpens = 200
+
+type timelineView struct {
+	Row    rowView
+	Steps  []step
+	Hidden int // opens beyond timelineOpens, not shown
+}
+
+// step is one entry of the timeline.
+type step struct {
+	At     time.Time
+	Kind   string // the CSS modifier: queued, deferred, sent, failed, human, machine, click, folder
+	Title  string
+	Detail string // an error, a reason
+	Meta   []string
+}
+
+func (c *call) timeline() {
+	id := strings.ToLower(strings.TrimPrefix(c.r.URL.Path, "/ui/m/"))
+	if !token.ValidID(id) {
+		c.h.fail(c.w, c.r, http.StatusNotFound, "That is not a tracking id.")
+		return
+	}
+	msgs, err := c.h.opt.Store.Messages(store.MessageQuery{ID: id})
+	if err != nil {
+		c.internal("the copy", err)
+		return
+	}
+	if len(msgs) == 0 {
+		c.h.fail(c.w, c.r, http.StatusNotFound, "There is no copy with tracking id "+id+" (purged, or never sent).")
+		return
+	}
+	events, err := c.h.opt.Store.Events(id)
+	if err != nil {
+		c.internal("the delivery history", err)
+		return
+	}
+	opens, err := c.h.opt.Store.Opens(store.OpenQuery{ID: id, Limit: timelineOpens + 1})
+	if err != nil {
+		c.internal("the opens", err)
+		return
+	}
+	v := &timelineView{Row: rowOf(msgs[0])}
+	if len(opens) > timelineOpens {
+		opens = opens[:timelineOpens]
+		v.Hidden = v.Row.OpensTotal - timelineOpens
+	}
+	v.Steps = steps(v.Row, events, opens)
+	title := v.Row.Subject
+	if title == "" {
+		title = "(no subject)"
+	}
+	c.h.render(c.w, c.r, http.StatusOK, "timeline", &pageData{Title: title, Nav: "sent", CSRF: c.sess.csrf, Live: true, Timeline: v})
+}
+
+// steps builds the timeline, newest first.
+func steps(r rowView, events []store.Event, opens []store.Open) []step {
+	var s []step
+	s = append(s, step{At: r.QueuedAt, Kind: "queued", Title: "Accepted from the mail client", Meta: []string{"from " + orNull(r.From)}})
+	sentSeen := false
+	for _, e := range events {
+		switch e.Status {
+		case record.StatusDeferred:
+			s = append(s, step{At: e.At, Kind: "deferred", Title: "Delivery attempt failed; will retry", Detail: e.Error})
+		case record.StatusSent:
+			sentSeen = true
+			s = append(s, step{At: e.At, Kind: "sent", Title: "Delivered to the upstream"})
+		case record.StatusFailed:
+			s = append(s, step{At: e.At, Kind: "failed", Title: "Bounced: not delivered", Detail: e.Error})
+		case record.StatusQueued:
+			s = append(s, step{At: e.At, Kind: "queued", Title: "Queued again"})
+		}
+	}
+	if !sentSeen && !r.SentAt.IsZero() { // recorded before delivery events were kept
+		s = append(s, step{At: r.SentAt, Kind: "sent", Title: "Delivered to the upstream"})
+	}
+	for _, o := range opens {
+		s = append(s, openStep(o))
+	}
+	sort.SliceStable(s, func(i, j int) bool { return s[i].At.After(s[j].At) })
+	if r.SentFolder != "" && r.SentFolder != "off" {
+		s = append([]step{{Kind: "folder", Title: "Sent folder: " + r.SentFolder}}, s...)
+	}
+	return s
+}
+
+// openStep describes one open: a person (perhaps through a mail
+// provider's image proxy) or a machine, and the rule that said so.
+func openStep(o store.Open) step {
+	st := step{At: o.OpenedAt, Kind: "human", Title: "Opened by a person", Detail: openReason(o)}
+	switch {
+	case o.Bot:
+		st.Kind, st.Title = "machine", "Machine fetch: "+botLabel(o.BotType)
+	case o.Proxy != "":
+		st.Title = "Opened by a person, through " + proxyLabel(o.Proxy)
+	}
+	if o.First {
+		st.Title += " (first time)"
+	}
+	st.Meta = append(st.Meta, o.IP)
+	if loc := strings.TrimSpace(strings.Join([]string{o.City, o.Country}, " ")); loc != "" {
+		st.Meta = append(st.Meta, loc)
+	}
+	if o.UserAgent != "" {
+		st.Meta = append(st.Meta, shortUA(o.UserAgent))
+	}
+	return st
+}
+
+// botLabel names a machine class for people.
+func botLabel(t string) string {
+	switch t {
+	case "apple_mpp":
+		return "Apple Mail Privacy Protection"
+	case "scanner":
+		return "security scanner"
+	case "prefetch":
+		return "prefetch or preview"
+	case "":
+		return "unknown"
+	}
+	return strings.ReplaceAll(t, "_", " ")
+}
+
+func proxyLabel(p string) string {
+	switch p {
+	case "gmail":
+		return "Gmail's image proxy"
+	case "yahoo":
+		return "Yahoo's image proxy"
+	}
+	return p + "'s image proxy"
+}
+
+func orNull(s string) string {
+	if s == "" {
+		return "<> (null sender)"
+	}
+	return s
+}
