@@ -84,26 +84,33 @@ func hourOf(t time.Time) uint64 {
 
 func hourKey(h uint64) []byte { return appendU64(make([]byte, 0, 8), h) }
 
-// activity returns the batch's counts for the hour of t.
-func (w *hitTx) activity(t time.Time) *Activity {
+// activityDelta gathers a transaction's changes to the hourly counts,
+// written once at its end (negative counts take away).
+type activityDelta map[uint64]*Activity
+
+// at returns the counts of the hour of t.
+func (d activityDelta) at(t time.Time) *Activity {
 	h := hourOf(t)
-	a := w.act[h]
+	a := d[h]
 	if a == nil {
 		a = &Activity{}
-		w.act[h] = a
+		d[h] = a
 	}
 	return a
 }
 
-// flushActivity adds the batch's hourly counts to bActivity.
-func (w *hitTx) flushActivity() error {
-	for h, a := range w.act {
-		if err := addActivity(w.tx.Bucket(bActivity), h, a); err != nil {
+// flush adds the changes to bActivity.
+func (d activityDelta) flush(tx *bolt.Tx) error {
+	for h, a := range d {
+		if err := addActivity(tx.Bucket(bActivity), h, a); err != nil {
 			return err
 		}
 	}
 	return nil
 }
+
+// activity returns the batch's counts for the hour of t.
+func (w *hitTx) activity(t time.Time) *Activity { return w.act.at(t) }
 
 func addActivity(b *bolt.Bucket, h uint64, d *Activity) error {
 	k := hourKey(h)

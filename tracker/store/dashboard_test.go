@@ -1,6 +1,7 @@
 package store
 
 import (
+	"context"
 	"fmt"
 	"path/filepath"
 	"reflect"
@@ -478,4 +479,49 @@ func isASCII(s string) bool {
 		}
 	}
 	return true
+}
+
+// TestReclassifyKeepsActivity: after a reclassify changed verdicts and a
+// copy's first human open, the hourly counts equal counts made afresh from
+// the stored opens and copies.
+func TestReclassifyKeepsActivity(t *testing.T) {
+	clk := newClock()
+	s := openTest(t, Options{Now: clk.Now})
+	t0 := clk.Now()
+	addCopy(t, s, "aaaaaaaaaaaaaaaa", "bob@example.com", t0)
+	addCopy(t, s, "bbbbbbbbbbbbbbbb", "carol@example.com", t0)
+	for _, id := range []string{"aaaaaaaaaaaaaaaa", "bbbbbbbbbbbbbbbb"} {
+		if err := s.Update(id, record.StatusSent, "", t0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mustRecord(t, s, Hit{TrackingID: "aaaaaaaaaaaaaaaa", At: t0.Add(time.Minute), IP: eop, UserAgent: chrome})
+	mustRecord(t, s, Hit{TrackingID: "aaaaaaaaaaaaaaaa", At: t0.Add(3 * time.Hour), IP: home, UserAgent: bird})
+	mustRecord(t, s, Hit{TrackingID: "bbbbbbbbbbbbbbbb", At: t0.Add(2 * time.Minute), IP: eop, UserAgent: chrome})
+	mustRecord(t, s, Hit{TrackingID: "aaaaaaaaaaaaaaaa", At: t0.Add(5 * time.Hour), IP: relayNet, UserAgent: safari, Bot: true, BotType: "apple_mpp"})
+	res, err := s.Reclassify(context.Background(), time.Time{}, judge)
+	if err != nil || res.Changed == 0 {
+		t.Fatalf("reclassify: %+v, %v; want some verdicts changed", res, err)
+	}
+	got, err := s.ActivityBetween(t0.Add(-time.Hour), t0.Add(24*time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want []Activity
+	err = s.view(func(tx *bolt.Tx) error {
+		act, err := countActivity(tx)
+		for h := hourOf(t0.Add(-time.Hour)); h < hourOf(t0.Add(24*time.Hour)); h++ {
+			if a := act[h]; a != nil {
+				a.Start = time.Unix(int64(h)*3600, 0).UTC()
+				want = append(want, *a)
+			}
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("activity after reclassify =\n%+v\ncounted afresh\n%+v", got, want)
+	}
 }

@@ -302,7 +302,7 @@ type hitTx struct {
 	// touched holds the copies changed in this batch; they are written
 	// once, by finish, however many hits they got.
 	touched map[string]*copyRec
-	act     map[uint64]*Activity // hourly counts of this batch (activity.go)
+	act     activityDelta        // hourly counts of this batch (activity.go)
 	nEvents map[string]int       // events per copy, as counted in this batch
 	changes []Change             // for live views, published after the commit
 }
@@ -314,7 +314,7 @@ func newHitTx(tx *bolt.Tx, lim *limiter) *hitTx {
 		opens: tx.Bucket(bOpens), byTime: tx.Bucket(bOpensByTime), byRcpt: tx.Bucket(bOpensByRcpt),
 		meta: tx.Bucket(bMeta), lim: lim, touched: map[string]*copyRec{},
 		byQueued: tx.Bucket(bCopiesByTime), copiesByRcpt: tx.Bucket(bCopiesByRcpt),
-		events: tx.Bucket(bEvents), act: map[uint64]*Activity{}, nEvents: map[string]int{},
+		events: tx.Bucket(bEvents), act: activityDelta{}, nEvents: map[string]int{},
 	}
 }
 
@@ -512,7 +512,7 @@ func (w *hitTx) finish() error {
 			return err
 		}
 	}
-	if err := w.flushActivity(); err != nil {
+	if err := w.act.flush(w.tx); err != nil {
 		return err
 	}
 	if err := addCounter(w.meta, mCopies, w.dCopies); err != nil {

@@ -55,11 +55,14 @@ func (s *Store) Reclassify(ctx context.Context, since time.Time, judge Judge) (R
 		var part ReclassifyResult
 		err := s.update(func(tx *bolt.Tx) error {
 			part = ReclassifyResult{Before: map[string]int{}, After: map[string]int{}}
-			rt := reclassTx{tx: tx, since: ts(since), judge: judge, res: &part}
+			rt := reclassTx{tx: tx, since: ts(since), judge: judge, res: &part, act: activityDelta{}}
 			for _, id := range chunk {
 				if err := rt.copy(id); err != nil {
 					return err
 				}
+			}
+			if err := rt.act.flush(tx); err != nil {
+				return err
 			}
 			return addCounter(tx.Bucket(bMeta), mOpensHuman, rt.dHuman)
 		})
@@ -110,6 +113,7 @@ type reclassTx struct {
 	judge  Judge
 	res    *ReclassifyResult
 	dHuman int64
+	act    activityDelta // the hourly counts follow the new verdicts
 }
 
 // storedOpen is one open of the copy being re-examined.
@@ -155,6 +159,11 @@ func (rt *reclassTx) copy(id string) error {
 			rt.res.Changed++
 		}
 		humanDelta += b2i(!nv.Bot) - b2i(!old.Bot)
+		if old.Bot != nv.Bot {
+			a := rt.act.at(fromTS(o.at))
+			a.OpensHuman += b2i(!nv.Bot) - b2i(!old.Bot)
+			a.OpensMachine += b2i(nv.Bot) - b2i(old.Bot)
+		}
 		o.rec.BotType, o.rec.Proxy, o.rec.Reason = nv.BotType, nv.Proxy, nv.Reason
 		o.rec.Flags &^= flagBot
 		if nv.Bot {
@@ -254,6 +263,14 @@ func (rt *reclassTx) fixCopy(c *copyRec, humanDelta, first int, opens []storedOp
 	}
 	if c.OpensHuman == before.OpensHuman && c.FirstHumanOpen.Equal(before.FirstHumanOpen) {
 		return nil
+	}
+	if !c.FirstHumanOpen.Equal(before.FirstHumanOpen) {
+		if !before.FirstHumanOpen.IsZero() {
+			rt.act.at(before.FirstHumanOpen).FirstHuman--
+		}
+		if !c.FirstHumanOpen.IsZero() {
+			rt.act.at(c.FirstHumanOpen).FirstHuman++
+		}
 	}
 	unopened := rt.tx.Bucket(bUnopened)
 	tk := copyTimeKey(&c.Copy)

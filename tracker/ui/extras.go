@@ -9,7 +9,5 @@ func messageExtras(m store.Message) extras {
 	return extras{Tracked: true}
 }
 
-// openReason is the rule that classified an open, once opens record it.
-func openReason(o store.Open) string {
-	return ""
-}
+// openReason is the rule that classified an open.
+func openReason(o store.Open) string { return o.Reason }
