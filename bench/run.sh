@@ -421,7 +421,11 @@ bench_store() {
   "$T/pxbench" apiq -prefix qid_ -n "$QN" -key "$ADMIN_KEY" -url "$base/api/opens?id=$id&limit=100" >"$T/q" || die "store: /api/opens?id= failed"
   "$T/pxbench" apiq -prefix qto_ -n "$QN" -key "$ADMIN_KEY" -url "$base/api/opens?to=$to&limit=100" >>"$T/q" || die "store: /api/opens?to= failed"
   "$T/pxbench" apiq -prefix qun_ -n "$QN" -key "$ADMIN_KEY" -url "$base/api/messages?unopened=true&limit=100" >>"$T/q" || die "store: /api/messages?unopened= failed"
-  for k in qid qto qun; do
+  "$T/pxbench" uiq -n "$QN" -key "$ADMIN_KEY" -base "$base" \
+    -names ui_list,ui_unop,ui_rcpt,ui_text,ui_time,ui_act,ui_queue,ui_stat \
+    -paths "/ui/,/ui/?f=unopened&days=3,/ui/?q=user1,/ui/?q=zebra,/ui/m/$id,/ui/activity?range=365d,/ui/queue,/ui/status" \
+    >>"$T/q" || die "store: dashboard pages failed"
+  for k in qid qto qun ui_list ui_unop ui_rcpt ui_text ui_time ui_act ui_queue ui_stat; do
     V[${k}_p50]=$(get ${k}_p50_ms "$T/q")
     V[${k}_p99]=$(get ${k}_p99_ms "$T/q")
     V[${k}_n]=$(get ${k}_items "$T/q")
@@ -476,6 +480,14 @@ table() {
   row "/api/opens?id= p50 / p99 ms" "" "${V[qid_p50]:-} / ${V[qid_p99]:-}" ""
   row "/api/opens?to= p50 / p99 ms" "" "${V[qto_p50]:-} / ${V[qto_p99]:-}" ""
   row "/api/messages?unopened=true p50 / p99 ms" "" "${V[qun_p50]:-} / ${V[qun_p99]:-}" ""
+  row "dashboard: sent copies, newest p50 / p99 ms" "" "${V[ui_list_p50]:-} / ${V[ui_list_p99]:-}" ""
+  row "dashboard: no human open in 3 days p50 / p99 ms" "" "${V[ui_unop_p50]:-} / ${V[ui_unop_p99]:-}" ""
+  row "dashboard: recipient prefix (111 rcpts) p50 / p99 ms" "" "${V[ui_rcpt_p50]:-} / ${V[ui_rcpt_p99]:-}" ""
+  row "dashboard: text search, no match p50 / p99 ms" "" "${V[ui_text_p50]:-} / ${V[ui_text_p99]:-}" ""
+  row "dashboard: a copy's timeline p50 / p99 ms" "" "${V[ui_time_p50]:-} / ${V[ui_time_p99]:-}" ""
+  row "dashboard: opens over a year p50 / p99 ms" "" "${V[ui_act_p50]:-} / ${V[ui_act_p99]:-}" ""
+  row "dashboard: queue p50 / p99 ms" "" "${V[ui_queue_p50]:-} / ${V[ui_queue_p99]:-}" ""
+  row "dashboard: status p50 / p99 ms" "" "${V[ui_stat_p50]:-} / ${V[ui_stat_p99]:-}" ""
   row "purge (older_than=90d) + compact, s" "" "${V[purge_secs]:-}" ""
   row "opens deleted" "" "${V[purge_deleted]:-}" ""
   row "database file before / after, MB" "" "${V[size_before]:-} / ${V[size_after]:-}" ""
@@ -518,6 +530,8 @@ goals() {
     "$(check "$(num opens_stored) >= $(num reqs_pixelrelay)" opens_stored reqs_pixelrelay)"
   goal "query p99 < 20 ms (opens?id, opens?to, messages?unopened)" \
     "$(check "$(num qid_p99) < 20 && $(num qto_p99) < 20 && $(num qun_p99) < 20" qid_p99 qto_p99 qun_p99)"
+  goal "every dashboard page p99 < 50 ms at $FILL opens" \
+    "$(check "$(num ui_list_p99) < 50 && $(num ui_unop_p99) < 50 && $(num ui_rcpt_p99) < 50 && $(num ui_text_p99) < 50 && $(num ui_time_p99) < 50 && $(num ui_act_p99) < 50 && $(num ui_queue_p99) < 50 && $(num ui_stat_p99) < 50" ui_list_p99 ui_unop_p99 ui_rcpt_p99 ui_text_p99 ui_time_p99 ui_act_p99 ui_queue_p99 ui_stat_p99)"
 }
 
 # ---------------------------------------------------------------- main

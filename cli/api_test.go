@@ -94,6 +94,8 @@ func (f *fakeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeBody(w, 200, httpd.RotateResponse{Version: f.rotated})
 	case "POST /api/purge":
 		writeBody(w, 200, httpd.PurgeResponse(f.purged))
+	case "POST /api/dashboard/login":
+		writeBody(w, 200, httpd.DashboardLoginResponse{Path: "/ui/login?token=fake", ExpiresAt: testNow.Add(5 * time.Minute)})
 	case "POST /api/reclassify":
 		writeBody(w, 200, httpd.ReclassifyResponse(f.reclass))
 	case "GET /api/webhooks":

@@ -73,6 +73,7 @@ var ranges = []rangeSpec{
 	{"7d", "7 days", 7, false, 1},
 	{"30d", "30 days", 30, false, 5},
 	{"90d", "90 days", 90, false, 15},
+	{"365d", "A year", 365, false, 61},
 }
 
 func (c *call) activity() {
@@ -87,7 +88,7 @@ func (c *call) activity() {
 		}
 	}
 	if spec.key == "" {
-		c.h.fail(c.w, c.r, http.StatusBadRequest, "range: want 24h, 7d, 30d or 90d")
+		c.h.fail(c.w, c.r, http.StatusBadRequest, "range: want 24h, 7d, 30d, 90d or 365d")
 		return
 	}
 	loc := zoneOf(c.r)

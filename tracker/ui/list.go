@@ -151,8 +151,10 @@ func (c *call) list() {
 		v.OtherMode = other.url()
 	}
 	v.Week = c.week()
-	if st, err := c.h.opt.Status(); err == nil {
-		v.SMTP = st.SMTPListen
+	if len(v.Rows) == 0 && p.q == "" && p.filter == "" {
+		if st, err := c.h.opt.Status(); err == nil { // the empty state says where to send
+			v.SMTP = st.SMTPListen
+		}
 	}
 	c.h.render(c.w, c.r, http.StatusOK, "list", &pageData{Title: "Sent", Nav: "sent", CSRF: c.sess.csrf, Live: true, List: v})
 }

@@ -5,6 +5,7 @@
 //	pxbench load -addr A ...             SMTP load generator; reports msgs/s and DATA-end→250 latency
 //	pxbench sinkwait -out F -want N      wait until smtp-sink -c has counted N messages
 //	pxbench apiq -url U -key K ...       latency percentiles of repeated admin API GETs
+//	pxbench uiq -base B -key K -paths P  the same for dashboard pages, signed in with a one-time link
 //	pxbench fill -data DIR -n N          fill a tracker store with N opens (see fill.go)
 //	pxbench api -url U -key K -fields F  one admin API request; prints the named JSON fields
 //	pxbench token -file F                the first pixel token in delivered mail
@@ -28,6 +29,7 @@ func main() {
 		"load":     cmdLoad,
 		"sinkwait": cmdSinkwait,
 		"apiq":     cmdAPIQ,
+		"uiq":      cmdUIQ,
 		"fill":     cmdFill,
 		"api":      cmdAPI,
 		"token":    cmdToken,
@@ -44,6 +46,6 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: pxbench ports|genmsg|load|sinkwait|apiq|fill|api|token|networks [flags]")
+	fmt.Fprintln(os.Stderr, "usage: pxbench ports|genmsg|load|sinkwait|apiq|uiq|fill|api|token|networks [flags]")
 	os.Exit(2)
 }
