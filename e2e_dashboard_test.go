@@ -12,6 +12,7 @@ import (
 	"github.com/chromedp/chromedp"
 	"github.com/emersion/go-smtp"
 
+	"pixelrelay/internal/browsertest"
 	"pixelrelay/relay/smtptest"
 )
 
@@ -162,114 +163,114 @@ func (r *dashRig) signInLink() string {
 }
 
 func TestDashboardInBrowser(t *testing.T) {
-	chrome := needChromium(t)
+	chrome := browsertest.Chromium(t)
 	r := newDashRig(t)
-	dir := artifactDir(t)
+	dir := browsertest.ArtifactDir(t)
 	base := "http://" + r.in.httpAddr
 	for _, w := range []struct {
 		width int64
 		live  string // the recipient whose open arrives while the page is open
 	}{{1280, "grace@example.com"}, {375, "henry@example.org"}} {
 		t.Run(fmt.Sprint(w.width), func(t *testing.T) {
-			b := newBrowser(t, chrome, w.width, dir)
-			b.t = t
+			b := browsertest.New(t, chrome, w.width, dir)
+			b.T = t
 			link := r.signInLink()
 
 			// Sign in with the one-time link: the list of sent copies.
-			b.do(chromedp.Navigate(link), chromedp.WaitVisible(chromedp.CSS("table.copies")))
-			if u := eval[string](b, "location.href"); u != base+"/ui/" {
+			b.Do(chromedp.Navigate(link), chromedp.WaitVisible(chromedp.CSS("table.copies")))
+			if u := browsertest.Eval[string](b, "location.href"); u != base+"/ui/" {
 				t.Errorf("after sign-in the address is %s, want %s (no token left in it)", u, base+"/ui/")
 			}
-			rows := eval[[]string](b, `[...document.querySelectorAll("tr[data-id] td.to")].map(e => e.textContent.trim())`)
+			rows := browsertest.Eval[[]string](b, `[...document.querySelectorAll("tr[data-id] td.to")].map(e => e.textContent.trim())`)
 			if len(rows) != 8 || !strings.Contains(strings.Join(rows, " "), "carol@example.net") {
 				t.Errorf("rows = %q, want the 8 copies", rows)
 			}
-			badges := eval[string](b, `document.querySelector('tr[data-id="`+r.ids["erin@example.org"]+`"] .badges').textContent`)
+			badges := browsertest.Eval[string](b, `document.querySelector('tr[data-id="`+r.ids["erin@example.org"]+`"] .badges').textContent`)
 			if !strings.Contains(badges, "Bounced") {
 				t.Errorf("erin's badges = %q, want Bounced", badges)
 			}
-			badges = eval[string](b, `document.querySelector('tr[data-id="`+r.ids["bob@example.com"]+`"] .badges').textContent`)
+			badges = browsertest.Eval[string](b, `document.querySelector('tr[data-id="`+r.ids["bob@example.com"]+`"] .badges').textContent`)
 			if !strings.Contains(badges, "Machine only") {
 				t.Errorf("bob's badges = %q, want Machine only", badges)
 			}
-			b.shot("list")
+			b.Shot("list")
 
 			// Live: an open arrives while the page is open; the row
 			// changes without a reload.
-			b.do(chromedp.Evaluate[chromedp.Void](`window.__sameDocument = 42`))
-			if err := b.waitTrue(`document.getElementById("live").classList.contains("on")`, 10*time.Second); err != nil {
+			b.Do(chromedp.Evaluate[chromedp.Void](`window.__sameDocument = 42`))
+			if err := b.WaitTrue(`document.getElementById("live").classList.contains("on")`, 10*time.Second); err != nil {
 				t.Fatalf("the live stream did not connect: %v", err)
 			}
 			start := time.Now()
 			r.fetch(w.live, uaThunderbird)
 			row := `document.querySelector('tr[data-id="` + r.ids[w.live] + `"]')`
-			if err := b.waitTrue(row+` && `+row+`.querySelector(".badge.opened") !== null && window.__sameDocument === 42`, 5*time.Second); err != nil {
-				b.shot("live-missed")
+			if err := b.WaitTrue(row+` && `+row+`.querySelector(".badge.opened") !== null && window.__sameDocument === 42`, 5*time.Second); err != nil {
+				b.Shot("live-missed")
 				t.Fatalf("the open of %s did not appear within 5s without a reload: %v", w.live, err)
 			}
 			t.Logf("live: the open appeared %v after the pixel was fetched", time.Since(start).Round(time.Millisecond))
-			b.shot("live")
+			b.Shot("live")
 
 			// Filter: sent, no human open yet.
-			b.do(chromedp.Click(chromedp.CSS(`nav.tabs a[href*="f=unopened"]`)), chromedp.WaitVisible(chromedp.CSS("p.days")))
-			rows = eval[[]string](b, `[...document.querySelectorAll("tr[data-id] td.to")].map(e => e.textContent.trim())`)
+			b.Do(chromedp.Click(chromedp.CSS(`nav.tabs a[href*="f=unopened"]`)), chromedp.WaitVisible(chromedp.CSS("p.days")))
+			rows = browsertest.Eval[[]string](b, `[...document.querySelectorAll("tr[data-id] td.to")].map(e => e.textContent.trim())`)
 			got := strings.Join(rows, " ")
 			if !strings.Contains(got, "bob@example.com") || strings.Contains(got, "alice@") || strings.Contains(got, "erin@") || strings.Contains(got, w.live) {
 				t.Errorf("not opened = %q: want bob (machine only), not alice (opened), erin (bounced) or %s (opened live)", rows, w.live)
 			}
-			b.shot("unopened")
+			b.Shot("unopened")
 
 			// Search by recipient.
-			b.do(chromedp.Navigate(base+"/ui/"), chromedp.WaitVisible(chromedp.CSS("table.copies")),
+			b.Do(chromedp.Navigate(base+"/ui/"), chromedp.WaitVisible(chromedp.CSS("table.copies")),
 				chromedp.SendKeys(chromedp.CSS(`input[name="q"]`), "carol\n"),
 				chromedp.WaitVisible(chromedp.CSS("p.searchnote")))
-			rows = eval[[]string](b, `[...document.querySelectorAll("tr[data-id] td.to")].map(e => e.textContent.trim())`)
+			rows = browsertest.Eval[[]string](b, `[...document.querySelectorAll("tr[data-id] td.to")].map(e => e.textContent.trim())`)
 			if len(rows) != 1 || rows[0] != "carol@example.net" {
 				t.Errorf("search carol = %q", rows)
 			}
 			// ... and by subject.
-			b.do(chromedp.Navigate(base+"/ui/?q=invoice"), chromedp.WaitVisible(chromedp.CSS("p.searchnote")))
-			if n := eval[int](b, `document.querySelectorAll("tr[data-id]").length`); n != 2 {
+			b.Do(chromedp.Navigate(base+"/ui/?q=invoice"), chromedp.WaitVisible(chromedp.CSS("p.searchnote")))
+			if n := browsertest.Eval[int](b, `document.querySelectorAll("tr[data-id]").length`); n != 2 {
 				t.Errorf("search invoice: %d rows, want erin and frank", n)
 			}
 
 			// A timeline: click dave's row (not its link).
-			b.do(chromedp.Navigate(base+"/ui/"), chromedp.WaitVisible(chromedp.CSS("table.copies")),
+			b.Do(chromedp.Navigate(base+"/ui/"), chromedp.WaitVisible(chromedp.CSS("table.copies")),
 				chromedp.Click(chromedp.CSS(`tr[data-id="`+r.ids["dave@example.net"]+`"] td.subj`)),
 				chromedp.WaitVisible(chromedp.CSS("ol.timeline")))
-			steps := eval[string](b, `document.querySelector("ol.timeline").innerText`)
+			steps := browsertest.Eval[string](b, `document.querySelector("ol.timeline").innerText`)
 			for _, want := range []string{"Accepted from the mail client", "Delivery attempt failed; will retry", "451 4.3.0 greylisted",
 				"Delivered to the upstream", "Opened by a person", "Machine fetch: security scanner"} {
 				if !strings.Contains(steps, want) {
 					t.Errorf("dave's timeline lacks %q:\n%s", want, steps)
 				}
 			}
-			b.shot("timeline")
+			b.Shot("timeline")
 
 			for _, page := range []struct{ path, wait, want string }{
 				{"/ui/activity?range=24h", "svg rect.human", "Latest opens"},
 				{"/ui/queue", "table.queue", "mailbox temporarily over quota"},
 				{"/ui/status", "dl.facts", r.in.smtpAddr},
 			} {
-				b.do(chromedp.Navigate(base+page.path), chromedp.WaitVisible(chromedp.CSS(page.wait)))
-				if text := eval[string](b, `document.body.innerText`); !strings.Contains(text, page.want) {
+				b.Do(chromedp.Navigate(base+page.path), chromedp.WaitVisible(chromedp.CSS(page.wait)))
+				if text := browsertest.Eval[string](b, `document.body.innerText`); !strings.Contains(text, page.want) {
 					t.Errorf("%s does not show %q", page.path, page.want)
 				}
-				b.shot(strings.TrimPrefix(strings.SplitN(page.path, "?", 2)[0], "/ui/"))
+				b.Shot(strings.TrimPrefix(strings.SplitN(page.path, "?", 2)[0], "/ui/"))
 			}
 
 			// The used link does not sign in a second time.
-			b2 := newBrowser(t, chrome, w.width, dir)
-			b2.name += "-signedout"
-			b2.expect("status of 401 (Unauthorized) " + link) // the page that says so
-			b2.do(chromedp.Navigate(link), chromedp.WaitVisible(chromedp.CSS("form")))
-			if text := eval[string](b2, `document.body.innerText`); !strings.Contains(text, "expired or was already used") {
+			b2 := browsertest.New(t, chrome, w.width, dir)
+			b2.Name += "-signedout"
+			b2.Expect("status of 401 (Unauthorized) " + link) // the page that says so
+			b2.Do(chromedp.Navigate(link), chromedp.WaitVisible(chromedp.CSS("form")))
+			if text := browsertest.Eval[string](b2, `document.body.innerText`); !strings.Contains(text, "expired or was already used") {
 				t.Errorf("a used link: %q", text)
 			}
-			b2.do(chromedp.Navigate(base+"/ui/"), chromedp.WaitVisible(chromedp.CSS(`input[name="key"]`)))
-			b2.shot("login")
-			b.clean()
-			b2.clean()
+			b2.Do(chromedp.Navigate(base+"/ui/"), chromedp.WaitVisible(chromedp.CSS(`input[name="key"]`)))
+			b2.Shot("login")
+			b.Clean()
+			b2.Clean()
 		})
 	}
 }

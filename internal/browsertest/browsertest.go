@@ -1,4 +1,9 @@
-package main
+// Package browsertest drives a real browser (Debian's chromium, headless)
+// over the DevTools protocol with chromedp, for the dashboard's tests: it
+// records every console error and every request a page makes, and keeps
+// screenshots. A missing chromium fails the tests under CI (.ci/run
+// installs it) and skips them elsewhere.
+package browsertest
 
 import (
 	"context"
@@ -19,13 +24,9 @@ import (
 	"github.com/chromedp/chromedp"
 )
 
-// A real browser (Debian's chromium, headless) driven over the DevTools
-// protocol with chromedp, against the real binary: see
-// e2e_dashboard_test.go for what the tests do with it.
-
-// needChromium returns the chromium binary. The browser tests fail without
+// Chromium returns the chromium binary. The browser tests fail without
 // it under CI (.ci/run installs it) and skip elsewhere.
-func needChromium(t *testing.T) string {
+func Chromium(t *testing.T) string {
 	t.Helper()
 	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
 		if p, err := exec.LookPath(name); err == nil {
@@ -39,9 +40,9 @@ func needChromium(t *testing.T) string {
 	return ""
 }
 
-// artifactDir is where screenshots go: $PIXELRELAY_ARTIFACTS when set
+// ArtifactDir is where screenshots go: $PIXELRELAY_ARTIFACTS when set
 // (kept after the run), else the test's temporary directory.
-func artifactDir(t *testing.T) string {
+func ArtifactDir(t *testing.T) string {
 	t.Helper()
 	dir := os.Getenv("PIXELRELAY_ARTIFACTS")
 	if dir == "" {
@@ -53,12 +54,12 @@ func artifactDir(t *testing.T) string {
 	return dir
 }
 
-// browser is one headless chromium with a fresh profile, watching what its
+// Browser is one headless chromium with a fresh profile, watching what its
 // pages log and every request they make.
-type browser struct {
-	t     *testing.T
+type Browser struct {
+	T     *testing.T
+	Name  string // screenshot prefix
 	ctx   context.Context
-	name  string // screenshot prefix
 	dir   string
 	width int64
 
@@ -69,9 +70,9 @@ type browser struct {
 	requests int
 }
 
-// newBrowser starts chromium, offline-friendly (no background traffic of
+// New starts chromium, offline-friendly (no background traffic of
 // its own), with a viewport width wide (375 emulates a phone).
-func newBrowser(t *testing.T, chrome string, width int64, dir string) *browser {
+func New(t *testing.T, chrome string, width int64, dir string) *Browser {
 	t.Helper()
 	opts := []chromedp.ExecAllocatorOption{
 		chromedp.ExecPath(chrome),
@@ -88,7 +89,7 @@ func newBrowser(t *testing.T, chrome string, width int64, dir string) *browser {
 	actx, cancelA := chromedp.NewExecAllocator(context.Background(), opts...)
 	ctx, cancelC := chromedp.NewContext(actx)
 	t.Cleanup(func() { cancelC(); cancelA() })
-	b := &browser{t: t, ctx: ctx, name: fmt.Sprintf("dashboard-%d", width), dir: dir, width: width}
+	b := &Browser{T: t, ctx: ctx, Name: fmt.Sprintf("dashboard-%d", width), dir: dir, width: width}
 	if err := chromedp.Listen(ctx, b.watch); err != nil {
 		t.Fatalf("starting chromium: %v", err)
 	}
@@ -96,12 +97,12 @@ func newBrowser(t *testing.T, chrome string, width int64, dir string) *browser {
 	if width < 600 {
 		view = append(view, chromedp.EmulateScale(2), chromedp.EmulateMobile)
 	}
-	b.do(chromedp.EmulateViewport(width, 900, view...))
+	b.Do(chromedp.EmulateViewport(width, 900, view...))
 	return b
 }
 
 // watch runs in the tab's event loop: it only records.
-func (b *browser) watch(ev any) {
+func (b *Browser) watch(ev any) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	switch ev := ev.(type) {
@@ -135,83 +136,83 @@ func exceptionText(d *runtime.ExceptionDetails) string {
 }
 
 // timeout bounds one step.
-const browserStep = 30 * time.Second
+const step = 30 * time.Second
 
-// do runs actions, failing the test on an error.
-func (b *browser) do(actions ...chromedp.Action[chromedp.Void]) {
-	b.t.Helper()
-	if err := b.try(actions...); err != nil {
-		b.shot("failed")
-		b.t.Fatalf("%s: %v", b.name, err)
+// Do runs actions, failing the test on an error.
+func (b *Browser) Do(actions ...chromedp.Action[chromedp.Void]) {
+	b.T.Helper()
+	if err := b.Try(actions...); err != nil {
+		b.Shot("failed")
+		b.T.Fatalf("%s: %v", b.Name, err)
 	}
 }
 
-func (b *browser) try(actions ...chromedp.Action[chromedp.Void]) error {
-	ctx, cancel := context.WithTimeout(b.ctx, browserStep)
+func (b *Browser) Try(actions ...chromedp.Action[chromedp.Void]) error {
+	ctx, cancel := context.WithTimeout(b.ctx, step)
 	defer cancel()
 	return chromedp.Do(ctx, actions...)
 }
 
-// eval evaluates a JavaScript expression in the page.
-func eval[T any](b *browser, expr string) T {
-	b.t.Helper()
-	ctx, cancel := context.WithTimeout(b.ctx, browserStep)
+// Eval evaluates a JavaScript expression in the page.
+func Eval[T any](b *Browser, expr string) T {
+	b.T.Helper()
+	ctx, cancel := context.WithTimeout(b.ctx, step)
 	defer cancel()
 	v, err := chromedp.Run(ctx, chromedp.Evaluate[T](expr))
 	if err != nil {
-		b.t.Fatalf("%s: evaluating %s: %v", b.name, expr, err)
+		b.T.Fatalf("%s: evaluating %s: %v", b.Name, expr, err)
 	}
 	return v
 }
 
-// waitTrue waits until a JavaScript expression is true in the page.
-func (b *browser) waitTrue(expr string, within time.Duration) error {
+// WaitTrue waits until a JavaScript expression is true in the page.
+func (b *Browser) WaitTrue(expr string, within time.Duration) error {
 	ctx, cancel := context.WithTimeout(b.ctx, within+5*time.Second)
 	defer cancel()
 	_, err := chromedp.Run(ctx, chromedp.Poll[bool](expr, chromedp.WithPollingTimeout(within), chromedp.WithPollingInterval(50*time.Millisecond)))
 	return err
 }
 
-// shot saves a full-page screenshot as NAME-WIDTH-what.png and logs it.
-func (b *browser) shot(what string) string {
-	b.t.Helper()
-	ctx, cancel := context.WithTimeout(b.ctx, browserStep)
+// Shot saves a full-page screenshot as NAME-WIDTH-what.png and logs it.
+func (b *Browser) Shot(what string) string {
+	b.T.Helper()
+	ctx, cancel := context.WithTimeout(b.ctx, step)
 	defer cancel()
 	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
 	if err != nil {
-		b.t.Errorf("%s: screenshot %s: %v", b.name, what, err)
+		b.T.Errorf("%s: screenshot %s: %v", b.Name, what, err)
 		return ""
 	}
-	path := filepath.Join(b.dir, b.name+"-"+what+".png")
+	path := filepath.Join(b.dir, b.Name+"-"+what+".png")
 	if err := os.WriteFile(path, png, 0o644); err != nil {
-		b.t.Fatal(err)
+		b.T.Fatal(err)
 	}
-	b.t.Logf("screenshot: %s", path)
+	b.T.Logf("screenshot: %s", path)
 	return path
 }
 
-// expect marks an error the browser will log as part of the test.
-func (b *browser) expect(text string) {
+// Expect marks an error the browser will log as part of the test.
+func (b *Browser) Expect(text string) {
 	b.mu.Lock()
 	b.expected = append(b.expected, text)
 	b.mu.Unlock()
 }
 
-// clean fails the test if a page logged an error (other than an expected
+// Clean fails the test if a page logged an error (other than an expected
 // one) or asked another host for anything.
-func (b *browser) clean() {
-	b.t.Helper()
+func (b *Browser) Clean() {
+	b.T.Helper()
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	for _, p := range b.problems {
 		if !slices.ContainsFunc(b.expected, func(e string) bool { return strings.Contains(p, e) }) {
-			b.t.Errorf("%s: %s", b.name, p)
+			b.T.Errorf("%s: %s", b.Name, p)
 		}
 	}
 	for _, u := range b.foreign {
-		b.t.Errorf("%s: a page asked another host: %s", b.name, u)
+		b.T.Errorf("%s: a page asked another host: %s", b.Name, u)
 	}
 	if b.requests == 0 {
-		b.t.Errorf("%s: no request seen at all: the network watch is not working", b.name)
+		b.T.Errorf("%s: no request seen at all: the network watch is not working", b.Name)
 	}
 }
