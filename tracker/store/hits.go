@@ -302,9 +302,9 @@ type hitTx struct {
 	// touched holds the copies changed in this batch; they are written
 	// once, by finish, however many hits they got.
 	touched map[string]*copyRec
-	act     activityDelta        // hourly counts of this batch (activity.go)
-	nEvents map[string]int       // events per copy, as counted in this batch
-	changes []Change             // for live views, published after the commit
+	act     activityDelta  // hourly counts of this batch (activity.go)
+	nEvents map[string]int // events per copy, as counted in this batch
+	changes []Change       // for live views, published after the commit
 }
 
 func newHitTx(tx *bolt.Tx, lim *limiter) *hitTx {
