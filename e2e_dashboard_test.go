@@ -66,12 +66,17 @@ func newDashRig(t *testing.T) *dashRig {
 			t.Fatal(err)
 		}
 	}
+	plain := "From: me@example.com\r\nTo: ivan@example.org\r\nSubject: Plain note\r\n\r\nNo HTML here.\r\n"
+	if _, err := sendMail(t, r.in.smtpAddr, "me@example.com", []string{"ivan@example.org"}, plain); err != nil {
+		t.Fatal(err)
+	}
 	r.waitStatus("dave@example.net", "deferred")
 	r.up.SetScript(replies(false)) // the greylisting ends
 	for _, rc := range []string{"alice@example.org", "bob@example.com", "carol@example.net", "dave@example.net", "grace@example.com", "henry@example.org"} {
 		r.waitStatus(rc, "sent")
 	}
 	r.waitStatus("erin@example.org", "failed")
+	r.waitStatus("ivan@example.org", "sent")
 	r.waitStatus("frank@example.com", "deferred")
 	for _, m := range r.up.Messages() {
 		for _, u := range pixelURLs(string(m.Data)) {
@@ -182,8 +187,8 @@ func TestDashboardInBrowser(t *testing.T) {
 				t.Errorf("after sign-in the address is %s, want %s (no token left in it)", u, base+"/ui/")
 			}
 			rows := browsertest.Eval[[]string](b, `[...document.querySelectorAll("tr[data-id] td.to")].map(e => e.textContent.trim())`)
-			if len(rows) != 8 || !strings.Contains(strings.Join(rows, " "), "carol@example.net") {
-				t.Errorf("rows = %q, want the 8 copies", rows)
+			if len(rows) != 9 || !strings.Contains(strings.Join(rows, " "), "carol@example.net") {
+				t.Errorf("rows = %q, want the 9 copies", rows)
 			}
 			badges := browsertest.Eval[string](b, `document.querySelector('tr[data-id="`+r.ids["erin@example.org"]+`"] .badges').textContent`)
 			if !strings.Contains(badges, "Bounced") {
@@ -246,6 +251,18 @@ func TestDashboardInBrowser(t *testing.T) {
 				}
 			}
 			b.Shot("timeline")
+
+			// A copy sent without a pixel: its own filter, its reason, its timeline.
+			b.Do(chromedp.Navigate(base+"/ui/?f=untracked"), chromedp.WaitVisible(chromedp.CSS("table.copies")))
+			rows = browsertest.Eval[[]string](b, `[...document.querySelectorAll("tr[data-id] td.to")].map(e => e.textContent.trim())`)
+			badges = browsertest.Eval[string](b, `document.querySelector("tr[data-id] .badge.untracked").title`)
+			if len(rows) != 1 || rows[0] != "ivan@example.org" || badges != "Sent without a pixel: no HTML part" {
+				t.Errorf("not tracked: %q, badge title %q", rows, badges)
+			}
+			b.Do(chromedp.Click(chromedp.CSS("tr[data-id] td.to a")), chromedp.WaitVisible(chromedp.CSS("ol.timeline")))
+			if s := browsertest.Eval[string](b, `document.querySelector("ol.timeline").innerText`); !strings.Contains(s, "Sent without a pixel: no HTML part") || !strings.Contains(s, "Delivered to the upstream") {
+				t.Errorf("ivan's timeline:\n%s", s)
+			}
 
 			for _, page := range []struct{ path, wait, want string }{
 				{"/ui/activity?range=24h", "svg rect.human", "Latest opens"},

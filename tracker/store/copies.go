@@ -194,6 +194,7 @@ func (c *copyRec) message() Message {
 		Status: c.Status, LastError: c.LastError,
 		Tracked: c.Tracked(), UntrackedReason: c.UntrackedReason,
 		OpensTotal: c.OpensTotal, OpensHuman: c.OpensHuman, FirstHumanOpen: timePtr(c.FirstHumanOpen),
+		Key: c.ID(),
 	}
 }
 

@@ -525,3 +525,51 @@ func TestReclassifyKeepsActivity(t *testing.T) {
 		t.Errorf("activity after reclassify =\n%+v\ncounted afresh\n%+v", got, want)
 	}
 }
+
+// TestListUntracked: copies sent without a pixel are listed (with the key
+// their timeline is found by), have their own filter, and are never "not
+// opened".
+func TestListUntracked(t *testing.T) {
+	clk := newClock()
+	s := openTest(t, Options{Now: clk.Now})
+	t0 := clk.Now()
+	addCopy(t, s, "tracked000000000", "bob@example.com", t0)
+	plain := record.Copy{QueueID: "q7", Recipient: "Ann@Example.com", Subject: "plain", QueuedAt: t0.Add(time.Minute), UntrackedReason: "no HTML part"}
+	if err := s.Add([]record.Copy{plain}); err != nil {
+		t.Fatal(err)
+	}
+	key := record.UntrackedID("q7", "Ann@Example.com")
+	for _, id := range []string{"tracked000000000", key} {
+		if err := s.Update(id, record.StatusSent, "", t0.Add(2*time.Minute)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	all, err := s.List(ListQuery{})
+	if err != nil || len(all.Messages) != 2 || all.Messages[0].Key != key || all.Messages[1].Key != "tracked000000000" {
+		t.Fatalf("all = %+v, %v", all.Messages, err)
+	}
+	for _, tt := range []struct {
+		q    ListQuery
+		want string
+	}{
+		{ListQuery{Filter: FilterUntracked}, key},
+		{ListQuery{Filter: FilterUnopened}, "tracked000000000"},
+		{ListQuery{Filter: FilterUntracked, Search: "ann"}, key},
+		{ListQuery{Filter: FilterUntracked, Search: "plain"}, key},
+	} {
+		p, err := s.List(tt.q)
+		if err != nil || len(p.Messages) != 1 || p.Messages[0].Key != tt.want {
+			t.Errorf("%+v = %+v, %v; want %s", tt.q, p.Messages, err, tt.want)
+		}
+	}
+	m, ok, err := s.ByKey(key)
+	if err != nil || !ok || m.Tracked || m.UntrackedReason != "no HTML part" || m.Key != key {
+		t.Errorf("ByKey(%s) = %+v, %v, %v", key, m, ok, err)
+	}
+	if _, ok, _ := s.ByKey("nope"); ok {
+		t.Error("ByKey of an unknown key found something")
+	}
+	if ev, err := s.Events(key); err != nil || len(ev) != 1 || ev[0].Status != record.StatusSent {
+		t.Errorf("Events(%s) = %+v, %v", key, ev, err)
+	}
+}

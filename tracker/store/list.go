@@ -16,11 +16,12 @@ import (
 
 // List filters.
 const (
-	FilterAll      = ""
-	FilterOpened   = "opened"   // a human opened it
-	FilterUnopened = "unopened" // sent, tracked, no human open (QueuedBefore: "in N days")
-	FilterPending  = "pending"  // queued or deferred
-	FilterFailed   = "failed"   // bounced
+	FilterAll       = ""
+	FilterOpened    = "opened"    // a human opened it
+	FilterUnopened  = "unopened"  // sent, tracked, no human open (QueuedBefore: "in N days")
+	FilterPending   = "pending"   // queued or deferred
+	FilterFailed    = "failed"    // bounced
+	FilterUntracked = "untracked" // sent without a pixel, and why
 )
 
 // Search modes.
@@ -365,4 +366,24 @@ func containsFold(s, sub []byte) bool {
 		}
 	}
 	return false
+}
+
+// ByKey returns the copy stored under key (Message.Key): a tracking id, or
+// an untracked copy's record.UntrackedID, which Messages does not reach.
+func (s *Store) ByKey(key string) (Message, bool, error) {
+	var m Message
+	var found bool
+	err := s.view(func(tx *bolt.Tx) error {
+		v := tx.Bucket(bCopies).Get([]byte(key))
+		if v == nil {
+			return nil
+		}
+		c, err := decodeCopy(v)
+		if err != nil {
+			return fmt.Errorf("store: copy %s: %w", key, err)
+		}
+		m, found = c.message(), true
+		return nil
+	})
+	return m, found, err
 }

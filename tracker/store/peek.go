@@ -107,6 +107,8 @@ func passFacts(filter string, f copyFacts) bool {
 		return bytes.Equal(f.status, []byte(record.StatusQueued)) || bytes.Equal(f.status, []byte(record.StatusDeferred))
 	case FilterFailed:
 		return bytes.Equal(f.status, []byte(record.StatusFailed))
+	case FilterUntracked:
+		return f.untracked
 	}
 	return true
 }

@@ -55,6 +55,10 @@ type Message struct {
 	OpensTotal      int        `json:"opens_total"`
 	OpensHuman      int        `json:"opens_human"`
 	FirstHumanOpen  *time.Time `json:"first_human_open"`
+	// Key is what the store keeps the copy under: the tracking id, or
+	// for an untracked copy record.UntrackedID. It is not part of
+	// MESSAGE; the dashboard links a copy's timeline with it.
+	Key string `json:"-"`
 }
 
 // OpenQuery selects opens: of one copy (ID), of one recipient (To,

@@ -3,10 +3,9 @@ package ui
 import "pixelrelay/tracker/store"
 
 // messageExtras reads the MESSAGE fields that arrive with other parts of
-// the work (clicks, tracked and its reason, account, Sent folder). Until
-// the store records them, every copy in the store is a tracked one.
+// the work (clicks, account, Sent folder: zero until the store has them).
 func messageExtras(m store.Message) extras {
-	return extras{Tracked: true}
+	return extras{Tracked: m.Tracked, UntrackedReason: m.UntrackedReason}
 }
 
 // openReason is the rule that classified an open.

@@ -55,9 +55,9 @@ type listParams struct {
 func parseListParams(v url.Values) (listParams, string) {
 	p := listParams{filter: v.Get("f"), q: strings.TrimSpace(v.Get("q")), in: v.Get("in")}
 	switch p.filter {
-	case store.FilterAll, store.FilterOpened, store.FilterUnopened, store.FilterPending, store.FilterFailed:
+	case store.FilterAll, store.FilterOpened, store.FilterUnopened, store.FilterPending, store.FilterFailed, store.FilterUntracked:
 	default:
-		return p, "f: want opened, unopened, pending or failed"
+		return p, "f: want opened, unopened, pending, failed or untracked"
 	}
 	switch p.in {
 	case "", store.SearchRecipient, store.SearchText:
@@ -163,7 +163,7 @@ func listTabs(p listParams) []tab {
 	var tabs []tab
 	for _, f := range []struct{ filter, label string }{
 		{store.FilterAll, "All"}, {store.FilterOpened, "Opened"}, {store.FilterUnopened, "Not opened"},
-		{store.FilterPending, "Waiting"}, {store.FilterFailed, "Bounced"},
+		{store.FilterPending, "Waiting"}, {store.FilterFailed, "Bounced"}, {store.FilterUntracked, "Not tracked"},
 	} {
 		t := p
 		t.filter, t.before = f.filter, nil

@@ -33,17 +33,19 @@ type step struct {
 }
 
 func (c *call) timeline() {
+	// A tracked copy is named by its tracking id, an untracked one by
+	// QUEUEID/recipient (record.UntrackedID); both are lowercase.
 	id := strings.ToLower(strings.TrimPrefix(c.r.URL.Path, "/ui/m/"))
-	if !token.ValidID(id) {
+	if !token.ValidID(id) && (!record.IsUntrackedID(id) || len(id) > 600) {
 		c.h.fail(c.w, c.r, http.StatusNotFound, "That is not a tracking id.")
 		return
 	}
-	msgs, err := c.h.opt.Store.Messages(store.MessageQuery{ID: id})
+	m, found, err := c.h.opt.Store.ByKey(id)
 	if err != nil {
 		c.internal("the copy", err)
 		return
 	}
-	if len(msgs) == 0 {
+	if !found {
 		c.h.fail(c.w, c.r, http.StatusNotFound, "There is no copy with tracking id "+id+" (purged, or never sent).")
 		return
 	}
@@ -52,12 +54,14 @@ func (c *call) timeline() {
 		c.internal("the delivery history", err)
 		return
 	}
-	opens, err := c.h.opt.Store.Opens(store.OpenQuery{ID: id, Limit: timelineOpens + 1})
-	if err != nil {
-		c.internal("the opens", err)
-		return
+	var opens []store.Open
+	if m.Tracked {
+		if opens, err = c.h.opt.Store.Opens(store.OpenQuery{ID: id, Limit: timelineOpens + 1}); err != nil {
+			c.internal("the opens", err)
+			return
+		}
 	}
-	v := &timelineView{Row: rowOf(msgs[0])}
+	v := &timelineView{Row: rowOf(m)}
 	if len(opens) > timelineOpens {
 		opens = opens[:timelineOpens]
 		v.Hidden = v.Row.OpensTotal - timelineOpens
@@ -73,6 +77,9 @@ func (c *call) timeline() {
 // steps builds the timeline, newest first.
 func steps(r rowView, events []store.Event, opens []store.Open) []step {
 	var s []step
+	if !r.Tracked {
+		s = append(s, step{At: r.QueuedAt, Kind: "untracked", Title: untrackedTitle(r.UntrackedReason)})
+	}
 	s = append(s, step{At: r.QueuedAt, Kind: "queued", Title: "Accepted from the mail client", Meta: []string{"from " + orNull(r.From)}})
 	sentSeen := false
 	for _, e := range events {

@@ -27,7 +27,7 @@ import (
 // Store is what the dashboard reads. *store.Store implements it.
 type Store interface {
 	List(store.ListQuery) (store.ListPage, error)
-	Messages(store.MessageQuery) ([]store.Message, error)
+	ByKey(key string) (store.Message, bool, error)
 	Opens(store.OpenQuery) ([]store.Open, error)
 	Events(id string) ([]store.Event, error)
 	ActivityBetween(from, to time.Time) ([]store.Activity, error)

@@ -182,7 +182,7 @@ type extras struct {
 }
 
 func rowOf(m store.Message) rowView {
-	r := rowView{ID: m.TrackingID, Recipient: m.Recipient, From: m.From, Subject: m.Subject, MessageID: m.MessageID,
+	r := rowView{ID: m.Key, Recipient: m.Recipient, From: m.From, Subject: m.Subject, MessageID: m.MessageID,
 		QueuedAt: m.QueuedAt, Status: m.Status, LastError: m.LastError, OpensTotal: m.OpensTotal, OpensHuman: m.OpensHuman}
 	if m.SentAt != nil {
 		r.SentAt = *m.SentAt
