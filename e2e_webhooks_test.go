@@ -181,6 +181,10 @@ func TestWebhooksEndToEnd(t *testing.T) {
 		}
 	}
 	in.waitWebhook("delivered all", func(s webhook.Status) bool { return s.Backlog == 0 && s.State == webhook.StateOK && s.Delivered == 9 })
+	fams, _ := scrape(t, in)
+	if n := sample(fams, "pixelrelay_webhook_events_total", "webhook", "crm", "result", "delivered"); n != 9 {
+		t.Errorf("/metrics: %v events delivered, want 9", n)
+	}
 
 	// 410 Gone: disabled, shown in webhooks and status.
 	rcv.SetAnswer(410)
@@ -195,6 +199,10 @@ func TestWebhooksEndToEnd(t *testing.T) {
 	out, _, _ = in.cli("status")
 	if !strings.Contains(out, "webhook crm") || !strings.Contains(out, "disabled: 410 Gone") {
 		t.Errorf("status:\n%s", out)
+	}
+	fams, _ = scrape(t, in)
+	if n := sample(fams, "pixelrelay_webhook_disabled", "webhook", "crm"); n != 1 {
+		t.Errorf("/metrics: pixelrelay_webhook_disabled = %v, want 1", n)
 	}
 	if !strings.Contains(in.logs.String(), "410 Gone") {
 		t.Errorf("the 410 was not logged")

@@ -214,6 +214,7 @@ func serve(flagPath string, log *slog.Logger) error {
 	smtpSrv := smtpd.New(current, q, log)
 	smtpSrv.Metrics = met
 	watchMetrics(met, q, st)
+	watchWebhookMetrics(met, hooks)
 	submitters := &senders.Set{} // tracking.self_window
 	smtpSrv.OnAccepted = func(ip netip.Addr) { submitters.Note(ip, time.Now()) }
 	lns := &listeners{

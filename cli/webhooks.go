@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"pixelrelay/config"
+	"pixelrelay/metrics"
 	"pixelrelay/tracker/httpd"
 	"pixelrelay/tracker/store"
 	"pixelrelay/tracker/webhook"
@@ -256,4 +257,17 @@ func webhookLine(h webhook.Status) string {
 		s += "; last error: " + h.LastError
 	}
 	return s
+}
+
+// watchWebhookMetrics exposes each endpoint's state on /metrics.
+func watchWebhookMetrics(m *metrics.Metrics, hooks *webhook.Manager) {
+	m.WatchWebhooks(func() ([]metrics.WebhookStats, error) {
+		all, err := hooks.Status(config.RedactURL)
+		out := make([]metrics.WebhookStats, len(all))
+		for i, h := range all {
+			out[i] = metrics.WebhookStats{Name: h.Name, Backlog: h.Backlog, Failures: h.Failures,
+				Disabled: h.State == webhook.StateDisabled, Delivered: h.Delivered, Expired: h.Expired, Dropped: h.Dropped}
+		}
+		return out, err
+	})
 }
