@@ -30,9 +30,17 @@ func (s *Server) uiStatus() (ui.Status, error) {
 	if err != nil {
 		return ui.Status{}, err
 	}
-	return ui.Status{Version: st.Version, ConfigFile: st.ConfigFile, DataDir: st.DataDir, SMTPListen: st.SMTPListen,
+	u := ui.Status{Version: st.Version, ConfigFile: st.ConfigFile, DataDir: st.DataDir, SMTPListen: st.SMTPListen,
 		HTTPListen: st.HTTPListen, Upstream: st.Upstream, TrackingKeyVersion: st.TrackingKeyVersion,
-		Queue: st.Queue, Database: st.Database}, nil
+		Queue: st.Queue, Database: st.Database, ConfigProblem: st.ConfigProblem}
+	for _, w := range st.Webhooks {
+		h := ui.Webhook{Name: w.Name, URL: w.URL, State: w.State, LastError: w.LastError, Backlog: w.Backlog}
+		if w.LastSuccess != nil {
+			h.LastSuccess = *w.LastSuccess
+		}
+		u.Webhooks = append(u.Webhooks, h)
+	}
+	return u, nil
 }
 
 // isHTTPS reports whether the request came over HTTPS: TLS on this

@@ -46,6 +46,15 @@ type Status struct {
 	TrackingKeyVersion int
 	Queue              map[string]int
 	Database           store.Stats
+	ConfigProblem      string    // why the config in force is not the file's
+	Webhooks           []Webhook // the [[webhooks]] endpoints
+}
+
+// Webhook is one webhook endpoint on the status page.
+type Webhook struct {
+	Name, URL, State, LastError string
+	Backlog                     int
+	LastSuccess                 time.Time
 }
 
 // Options configures the dashboard. Store, AdminKey and Status are

@@ -60,7 +60,8 @@ func newFixture(t *testing.T) *fixture {
 	t.Cleanup(func() { st.Close() })
 	h := New(Options{Store: st, AdminKey: func() string { return adminKey }, Log: quiet, Now: clk.now,
 		Status: func() (Status, error) {
-			return Status{Version: "test", SMTPListen: "127.0.0.1:2525", Database: store.Stats{SizeBytes: 1 << 20}}, nil
+			return Status{Version: "test", SMTPListen: "127.0.0.1:2525", Database: store.Stats{SizeBytes: 1 << 20},
+				Webhooks: []Webhook{{Name: "crm", URL: "https://crm.example/hook", State: "retrying", Backlog: 2, LastError: "503 Service Unavailable"}}}, nil
 		},
 		Queue: func() []record.QueueEntry {
 			return []record.QueueEntry{{QueueID: "q1", TrackingID: "aaaaaaaaaaaaaaaa", Recipients: []string{"slow@example.com"},
@@ -245,7 +246,7 @@ func TestPages(t *testing.T) {
 		{"/ui/m/not-an-id", 404, []string{"not a tracking id"}},
 		{"/ui/activity?range=24h", 200, []string{"Opens over time", "rect class=\"human\"", "user0@example.com"}},
 		{"/ui/queue", 200, []string{"slow@example.com", "451 4.7.1 over quota"}},
-		{"/ui/status", 200, []string{"127.0.0.1:2525", "1.0 MB"}},
+		{"/ui/status", 200, []string{"127.0.0.1:2525", "1.0 MB", "crm", "Retrying", "2 events wait", "503 Service Unavailable"}},
 		{"/ui/?f=everything", 400, []string{"f: want"}},
 		{"/ui/?in=sideways&q=x", 400, []string{"in: want"}},
 		{"/ui/?f=unopened&days=-1", 400, []string{"days: want"}},
