@@ -4,7 +4,10 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"reflect"
 	"sort"
+	"strings"
+	"sync"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -128,13 +131,15 @@ func (e *hookEvents) wake() {
 }
 
 // eventBody is the JSON that is signed and sent:
-// {"type":…,"timestamp":…,"data":…}.
+// {"type":…,"timestamp":…,"data":…}. typ is one of webhook's constants
+// (plain ASCII) and data is JSON from marshal, so the pieces are joined
+// as they are.
 func eventBody(typ string, at time.Time, data []byte) ([]byte, error) {
-	return marshal(struct {
-		Type      string          `json:"type"`
-		Timestamp time.Time       `json:"timestamp"`
-		Data      json.RawMessage `json:"data"`
-	}{typ, at.UTC(), data})
+	b := make([]byte, 0, len(data)+len(typ)+64)
+	b = append(append(append(b, `{"type":"`...), typ...), `","timestamp":`...)
+	b = at.UTC().AppendFormat(append(b, '"'), time.RFC3339Nano)
+	b = append(append(append(b, `","data":`...), data...), '}')
+	return b, nil
 }
 
 // marshal is json.Marshal without HTML escaping (Message-IDs and addresses
@@ -150,67 +155,74 @@ func marshal(v any) ([]byte, error) {
 }
 
 // withMessage is the data of message.opened and message.clicked: the JSON
-// object of v (an OPEN or a CLICK) followed by the fields of its MESSAGE
-// that v does not have.
+// object of v (an OPEN or a CLICK struct) followed by the fields of its
+// MESSAGE that v does not have, in MESSAGE's order.
 func withMessage(v any, m Message) ([]byte, error) {
+	r := restOf(reflect.TypeOf(v))
+	rest := reflect.New(r.typ).Elem()
+	mv := reflect.ValueOf(m)
+	for j, i := range r.idx {
+		rest.Field(j).Set(mv.Field(i))
+	}
 	head, err := marshal(v)
 	if err != nil {
 		return nil, err
 	}
-	msg, err := marshal(m)
-	if err != nil {
-		return nil, err
+	tail, err := marshal(rest.Interface())
+	if err != nil || len(tail) <= 2 {
+		return head, err
 	}
-	own, err := objectFields(head)
-	if err != nil {
-		return nil, err
+	if len(head) <= 2 {
+		return tail, nil
 	}
-	extra, err := objectFields(msg)
-	if err != nil {
-		return nil, err
+	return append(append(head[:len(head)-1], ','), tail[1:]...), nil
+}
+
+// restType is, for one OPEN or CLICK type, a struct type holding the
+// MESSAGE fields that type lacks (same names and tags), and the index in
+// Message of each of its fields. Built once per type by reflection, so
+// other MESSAGE fields (added later) come along by themselves.
+type restType struct {
+	typ reflect.Type
+	idx []int
+}
+
+var restTypes sync.Map // reflect.Type -> *restType
+
+func restOf(t reflect.Type) *restType {
+	if r, ok := restTypes.Load(t); ok {
+		return r.(*restType)
 	}
-	have := make(map[string]bool, len(own))
-	for _, f := range own {
-		have[f.key] = true
+	have := map[string]bool{}
+	for i := range t.NumField() {
+		have[jsonName(t.Field(i))] = true
 	}
-	out := bytes.TrimSuffix(head, []byte{'}'})
-	for _, f := range extra {
-		if have[f.key] {
+	mt := reflect.TypeFor[Message]()
+	r := &restType{}
+	var fields []reflect.StructField
+	for i := range mt.NumField() {
+		f := mt.Field(i)
+		if name := jsonName(f); name == "" || have[name] {
 			continue
 		}
-		if len(out) > 1 {
-			out = append(out, ',')
-		}
-		k, _ := marshal(f.key)
-		out = append(append(append(out, k...), ':'), f.raw...)
+		fields = append(fields, reflect.StructField{Name: f.Name, Type: f.Type, Tag: f.Tag})
+		r.idx = append(r.idx, i)
 	}
-	return append(out, '}'), nil
+	r.typ = reflect.StructOf(fields)
+	restTypes.Store(t, r)
+	return r
 }
 
-type field struct {
-	key string
-	raw json.RawMessage
-}
-
-// objectFields lists the members of a JSON object in their order.
-func objectFields(b []byte) ([]field, error) {
-	dec := json.NewDecoder(bytes.NewReader(b))
-	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
-		return nil, fmt.Errorf("not a JSON object: %.40s", b)
+// jsonName is the JSON key of a struct field; "" for one JSON leaves out.
+func jsonName(f reflect.StructField) string {
+	tag := f.Tag.Get("json")
+	if tag == "-" || !f.IsExported() {
+		return ""
 	}
-	var fs []field
-	for dec.More() {
-		t, err := dec.Token()
-		if err != nil {
-			return nil, err
-		}
-		var raw json.RawMessage
-		if err := dec.Decode(&raw); err != nil {
-			return nil, err
-		}
-		fs = append(fs, field{key: t.(string), raw: raw})
+	if name, _, _ := strings.Cut(tag, ","); name != "" {
+		return name
 	}
-	return fs, nil
+	return f.Name
 }
 
 // PendingEvents returns up to n of the endpoint's waiting events, oldest

@@ -1,7 +1,9 @@
 package store
 
 import (
+	"bytes"
 	"encoding/json"
+	"fmt"
 	"reflect"
 	"slices"
 	"strings"
@@ -421,4 +423,30 @@ func BenchmarkEnqueueWebhooks(b *testing.B) {
 	if n, _, _ := s.WebhookBacklog("crm"); n != b.N {
 		b.Fatalf("%d events for %d opens", n, b.N)
 	}
+}
+
+type field struct {
+	key string
+	raw json.RawMessage
+}
+
+// objectFields lists the members of a JSON object in their order.
+func objectFields(b []byte) ([]field, error) {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+		return nil, fmt.Errorf("not a JSON object: %.40s", b)
+	}
+	var fs []field
+	for dec.More() {
+		t, err := dec.Token()
+		if err != nil {
+			return nil, err
+		}
+		var raw json.RawMessage
+		if err := dec.Decode(&raw); err != nil {
+			return nil, err
+		}
+		fs = append(fs, field{key: t.(string), raw: raw})
+	}
+	return fs, nil
 }
