@@ -123,11 +123,11 @@ func TestWebhooksEndToEnd(t *testing.T) {
 		t.Fatalf("the first event was retried as %s, first tried as %s", second, first)
 	}
 
-	// Down: attempts are refused; kill -9 with every event waiting; after
+	// Down: connections are reset; kill -9 with every event waiting; after
 	// the restart they still are.
 	rcv.Down()
 	s := in.waitWebhook("refused with 9 events waiting", func(s webhook.Status) bool {
-		return s.Backlog == 9 && strings.Contains(s.LastError, "connection refused") && s.State == webhook.StateRetrying
+		return s.Backlog == 9 && webhooktest.IsDownError(s.LastError) && s.State == webhook.StateRetrying
 	})
 	if s.LastSuccess != nil || s.Failures < 3 {
 		t.Fatalf("while down: %+v", s)

@@ -9,7 +9,7 @@
 //	rcv := webhooktest.Start(t, "whsec_...")
 //	// point the code under test at rcv.URL()
 //	rcv.SetAnswer(500)           // answer 500 to every request from now on
-//	rcv.Down(); rcv.Up()         // stop listening (refused), listen again
+//	rcv.Down(); rcv.Up(t)        // connections reset, then served again
 //	rcv.SetAnswer(200)
 //	got := rcv.WaitAccepted(t, 10, 5*time.Second) // ids answered 2xx, in order
 //
@@ -52,7 +52,7 @@ type Receiver struct {
 	srv  *http.Server
 
 	mu        sync.Mutex
-	ln        net.Listener
+	down      bool
 	conns     map[net.Conn]bool // open connections, closed by Down
 	answer    int
 	delay     time.Duration
@@ -79,8 +79,7 @@ func Start(t testing.TB, secret string) *Receiver {
 	r := &Receiver{key: key, addr: ln.Addr().String(), answer: http.StatusOK, changed: make(chan struct{}),
 		tolerance: 5 * time.Minute, conns: map[net.Conn]bool{}}
 	r.srv = &http.Server{Handler: r, ReadHeaderTimeout: 5 * time.Second, ConnState: r.track}
-	r.ln = ln
-	go r.srv.Serve(ln)
+	go r.srv.Serve(gate{Listener: ln, r: r})
 	t.Cleanup(func() { r.srv.Close() })
 	return r
 }
@@ -110,16 +109,48 @@ func (r *Receiver) SetDelay(d time.Duration) {
 	r.mu.Unlock()
 }
 
-// Down stops listening and closes the open connections (a kept-alive one
-// too): connections are refused until Up.
+// Down makes the endpoint unreachable: open connections (a kept-alive
+// one too) are closed and new ones are reset as soon as they are
+// accepted, until Up. The port stays bound, so no other server (another
+// test's) can take it meanwhile.
 func (r *Receiver) Down() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.ln != nil {
-		r.ln.Close()
-		r.ln = nil
-	}
+	r.down = true
 	for c := range r.conns {
+		c.Close()
+	}
+}
+
+// Up makes the endpoint reachable again.
+func (r *Receiver) Up(t testing.TB) {
+	r.mu.Lock()
+	r.down = false
+	r.mu.Unlock()
+}
+
+func (r *Receiver) isDown() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.down
+}
+
+// gate is the receiver's listener: while the receiver is down it resets
+// every connection it accepts.
+type gate struct {
+	net.Listener
+	r *Receiver
+}
+
+func (g gate) Accept() (net.Conn, error) {
+	for {
+		c, err := g.Listener.Accept()
+		if err != nil || !g.r.isDown() {
+			return c, err
+		}
+		if tc, ok := c.(*net.TCPConn); ok {
+			tc.SetLinger(0) // a reset, not an orderly close
+		}
 		c.Close()
 	}
 }
@@ -134,25 +165,6 @@ func (r *Receiver) track(c net.Conn, st http.ConnState) {
 	case http.StateClosed, http.StateHijacked:
 		delete(r.conns, c)
 	}
-}
-
-// Up listens again on the same address.
-func (r *Receiver) Up(t testing.TB) {
-	t.Helper()
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.ln != nil {
-		return
-	}
-	var err error
-	for range 100 { // the port may linger for a moment
-		if r.ln, err = net.Listen("tcp", r.addr); err == nil {
-			go r.srv.Serve(r.ln)
-			return
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Fatalf("webhooktest: listen again on %s: %v", r.addr, err)
 }
 
 // ServeHTTP verifies and records one request.
@@ -311,4 +323,16 @@ func Distinct(ds []Delivery) int {
 		seen[d.ID] = true
 	}
 	return len(seen)
+}
+
+// IsDownError reports whether an error message is what a client gets from
+// a receiver that is Down: its connection reset (on the read, the write,
+// or as an early end of the answer).
+func IsDownError(msg string) bool {
+	for _, s := range []string{"connection reset", "broken pipe", "EOF"} {
+		if strings.Contains(msg, s) {
+			return true
+		}
+	}
+	return false
 }
