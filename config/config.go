@@ -40,6 +40,8 @@ type Config struct {
 	Queue    Queue    `toml:"queue"`
 	Tracking Tracking `toml:"tracking"`
 	HTTP     HTTP     `toml:"http"`
+	Store    Store    `toml:"store"`
+	Tracker  Tracker  `toml:"tracker"`
 	// Webhooks are the endpoints that receive events (see webhooks.go).
 	Webhooks []Webhook `toml:"webhooks"`
 }

@@ -48,7 +48,8 @@ func Default() *Config {
 			SelfWindow:     Duration(24 * time.Hour),
 			Clicks:         true,
 		},
-		HTTP: HTTP{Listen: "127.0.0.1:8025"},
+		HTTP:  HTTP{Listen: "127.0.0.1:8025"},
+		Store: Store{URL: "bolt"},
 	}
 }
 

@@ -354,6 +354,7 @@ func (c *Config) liftURLCredentials(ps *Problems) {
 // normalize trims and lowercases values that are compared case-insensitively.
 func (c *Config) normalize() {
 	c.Tracking.BaseURL = strings.TrimRight(strings.TrimSpace(c.Tracking.BaseURL), "/")
+	c.normalizeSplit()
 	ex := make([]string, len(c.Tracking.Exclude))
 	for i, e := range c.Tracking.Exclude {
 		ex[i] = strings.ToLower(strings.TrimSpace(e))
@@ -369,6 +370,7 @@ func (c *Config) resolvePaths(dir string) {
 	for _, p := range []*string{
 		&c.DataDir, &c.SMTP.TLSCert, &c.SMTP.TLSKey, &c.Upstream.PasswordFile,
 		&c.Upstream.CAFile, &c.Tracking.AppleRangesFile, &c.Tracking.NetworksFile,
+		&c.Tracker.RemoteKeyFile,
 	} {
 		*p = resolvePath(*p, dir)
 	}

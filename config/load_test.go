@@ -209,6 +209,12 @@ clicks = false
 [http]
 listen = ":8080"
 trusted_proxies = ["10.0.0.0/8", "::1"]
+[store]
+url = "postgres://px@db.example.com/pixelrelay"
+[tracker]
+remote_url = "https://track.example.com/"
+remote_key_file = "relay.key"
+share_details = true
 `)
 	got, err := Load(path)
 	if err != nil {
@@ -238,7 +244,10 @@ trusted_proxies = ["10.0.0.0/8", "::1"]
 			PrefetchWindow: 0, AppleRangesFile: filepath.Join(dir, "apple.txt"),
 			NetworksFile: filepath.Join(dir, "nets.txt"), SelfWindow: Duration(2 * time.Hour), Clicks: false,
 		},
-		HTTP: HTTP{Listen: ":8080", TrustedProxies: []string{"10.0.0.0/8", "::1"}},
+		HTTP:  HTTP{Listen: ":8080", TrustedProxies: []string{"10.0.0.0/8", "::1"}},
+		Store: Store{URL: "postgres://px@db.example.com/pixelrelay"},
+		Tracker: Tracker{RemoteURL: "https://track.example.com", RemoteKeyFile: filepath.Join(dir, "relay.key"),
+			ShareDetails: true},
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("Load =\n%+v\nwant\n%+v", got, want)

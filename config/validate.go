@@ -81,6 +81,7 @@ func (c *Config) validate(skip Problems) Problems {
 	c.checkTracking(v)
 	c.checkHTTP(v)
 	c.checkWebhooks(v)
+	c.checkSplit(v)
 	if len(skip) == 0 {
 		return v.ps
 	}

@@ -26,11 +26,14 @@ const keyBytes = 32
 type secretsFile struct {
 	AdminKey       string       `json:"admin_key"`
 	CurrentVersion int          `json:"current_version"`
-	TrackingKeys   []trackedKey `json:"tracking_keys"`
+	TrackingKeys   []Key        `json:"tracking_keys"`
+	// Relays are the relays paired with this tracker (relays.go).
+	Relays []relayEntry `json:"relays,omitempty"`
 }
 
-// trackedKey is one tracking key version.
-type trackedKey struct {
+// Key is one tracking key version, as the secrets file and a relay key
+// file hold it.
+type Key struct {
 	Version   int       `json:"version"`
 	Key       string    `json:"key"` // hex, 32 bytes
 	CreatedAt time.Time `json:"created_at"`
@@ -56,6 +59,7 @@ type keyState struct {
 	admin   string
 	current int
 	keys    map[int]*macKey
+	relays  []relayEntry
 }
 
 // OpenKeyring opens the secrets file at path (data_dir/secrets.json),
@@ -131,7 +135,7 @@ func (k *Keyring) Rotate() (newVersion int, err error) {
 	if err != nil {
 		return 0, err
 	}
-	f.TrackingKeys = append(f.TrackingKeys, trackedKey{Version: next, Key: key, CreatedAt: time.Now().UTC()})
+	f.TrackingKeys = append(f.TrackingKeys, Key{Version: next, Key: key, CreatedAt: time.Now().UTC()})
 	f.CurrentVersion = next
 	if err := writeSecrets(k.path, f); err != nil {
 		return 0, err
@@ -213,28 +217,38 @@ func checkSecrets(path string, mode fs.FileMode, owner, euid int) (tighten bool,
 
 // apply installs a validated secrets file into the keyring.
 func (k *Keyring) apply(f *secretsFile) error {
-	keys := make(map[int]*macKey, len(f.TrackingKeys))
-	for _, tk := range f.TrackingKeys {
-		b, err := hex.DecodeString(tk.Key)
-		if err != nil || len(b) != keyBytes {
-			return fmt.Errorf("secrets %s: tracking key version %d: want %d hex-encoded bytes", k.path, tk.Version, keyBytes)
-		}
-		if tk.Version < 1 || tk.Version > MaxVersion {
-			return fmt.Errorf("secrets %s: tracking key version %d out of range 1..%d", k.path, tk.Version, MaxVersion)
-		}
-		if _, dup := keys[tk.Version]; dup {
-			return fmt.Errorf("secrets %s: tracking key version %d appears twice", k.path, tk.Version)
-		}
-		keys[tk.Version] = newMacKey(b)
-	}
-	if _, ok := keys[f.CurrentVersion]; !ok {
-		return fmt.Errorf("secrets %s: current_version %d has no tracking key", k.path, f.CurrentVersion)
+	keys, err := parseKeys(f.TrackingKeys, f.CurrentVersion)
+	if err != nil {
+		return fmt.Errorf("secrets %s: %w", k.path, err)
 	}
 	if f.AdminKey == "" {
 		return fmt.Errorf("secrets %s: admin_key is empty", k.path)
 	}
-	k.state.Store(&keyState{admin: f.AdminKey, current: f.CurrentVersion, keys: keys})
+	k.state.Store(&keyState{admin: f.AdminKey, current: f.CurrentVersion, keys: keys, relays: f.Relays})
 	return nil
+}
+
+// parseKeys checks tracking key versions and prepares them for use;
+// current must be one of them.
+func parseKeys(list []Key, current int) (map[int]*macKey, error) {
+	keys := make(map[int]*macKey, len(list))
+	for _, tk := range list {
+		b, err := hex.DecodeString(tk.Key)
+		if err != nil || len(b) != keyBytes {
+			return nil, fmt.Errorf("tracking key version %d: want %d hex-encoded bytes", tk.Version, keyBytes)
+		}
+		if tk.Version < 1 || tk.Version > MaxVersion {
+			return nil, fmt.Errorf("tracking key version %d out of range 1..%d", tk.Version, MaxVersion)
+		}
+		if _, dup := keys[tk.Version]; dup {
+			return nil, fmt.Errorf("tracking key version %d appears twice", tk.Version)
+		}
+		keys[tk.Version] = newMacKey(b)
+	}
+	if _, ok := keys[current]; !ok {
+		return nil, fmt.Errorf("current_version %d has no tracking key", current)
+	}
+	return keys, nil
 }
 
 // AdminKey returns the admin key for the command line: $PIXELRELAY_ADMIN_KEY
@@ -290,7 +304,7 @@ func createSecrets(path string) error {
 	f := &secretsFile{
 		AdminKey:       admin,
 		CurrentVersion: 1,
-		TrackingKeys:   []trackedKey{{Version: 1, Key: key, CreatedAt: time.Now().UTC()}},
+		TrackingKeys:   []Key{{Version: 1, Key: key, CreatedAt: time.Now().UTC()}},
 	}
 	dir := filepath.Dir(path)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -326,8 +340,9 @@ func writeSecrets(path string, f *secretsFile) error {
 	return syncDir(dir)
 }
 
-// writeTemp writes f to a new 0600 file in dir, synced, and returns its name.
-func writeTemp(dir string, f *secretsFile) (string, error) {
+// writeTemp writes f (as JSON) to a new 0600 file in dir, synced, and
+// returns its name.
+func writeTemp(dir string, f any) (string, error) {
 	b, err := json.MarshalIndent(f, "", "  ")
 	if err != nil {
 		return "", err
