@@ -25,7 +25,7 @@ var (
 	bHookState    = []byte("webhook_state")   // endpoint -> its delivery state
 
 	allBuckets = [][]byte{bCopies, bCopiesByTime, bCopiesByRcpt, bUnopened, bOpens, bOpensByTime, bOpensByRcpt, bMeta,
-		bEvents, bActivity, bHookOutbox, bHookState}
+		bEvents, bActivity, bHookOutbox, bHookState, bEarly, bCopyRelay, bRelayFeed, bRelayOut}
 )
 
 // Counter names in bMeta.

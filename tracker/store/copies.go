@@ -84,6 +84,9 @@ func (w *hitTx) add(copies []record.Copy, now func() time.Time) error {
 				return err
 			}
 		}
+		if err := w.split.markOut(id); err != nil {
+			return err
+		}
 		w.dCopies++
 		w.activity(c.QueuedAt).Queued++
 		w.changes = append(w.changes, Change{Kind: ChangeCopy, TrackingID: id, At: c.QueuedAt, Status: c.Status})

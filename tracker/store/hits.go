@@ -15,11 +15,20 @@ import (
 // request is one hit, one copy's delivery state (upd) or a flush marker
 // for the writer.
 type request struct {
-	hit   Hit
-	upd   *statusUpdate
-	add   []record.Copy
-	flush bool
-	done  chan result // nil for Enqueue
+	hit    Hit
+	upd    *statusUpdate
+	add    []record.Copy
+	reg    *registration // split.go
+	imp    []Hit         // split.go
+	impRes *ImportResult
+	flush  bool
+	done   chan result // nil for Enqueue
+}
+
+// isHit reports whether r is a pixel hit (not an update, an addition, a
+// registration, an import or a flush).
+func (r *request) isHit() bool {
+	return !r.flush && r.upd == nil && r.add == nil && r.reg == nil && r.imp == nil
 }
 
 // statusUpdate is a copy's new delivery state (Update).
@@ -55,6 +64,8 @@ func (o HitOutcome) String() string {
 		return "limited"
 	case HitUnknown:
 		return "unknown"
+	case HitEarly:
+		return "early"
 	}
 	return "failed"
 }
@@ -92,7 +103,7 @@ func (s *Store) send(r request) error {
 	s.sendMu.RLock()
 	defer s.sendMu.RUnlock()
 	if s.closed {
-		if !r.flush && r.upd == nil && r.add == nil {
+		if r.isHit() {
 			s.dropped.Add(1)
 		}
 		return ErrClosed
@@ -208,6 +219,7 @@ func (s *Store) commit(batch []request) {
 		w := newHitTx(tx, s.lim)
 		hooks = s.newHookEvents(tx)
 		w.hooks = hooks
+		w.split = s.newSplitTx(tx)
 		for i := range batch {
 			if batch[i].flush {
 				continue
@@ -218,6 +230,18 @@ func (s *Store) commit(batch []request) {
 			}
 			if batch[i].add != nil {
 				if err := w.add(batch[i].add, s.now); err != nil {
+					return err
+				}
+				continue
+			}
+			if r := batch[i].reg; r != nil {
+				if err := w.register(r, s.now); err != nil {
+					return err
+				}
+				continue
+			}
+			if batch[i].imp != nil {
+				if err := w.importHits(batch[i].imp, batch[i].impRes, s.now); err != nil {
 					return err
 				}
 				continue
@@ -235,8 +259,8 @@ func (s *Store) commit(batch []request) {
 	if err != nil {
 		s.lim.rollback()
 		hits := 0
-		for _, r := range batch {
-			if !r.flush && r.upd == nil && r.add == nil {
+		for i := range batch {
+			if batch[i].isHit() {
 				hits++
 			}
 		}
@@ -249,7 +273,7 @@ func (s *Store) commit(batch []request) {
 	}
 	s.reportRefused(now)
 	for i, r := range batch {
-		isHit := !r.flush && r.upd == nil && r.add == nil
+		isHit := r.isHit()
 		if err != nil {
 			outcome[i] = HitFailed
 		}
@@ -298,6 +322,7 @@ type hitTx struct {
 	byQueued, copiesByRcpt, events                *bolt.Bucket
 	lim                                           *limiter
 	hooks                                         *hookEvents // webhook events; nil: no endpoints
+	split                                         *splitTx // nil: no split deployment (split.go)
 	dOpens, dHuman, dCopies, dUntracked           int64
 	// touched holds the copies changed in this batch; they are written
 	// once, by finish, however many hits they got.
@@ -325,7 +350,7 @@ func (w *hitTx) apply(h *Hit, now func() time.Time, dedup time.Duration, limit i
 	}
 	clip(h)
 	c := w.copy(h.TrackingID)
-	if c == nil || !c.Tracked() {
+	if (c == nil && !w.split.keepsEarly()) || (c != nil && !c.Tracked()) {
 		return HitUnknown, nil
 	}
 	dk := keyOf(h.TrackingID, h.IP, h.UserAgent)
@@ -337,20 +362,34 @@ func (w *hitTx) apply(h *Hit, now func() time.Time, dedup time.Duration, limit i
 		return HitLimited, nil
 	}
 	at := ts(h.At)
+	if c == nil {
+		if err := w.split.keepEarly(h, at); err != nil {
+			return HitFailed, err
+		}
+		w.lim.note(dk, h.IP, at, slot)
+		return HitEarly, nil
+	}
 	o, err := w.store(h, c, at)
 	if err != nil {
 		return HitFailed, err
 	}
-	err = w.hooks.emit(webhook.Opened, h.At, !h.Bot, func() ([]byte, error) {
-		return withMessage(openOf(&c.Copy, at, &o), c.message())
-	})
-	if err != nil {
+	if err := w.emitOpen(h, c, at, &o); err != nil {
+		return HitFailed, err
+	}
+	if err := w.split.fed(h, at); err != nil {
 		return HitFailed, err
 	}
 	w.touched[h.TrackingID] = c
 	w.lim.note(dk, h.IP, at, slot)
 	w.changes = append(w.changes, Change{Kind: ChangeOpen, TrackingID: h.TrackingID, At: fromTS(at), Bot: h.Bot})
 	return HitStored, nil
+}
+
+// emitOpen writes the message.opened webhook event of an open just stored.
+func (w *hitTx) emitOpen(h *Hit, c *copyRec, at uint64, o *openRec) error {
+	return w.hooks.emit(webhook.Opened, h.At, !h.Bot, func() ([]byte, error) {
+		return withMessage(openOf(&c.Copy, at, o), c.message())
+	})
 }
 
 // update sets a copy's delivery state; the copy is written once, by
@@ -385,6 +424,9 @@ func (w *hitTx) update(u *statusUpdate, now func() time.Time) error {
 		c.DoneAt = at
 	}
 	w.touched[u.id] = c
+	if err := w.split.markOut(u.id); err != nil {
+		return err
+	}
 	w.changes = append(w.changes, Change{Kind: ChangeStatus, TrackingID: u.id, At: at, Status: u.status})
 	if err := w.noteEvent(u.id, Event{At: at, Status: u.status, Error: u.lastError}); err != nil {
 		return err

@@ -95,6 +95,9 @@ func (s *Store) Purge(ctx context.Context, before time.Time, progress func(done 
 	if err := ctx.Err(); err != nil {
 		return res, err
 	}
+	if _, err := s.purgeSplit(ts(before)); err != nil {
+		return res, err
+	}
 	size, reclaim := s.reclaimable()
 	if reclaim*4 >= size && size > 0 {
 		if err := s.compact(); err != nil {
@@ -262,6 +265,7 @@ func (s *Store) Stats() (Stats, error) {
 		st.Untracked = int(counter(meta, mUntracked))
 		st.Opens = int(counter(meta, mOpens))
 		st.OpensHuman = int(counter(meta, mOpensHuman))
+		splitCounts(tx, &st)
 		return nil
 	})
 	return st, err

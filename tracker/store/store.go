@@ -77,6 +77,20 @@ type Options struct {
 	// committed (or failed), from the writer goroutine: it must be quick
 	// (metrics count outcomes with it).
 	OnHit func(HitOutcome, *Hit)
+
+	// TrackerOnly is a public tracker that relays register their copies
+	// with (split.go): the opens of genuine tokens whose copy is not
+	// registered yet are kept and joined to it when it is, and each
+	// relay's opens wait in its feed until it takes them.
+	TrackerOnly bool
+	// Rejudge, on a TrackerOnly store, is called for each early open as it
+	// is joined to its copy, with the copy's delivery time (zero if not
+	// delivered yet), to classify it again now that the time is known.
+	Rejudge func(h *Hit, sentAt time.Time)
+	// RelayOutbox is a relay whose tracker runs elsewhere: every copy
+	// recorded or changed is listed until the tracker acknowledges it
+	// (RelayPending, RelayDone).
+	RelayOutbox bool
 }
 
 // Store is the tracker's database. All methods are safe for concurrent use.

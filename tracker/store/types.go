@@ -95,6 +95,12 @@ type Stats struct {
 	// dedup or per-IP table was full (a flood from more distinct clients
 	// than it holds; the limiter fails closed).
 	LimiterRefused int64 `json:"limiter_refused"`
+	// Split deployment (split.go): on a public tracker, opens of copies
+	// not registered yet and opens waiting for their relay to take them;
+	// on a relay, copies whose state the tracker has not been told.
+	EarlyOpens  int `json:"early_opens,omitempty"`
+	RelayFeed   int `json:"relay_feed,omitempty"`
+	RelayOutbox int `json:"relay_outbox,omitempty"`
 }
 
 // PurgeResult reports one purge.

@@ -24,9 +24,9 @@ const keyBytes = 32
 
 // secretsFile is the JSON layout of data_dir/secrets.json.
 type secretsFile struct {
-	AdminKey       string       `json:"admin_key"`
-	CurrentVersion int          `json:"current_version"`
-	TrackingKeys   []Key        `json:"tracking_keys"`
+	AdminKey       string `json:"admin_key"`
+	CurrentVersion int    `json:"current_version"`
+	TrackingKeys   []Key  `json:"tracking_keys"`
 	// Relays are the relays paired with this tracker (relays.go).
 	Relays []relayEntry `json:"relays,omitempty"`
 }
