@@ -14,36 +14,26 @@ import (
 func keysCommand() *command {
 	return &command{
 		name:    "keys",
-		summary: "make a new tracking key version current",
-		help: `Usage: pixelrelay keys rotate [--json] [--config FILE]
-
-Makes a new tracking key version current in the running server. New pixels
-use it; tokens made with older versions keep working, so mail already sent
-keeps counting its opens.
-
-Flags:
-  --json          print the admin API's JSON instead of text
-  --config FILE   the config file naming the server's address and data_dir
-
-Example:
-  pixelrelay keys rotate
-`,
-		run: runKeys,
+		summary: "rotate tracking keys; pair relays with a public tracker",
+		help:    keysHelp,
+		run:     runKeys,
 	}
 }
 
 func runKeys(e *env, args []string) error {
 	fs, cfgPath := newFlags("keys")
 	asJSON := fs.Bool("json", false, "")
+	name := fs.String("name", "relay", "")
+	out := fs.String("out", "", "")
 	pos, err := parseArgs(fs, args)
 	if err != nil {
 		return err
 	}
 	if len(pos) == 0 {
-		return usagef("keys needs a subcommand: pixelrelay keys rotate")
+		return usagef("keys needs a subcommand: pixelrelay keys rotate (or export, import, relays, revoke)")
 	}
 	if pos[0] != "rotate" {
-		return usagef("unknown keys subcommand %q (there is: rotate)", pos[0])
+		return runKeysPairing(e, pos[0], pos[1:], *cfgPath, *name, *out, *asJSON)
 	}
 	if err := noArgs(pos[1:]); err != nil {
 		return err

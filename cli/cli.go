@@ -33,6 +33,7 @@ const (
 // env is what a command runs with: where output goes, the clock, and how
 // wide the terminal is. Tests build their own.
 type env struct {
+	stdin  io.Reader // nil: os.Stdin
 	stdout io.Writer
 	stderr io.Writer
 	now    func() time.Time

@@ -38,8 +38,10 @@ type binding struct {
 func (l *listeners) start() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.setSMTPAddr()
-	go l.run(&l.smtp, l.smtp.ln)
+	if l.smtp.ln != nil { // serve --tracker-only has no SMTP listener
+		l.setSMTPAddr()
+		go l.run(&l.smtp, l.smtp.ln)
+	}
 	go l.run(&l.http, l.http.ln)
 }
 
@@ -90,7 +92,7 @@ func (l *listeners) apply(cfg *config.Config) {
 	if l.stopped {
 		return
 	}
-	if l.move(&l.smtp, cfg.SMTP.Listen) {
+	if l.smtp.ln != nil && l.move(&l.smtp, cfg.SMTP.Listen) {
 		l.setSMTPAddr()
 	}
 	l.move(&l.http, cfg.HTTP.Listen)

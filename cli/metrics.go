@@ -28,6 +28,11 @@ func watchMetrics(m *metrics.Metrics, q *queue.Queue, st *store.Store) {
 		}
 		return d
 	})
+	watchStoreMetrics(m, st)
+}
+
+// watchStoreMetrics lets the metrics read the store's size at each scrape.
+func watchStoreMetrics(m *metrics.Metrics, st *store.Store) {
 	m.WatchStore(func() (metrics.StoreStats, error) {
 		s, err := st.Stats()
 		return metrics.StoreStats{SizeBytes: s.SizeBytes, FreeBytes: s.FreeBytes, Copies: s.Copies,

@@ -39,14 +39,20 @@ func serveCommand() *command {
 	return &command{
 		name:    "serve",
 		summary: "run the SMTP relay and the HTTP tracker until SIGINT/SIGTERM",
-		help: `Usage: pixelrelay serve [--config FILE] [--log-format auto|text|json] [--json] [--log-level LEVEL]
+		help: `Usage: pixelrelay serve [--tracker-only] [--config FILE] [--log-format auto|text|json] [--json] [--log-level LEVEL]
 
 Runs the SMTP relay and the HTTP tracker until SIGINT or SIGTERM. The config
 file reloads by itself when it changes, and a config file that appears in the
 search path (or the one in use disappearing) is picked up too; SIGHUP reloads
 at once.
 
+With --tracker-only it runs the tracker's part alone, for a public host
+that relays elsewhere (tracker.remote_url) register their copies with:
+the pixel, the admin API, the relay API (/relay/) and the database; no
+SMTP listener and no queue. Pair a relay with ` + "`pixelrelay keys export`" + `.
+
 Flags:
+  --tracker-only       run the tracker alone (a split deployment's public host)
   --config FILE        the config file (default: $PIXELRELAY_CONFIG,
                        ./pixelrelay.toml, $XDG_CONFIG_HOME/pixelrelay/config.toml,
                        else built-in defaults)
@@ -68,6 +74,7 @@ func runServe(e *env, args []string) error {
 	logFormat := fs.String("log-format", "auto", "")
 	logLevel := fs.String("log-level", "info", "")
 	asJSON := fs.Bool("json", false, "")
+	trackerOnly := fs.Bool("tracker-only", false, "")
 	pos, err := parseArgs(fs, args)
 	if err != nil {
 		return err
@@ -86,7 +93,7 @@ func runServe(e *env, args []string) error {
 		return usagef("%v", err)
 	}
 	slog.SetDefault(log)
-	if err := serve(*cfgPath, log); err != nil {
+	if err := serve(*cfgPath, *trackerOnly, log); err != nil {
 		return errors.New(joinLines(err))
 	}
 	return nil
@@ -129,8 +136,9 @@ func joinLines(err error) string {
 	return strings.ReplaceAll(strings.TrimSpace(err.Error()), "\n", "; ")
 }
 
-// serve wires the parts together and blocks until a signal.
-func serve(flagPath string, log *slog.Logger) error {
+// serve wires the parts together and blocks until a signal. trackerOnly
+// runs the tracker's part alone (serveTracker).
+func serve(flagPath string, trackerOnly bool, log *slog.Logger) error {
 	// Catch signals from the start: a SIGTERM while starting up then stops
 	// the server gracefully once it is up, instead of killing it midway.
 	sigc := make(chan os.Signal, 4)
@@ -154,6 +162,10 @@ func serve(flagPath string, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	sp, err := newSplit(cfg, keys, trackerOnly, log)
+	if err != nil {
+		return err
+	}
 	watcher, err := config.NewWatcher(path, cfg, log)
 	if err != nil {
 		return err
@@ -165,6 +177,7 @@ func serve(flagPath string, log *slog.Logger) error {
 
 	met := metrics.New(Version)
 	stOpt := storeOptions(cfg, log)
+	sp.storeOptions(&stOpt, current)
 	stOpt.OnHit = func(o store.HitOutcome, h *store.Hit) { met.Pixel(o.String(), hitClass(h)) }
 	st, err := store.OpenStore(cfg.DBPath(), stOpt)
 	if err != nil {
@@ -181,6 +194,9 @@ func serve(flagPath string, log *slog.Logger) error {
 	hooks := webhook.New(webhookOptions(st, log))
 	defer hooks.Close()
 	hooks.Apply(webhookConfigs(cfg, log))
+	if trackerOnly {
+		return serveTracker(path, cfg, watcher, sp, st, hooks, met, sigc, log)
+	}
 
 	upstream := deliver.New(current, log)
 	defer upstream.Close()
@@ -189,7 +205,7 @@ func serve(flagPath string, log *slog.Logger) error {
 		Config:   current,
 		Upstream: func() relay.Upstream { return upstream },
 		Recorder: st,
-		Minter:   keys,
+		Minter:   sp.minter(),
 		Log:      log,
 		Metrics:  met,
 		NoFsync:  benchNoFsync(log),
@@ -223,7 +239,7 @@ func serve(flagPath string, log *slog.Logger) error {
 		errc: make(chan error, 4),
 		log:  log,
 	}
-	web := httpd.New(httpd.Options{
+	hopt := httpd.Options{
 		Config:     current,
 		Store:      st,
 		Keys:       keys,
@@ -235,7 +251,9 @@ func serve(flagPath string, log *slog.Logger) error {
 		Senders:    submitters,
 		Log:        log,
 		Metrics:    met,
-	})
+	}
+	sp.httpOptions(&hopt, st, current)
+	web := httpd.New(hopt)
 	lns.http.serve = web.Serve
 
 	ctx, stop := context.WithCancel(context.Background())
@@ -249,6 +267,7 @@ func serve(flagPath string, log *slog.Logger) error {
 	go func() { lns.report(watcher.Run(ctx)) }()
 	q.Start()
 	go web.RunPurge(ctx)
+	go sp.run(ctx)
 	// The listeners are bound: say so before the first client is answered.
 	logStartup(log, cfg, path, smtpLn.Addr(), httpLn.Addr())
 	lns.start()
@@ -309,7 +328,7 @@ func waitForStop(sigc <-chan os.Signal, errc <-chan error, w *config.Watcher, ln
 // is the data_dir in use.
 func applyReload(old, new *config.Config, dataDir string, lns *listeners, st *store.Store, q *queue.Queue, log *slog.Logger) {
 	st.SetLimits(new.Tracking.DedupWindow.D(), new.Tracking.IPHourlyLimit)
-	if old.Upstream != new.Upstream {
+	if q != nil && old.Upstream != new.Upstream {
 		log.Info("upstream settings changed: retrying deferred copies now")
 		q.Kick()
 	}
@@ -317,6 +336,7 @@ func applyReload(old, new *config.Config, dataDir string, lns *listeners, st *st
 	if dataDir != new.DataDir {
 		log.Warn("data_dir changed; it takes effect after a restart", "data_dir", new.DataDir, "in_use", dataDir)
 	}
+	restartKeys(old, new, log)
 }
 
 func storeOptions(cfg *config.Config, log *slog.Logger) store.Options {

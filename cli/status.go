@@ -40,12 +40,16 @@ Example:
 }
 
 func runStatus(e *env, args []string) error {
-	var st httpd.StatusResponse
+	var st statusResponse
 	c, printed, err := getSimple(e, "status", "/api/status", args, &st)
 	if err != nil || printed {
 		return err
 	}
-	rows := statusRows(&st)
+	rows := statusRows(&st.StatusResponse)
+	if st.Role == "tracker" {
+		rows = trackerOnlyRows(rows)
+	}
+	rows = append(rows, splitRows(&st, e.now())...)
 	if c.config != st.ConfigFile {
 		// Worth knowing when the two disagree (a refused key, say).
 		mine := c.config

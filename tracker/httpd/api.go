@@ -83,6 +83,10 @@ func (s *Server) api(w http.ResponseWriter, r *http.Request) {
 	case "/api/dashboard/login":
 		rt = route{http.MethodPost, s.apiDashboardLogin}
 	default:
+		if s.opt.AdminRoutes != nil {
+			s.opt.AdminRoutes.ServeHTTP(w, r)
+			return
+		}
 		writeError(w, http.StatusNotFound, "no such API route: "+r.URL.Path)
 		return
 	}
@@ -240,14 +244,24 @@ func (s *Server) status() (StatusResponse, error) {
 	if s.opt.ConfigNote != nil {
 		note = s.opt.ConfigNote()
 	}
+	var remote any
+	if s.opt.Remote != nil {
+		remote = s.opt.Remote()
+	}
+	upstream := cfg.UpstreamRedacted()
+	if s.opt.Role == "tracker" {
+		smtpListen, upstream = "", ""
+	}
 	return StatusResponse{
+		Remote:             remote,
+		Role:               s.opt.Role,
 		Version:            s.opt.Version,
 		ConfigFile:         cfg.Path,
 		ConfigProblem:      note,
 		DataDir:            cfg.DataDir,
 		SMTPListen:         smtpListen,
 		HTTPListen:         httpListen,
-		Upstream:           cfg.UpstreamRedacted(),
+		Upstream:           upstream,
 		TrackingKeyVersion: s.opt.Keys.Current(),
 		Queue:              counts,
 		Database:           db,

@@ -132,6 +132,18 @@ type Options struct {
 	// (default 1 minute); PurgeEvery is the interval after that (default 24h).
 	PurgeDelay time.Duration
 	PurgeEvery time.Duration
+
+	// Split deployment (package remote). Relay, on a public tracker,
+	// serves the relay API under /relay/ (it authenticates relays itself);
+	// AdminRoutes serves the admin API routes this package does not know
+	// (/api/relays), after the admin key is checked; Remote, on a relay
+	// whose tracker runs elsewhere, is /api/status's "remote".
+	Relay       http.Handler
+	AdminRoutes http.Handler
+	Remote      func() any
+	// Role is "tracker" for a tracker without a relay (serve
+	// --tracker-only): /api/status then shows no SMTP listener or upstream.
+	Role string
 }
 
 // Timeouts and limits of the http.Server that Serve runs.
@@ -331,6 +343,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		s.ui.ServeHTTP(w, r)
+	case strings.HasPrefix(p, "/relay/") && s.opt.Relay != nil:
+		s.opt.Relay.ServeHTTP(w, r)
 	default:
 		http.NotFound(w, r)
 	}

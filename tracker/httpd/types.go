@@ -44,6 +44,11 @@ type StatusResponse struct {
 	Database store.Stats    `json:"database"`
 	// Webhooks is each endpoint's state, as GET /api/webhooks.
 	Webhooks []webhook.Status `json:"webhooks"`
+	// Remote is, on a relay whose tracker runs elsewhere, how it stands
+	// with that tracker (remote.Status); absent otherwise.
+	Remote any `json:"remote,omitempty"`
+	// Role is "tracker" for `serve --tracker-only`, else absent.
+	Role string `json:"role,omitempty"`
 }
 
 // QueueDamaged is the key, in StatusResponse.Queue, of the number of

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // RelayKeyFormat names the relay key file's layout.
@@ -87,19 +88,46 @@ func WriteRelayKey(path string, rk *RelayKey) error {
 // use.
 type RemoteKeys struct {
 	path  string
-	mu    sync.Mutex // serialises writes of the file
+	mu    sync.Mutex // serialises writes and reloads of the file
 	state atomic.Pointer[remoteState]
 }
 
 type remoteState struct {
-	rk   *RelayKey
-	keys map[int]*macKey
+	rk    *RelayKey
+	keys  map[int]*macKey
+	stamp fileStamp // of the file rk was read from or written to
+}
+
+// fileStamp identifies a version of a file.
+type fileStamp struct {
+	size int64
+	mod  time.Time
+}
+
+func stampOf(path string) fileStamp {
+	st, err := os.Stat(path)
+	if err != nil {
+		return fileStamp{}
+	}
+	return fileStamp{st.Size(), st.ModTime()}
 }
 
 // OpenRemoteKeys reads the relay key file at path. The file must be
 // owned by this user and not writable by others, as the secrets file.
 func OpenRemoteKeys(path string) (*RemoteKeys, error) {
 	r := &RemoteKeys{path: path}
+	rk, err := readRelayKey(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := r.install(rk); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// readRelayKey reads and checks the relay key file at path.
+func readRelayKey(path string) (*RelayKey, error) {
 	st, err := os.Stat(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("relay key %s does not exist: run `pixelrelay keys export` on the tracker, then `pixelrelay keys import FILE` here", path)
@@ -118,10 +146,23 @@ func OpenRemoteKeys(path string) (*RemoteKeys, error) {
 	if err != nil {
 		return nil, fmt.Errorf("relay key %s: %w", path, err)
 	}
-	if err := r.install(rk); err != nil {
-		return nil, err
+	return rk, nil
+}
+
+// Reload reads the file again when it changed since it was read (`keys
+// import` while serve runs). A file that cannot be used is reported and
+// the keys in use stay.
+func (r *RemoteKeys) Reload() (changed bool, err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if stampOf(r.path) == r.state.Load().stamp {
+		return false, nil
 	}
-	return r, nil
+	rk, err := readRelayKey(r.path)
+	if err != nil {
+		return false, err
+	}
+	return true, r.install(rk)
 }
 
 func (r *RemoteKeys) install(rk *RelayKey) error {
@@ -129,7 +170,7 @@ func (r *RemoteKeys) install(rk *RelayKey) error {
 	if err != nil {
 		return fmt.Errorf("relay key %s: %w", r.path, err)
 	}
-	r.state.Store(&remoteState{rk: rk, keys: keys})
+	r.state.Store(&remoteState{rk: rk, keys: keys, stamp: stampOf(r.path)})
 	return nil
 }
 
