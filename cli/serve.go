@@ -267,7 +267,7 @@ func serve(flagPath string, trackerOnly bool, log *slog.Logger) error {
 	go func() { lns.report(watcher.Run(ctx)) }()
 	q.Start()
 	go web.RunPurge(ctx)
-	go sp.run(ctx)
+	synced := sp.start(ctx)
 	// The listeners are bound: say so before the first client is answered.
 	logStartup(log, cfg, path, smtpLn.Addr(), httpLn.Addr())
 	lns.start()
@@ -285,6 +285,7 @@ func serve(flagPath string, trackerOnly bool, log *slog.Logger) error {
 		log.Warn("http shutdown", "err", e)
 	}
 	stop()
+	<-synced
 	if e := q.Close(); e != nil {
 		log.Warn("queue shutdown", "err", e)
 	}

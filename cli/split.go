@@ -26,6 +26,8 @@ type split struct {
 	clock       func() time.Time
 	log         *slog.Logger
 
+	handler *remote.Handler // a public tracker's relay API
+
 	// A relay with a remote tracker:
 	remoteKeys *token.RemoteKeys
 	client     *remote.Client
@@ -86,7 +88,9 @@ func (sp *split) httpOptions(o *httpd.Options, st *store.Store, current func() *
 	switch {
 	case sp.trackerOnly:
 		o.Role = "tracker"
-		o.Relay = &remote.Handler{Store: st, Keys: sp.keys, Log: sp.log, Now: sp.clock}
+		o.KeepUnknown = true
+		sp.handler = &remote.Handler{Store: st, Keys: sp.keys, Log: sp.log, Now: sp.clock}
+		o.Relay = sp.handler
 		o.AdminRoutes = &remote.AdminHandler{Keys: sp.keys, BaseURL: func() string { return current().Tracking.BaseURL }}
 	case sp.relay():
 		o.Keys = &remote.RelayKeys{Local: sp.keys, Remote: sp.remoteKeys, Client: sp.client}
@@ -102,12 +106,28 @@ func (sp *split) httpOptions(o *httpd.Options, st *store.Store, current func() *
 	}
 }
 
-// run keeps a relay and its tracker in step until ctx ends.
-func (sp *split) run(ctx context.Context) {
-	if sp.syncer != nil {
-		sp.log.Info("registering copies with the remote tracker and taking its opens", "tracker", sp.client.Base(),
-			"relay_key", sp.remoteKeys.Path(), "share_details", sp.syncer.Details())
+// start keeps a relay and its tracker in step until ctx ends; the
+// returned channel is closed when it has stopped.
+func (sp *split) start(ctx context.Context) <-chan struct{} {
+	done := make(chan struct{})
+	if sp.syncer == nil {
+		close(done)
+		return done
+	}
+	sp.log.Info("registering copies with the remote tracker and taking its opens", "tracker", sp.client.Base(),
+		"relay_key", sp.remoteKeys.Path(), "share_details", sp.syncer.Details())
+	go func() {
+		defer close(done)
 		sp.syncer.Run(ctx)
+	}()
+	return done
+}
+
+// shutdown ends a public tracker's long polls, so that the HTTP server's
+// shutdown does not wait for them.
+func (sp *split) shutdown() {
+	if sp.handler != nil {
+		sp.handler.Shutdown()
 	}
 }
 

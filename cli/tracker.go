@@ -55,6 +55,7 @@ func serveTracker(path string, cfg *config.Config, watcher *config.Watcher, sp *
 	log.Info("shutting down: no new connections; finishing in-flight requests", "grace", shutdownGrace)
 	sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
 	defer cancel()
+	sp.shutdown()
 	if e := web.Shutdown(sctx); e != nil {
 		log.Warn("http shutdown", "err", e)
 	}

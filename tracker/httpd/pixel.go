@@ -127,12 +127,15 @@ func (s *Server) record(r *http.Request, id string) {
 			s.recordError(err)
 			return
 		}
-		if !found {
+		switch {
+		case !found && !s.opt.KeepUnknown:
 			return // a genuine token of a purged or unknown copy
-		}
-		if classify.InPrefetchWindow(c.SentAt, now, window) {
+		case !found:
+			// Not registered yet (a public tracker): the store keeps it
+			// and judges it again with the delivery time when it is.
+		case classify.InPrefetchWindow(c.SentAt, now, window):
 			res = classify.WindowResult(window)
-		} else if !c.SentAt.IsZero() && now.Sub(c.SentAt) > max(window, maxPrefetchWindow) {
+		case !c.SentAt.IsZero() && now.Sub(c.SentAt) > max(window, maxPrefetchWindow):
 			s.settled.add(id)
 		}
 		res = s.recent.burst(id, res, c.SentAt, now, cl.ip)

@@ -141,6 +141,10 @@ type Options struct {
 	Relay       http.Handler
 	AdminRoutes http.Handler
 	Remote      func() any
+	// KeepUnknown hands genuine tokens of copies the store does not know
+	// to it anyway: a public tracker keeps them until the relay registers
+	// the copy (store.Options.TrackerOnly).
+	KeepUnknown bool
 	// Role is "tracker" for a tracker without a relay (serve
 	// --tracker-only): /api/status then shows no SMTP listener or upstream.
 	Role string

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"pixelrelay/tracker/record"
@@ -41,6 +42,27 @@ type Handler struct {
 	Keys  TrackerKeys
 	Log   *slog.Logger     // nil: slog.Default()
 	Now   func() time.Time // nil: time.Now
+
+	stopOnce sync.Once
+	stop     chan struct{}
+	mu       sync.Mutex
+}
+
+// Shutdown ends the long polls in progress (they answer at once) and
+// those that come later: call it before shutting the HTTP server down,
+// which waits for requests in flight.
+func (h *Handler) Shutdown() {
+	h.stopOnce.Do(func() { close(h.stopped()) })
+}
+
+// stopped returns the channel Shutdown closes.
+func (h *Handler) stopped() chan struct{} {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.stop == nil {
+		h.stop = make(chan struct{})
+	}
+	return h.stop
 }
 
 func (h *Handler) now() time.Time {
@@ -150,29 +172,41 @@ func (h *Handler) opens(w http.ResponseWriter, r *http.Request, relay string) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), time.Duration(waitSec)*time.Second)
 	defer cancel()
+	version := h.Keys.Current()
 	var sub *store.Subscription
+	var tick *time.Ticker
 	for {
 		feed, err := h.Store.RelayFeed(relay, limit)
 		if err != nil {
 			writeJSON(w, http.StatusServiceUnavailable, ErrorResponse{err.Error()})
 			return
 		}
-		if len(feed) > 0 || ctx.Err() != nil {
+		if len(feed) > 0 || ctx.Err() != nil || h.Keys.Current() != version {
 			writeJSON(w, http.StatusOK, OpensResponse{Opens: feed, Now: h.now().UTC(), KeyVersion: h.Keys.Current()})
 			return
 		}
 		if sub == nil {
 			sub = h.Store.Subscribe()
 			defer sub.Close()
+			// A rotation is news too: it is looked for every second.
+			tick = time.NewTicker(keyCheckEvery)
+			defer tick.Stop()
 			continue // look again: an open may have come before the subscription
 		}
 		select {
 		case <-sub.C:
 			sub.Take()
+		case <-tick.C:
 		case <-ctx.Done():
+		case <-h.stopped():
+			cancel()
 		}
 	}
 }
+
+// keyCheckEvery is how often a long poll looks for a new tracking key
+// version, which ends it so the relay adopts the version at once.
+const keyCheckEvery = time.Second
 
 func (h *Handler) ack(w http.ResponseWriter, r *http.Request, relay string) {
 	var req AckRequest
