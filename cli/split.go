@@ -37,6 +37,9 @@ type split struct {
 // newSplit prepares the split deployment's parts for cfg. A relay with
 // tracker.remote_url needs its relay key file.
 func newSplit(cfg *config.Config, keys *token.Keyring, trackerOnly bool, log *slog.Logger) (*split, error) {
+	if cfg.StorePostgres() {
+		return nil, fmt.Errorf("store.url: PostgreSQL is not supported by this version yet; use \"bolt\"")
+	}
 	sp := &split{trackerOnly: trackerOnly, keys: keys, clock: testClock(log), log: log}
 	if trackerOnly && cfg.Split() {
 		return nil, fmt.Errorf("tracker.remote_url is set: this config is a relay's, and --tracker-only runs the tracker; drop one")
@@ -76,6 +79,16 @@ func (sp *split) storeOptions(o *store.Options, current func() *config.Config) {
 // minter is what the queue mints tokens with: the tracker's keys on a
 // relay whose tracker runs elsewhere, else this process's own.
 func (sp *split) minter() record.Minter {
+	if sp.relay() {
+		return sp.remoteKeys
+	}
+	return sp.keys
+}
+
+// linkMinter is what the queue makes link tokens with: like minter, the
+// tracker's keys on a relay whose tracker runs elsewhere (which takes
+// each copy's link URLs with its registration).
+func (sp *split) linkMinter() record.LinkMinter {
 	if sp.relay() {
 		return sp.remoteKeys
 	}

@@ -29,7 +29,7 @@ func serveTracker(path string, cfg *config.Config, watcher *config.Watcher, sp *
 		errc: make(chan error, 4),
 		log:  log,
 	}
-	hopt := httpd.Options{Config: current, Store: st, Keys: sp.keys, Version: Version, Log: log, Metrics: met}
+	hopt := httpd.Options{Config: current, Store: st, Keys: sp.keys, Version: Version, ConfigNote: watcher.Note, Log: log, Metrics: met}
 	sp.httpOptions(&hopt, st, current)
 	web := httpd.New(hopt)
 	lns.http.serve = web.Serve

@@ -64,6 +64,10 @@ type CopyState struct {
 	Subject    string     `json:"subject,omitempty"`
 	MessageID  string     `json:"message_id,omitempty"`
 	LastError  string     `json:"last_error,omitempty"` // may name the recipient: only with share_details
+	// Links are the URLs of the copy's tracked links, which the tracker
+	// redirects clicks to: always sent (a click could not be answered
+	// without them).
+	Links []string `json:"links,omitempty"`
 }
 
 // RegisterResponse answers a registration.
@@ -103,7 +107,7 @@ type ErrorResponse struct {
 
 // stateOf is what the relay sends about c.
 func stateOf(c *record.Copy, details bool) CopyState {
-	s := CopyState{TrackingID: c.TrackingID, QueuedAt: c.QueuedAt.UTC(), Status: c.Status}
+	s := CopyState{TrackingID: c.TrackingID, QueuedAt: c.QueuedAt.UTC(), Status: c.Status, Links: c.Links}
 	if !c.SentAt.IsZero() {
 		t := c.SentAt.UTC()
 		s.SentAt = &t
@@ -117,7 +121,8 @@ func stateOf(c *record.Copy, details bool) CopyState {
 // copyOf is the record the tracker keeps of s, its times moved by skew.
 func copyOf(s *CopyState, skew time.Duration) record.Copy {
 	c := record.Copy{TrackingID: s.TrackingID, QueuedAt: s.QueuedAt.Add(skew).UTC(), Status: s.Status,
-		Recipient: s.Recipient, From: s.From, Subject: s.Subject, MessageID: s.MessageID, LastError: s.LastError}
+		Recipient: s.Recipient, From: s.From, Subject: s.Subject, MessageID: s.MessageID, LastError: s.LastError,
+		Links: s.Links}
 	if s.SentAt != nil && !s.SentAt.IsZero() {
 		c.SentAt = s.SentAt.Add(skew).UTC()
 	}

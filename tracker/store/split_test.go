@@ -215,6 +215,13 @@ func TestRelayOutboxAndImport(t *testing.T) {
 	s := openTest(t, Options{Now: clk.Now, RelayOutbox: true, DedupWindow: time.Hour, IPHourlyLimit: 1})
 	addCopy(t, s, "hhhh", "Bob@Example.org", clk.Now())
 	addCopy(t, s, "iiii", "carol@example.org", clk.Now())
+	untracked := record.Copy{QueueID: "q-x", Recipient: "dan@example.org", UntrackedReason: "excluded", QueuedAt: clk.Now()}
+	if err := s.Add([]record.Copy{untracked}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Update(untracked.ID(), record.StatusSent, "", clk.Now()); err != nil {
+		t.Fatal(err)
+	}
 	p, err := s.RelayPending(10)
 	if err != nil || len(p) != 2 || p[0].Recipient != "Bob@Example.org" || p[0].Subject != "Subject hhhh" {
 		t.Fatalf("pending = %+v, %v", p, err)

@@ -59,6 +59,13 @@ func (m *macKey) linkMAC(head []byte) [linkMACBytes]byte {
 // made under the key version tok names, or the current one when that
 // version is no longer in the file. It implements record.LinkMinter.
 func (k *Keyring) LinkTokens(tok string, links int) ([]string, error) {
+	st := k.state.Load()
+	return linkTokens(st.keys, st.current, tok, links)
+}
+
+// linkTokens makes the link tokens of a pixel token with keys, falling
+// back to version current.
+func linkTokens(keys map[int]*macKey, current int, tok string, links int) ([]string, error) {
 	if links < 0 || links > MaxLink {
 		return nil, ErrLink
 	}
@@ -66,10 +73,9 @@ func (k *Keyring) LinkTokens(tok string, links int) ([]string, error) {
 	if !ok {
 		return nil, fmt.Errorf("token: not a pixel token: %q", tok)
 	}
-	st := k.state.Load()
-	key, found := st.keys[ver]
+	key, found := keys[ver]
 	if !found {
-		ver, key = st.current, st.keys[st.current]
+		ver, key = current, keys[current]
 	}
 	var lr [linkRawBytes]byte
 	copy(lr[:idBytes], raw[:idBytes])
@@ -89,6 +95,11 @@ func (k *Keyring) LinkTokens(tok string, links int) ([]string, error) {
 // under the key version it names, and ok false for any damaged, forged or
 // retired token, or a pixel token.
 func (k *Keyring) VerifyLink(tok string) (trackingID string, link int, ok bool) {
+	return verifyLink(k.state.Load().keys, tok)
+}
+
+// verifyLink checks a link token against keys.
+func verifyLink(keys map[int]*macKey, tok string) (trackingID string, link int, ok bool) {
 	if len(tok) != LinkLen {
 		return "", 0, false
 	}
@@ -105,7 +116,7 @@ func (k *Keyring) VerifyLink(tok string) (trackingID string, link int, ok bool) 
 		return "", 0, false
 	}
 	ver := int(binary.BigEndian.Uint16(raw[idBytes:]))
-	key, found := k.state.Load().keys[ver]
+	key, found := keys[ver]
 	if !found {
 		return "", 0, false
 	}

@@ -202,6 +202,18 @@ func (r *RemoteKeys) Verify(tok string) (trackingID string, ok bool) {
 	return idOf(raw), true
 }
 
+// LinkTokens makes the link tokens of a copy's pixel token with the
+// tracker's keys (record.LinkMinter).
+func (r *RemoteKeys) LinkTokens(tok string, links int) ([]string, error) {
+	st := r.state.Load()
+	return linkTokens(st.keys, st.rk.CurrentVersion, tok, links)
+}
+
+// VerifyLink checks a link token against the tracker's keys.
+func (r *RemoteKeys) VerifyLink(tok string) (trackingID string, link int, ok bool) {
+	return verifyLink(r.state.Load().keys, tok)
+}
+
 // Current is the version new tokens are minted with.
 func (r *RemoteKeys) Current() int { return r.state.Load().rk.CurrentVersion }
 
