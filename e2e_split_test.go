@@ -22,6 +22,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"pixelrelay/tracker/webhook/webhooktest"
 )
 
 // noPrefetch turns the tracker's prefetch rule off: the tests fetch pixels
@@ -303,6 +305,8 @@ func TestSplitTrackerDown(t *testing.T) {
 // the tracker and reach the relay when it is back, classified there.
 func TestSplitLaptopOff(t *testing.T) {
 	p := newSplitPair(t, noPrefetch, "")
+	rcv := webhooktest.Start(t, e2eSecret)
+	p.appendConfig(p.relay, fmt.Sprintf("[[webhooks]]\nname = \"crm\"\nurl = %q\nsecret = %q\n", rcv.URL(), e2eSecret))
 	p.relay.start()
 	pixels := p.send("Read while the laptop sleeps", "erin@example.org")
 	p.registered(1)
@@ -336,6 +340,27 @@ func TestSplitLaptopOff(t *testing.T) {
 	}{&m})
 	if len(m) != 1 || m[0].OpensTotal != 3 || m[0].OpensHuman != 2 {
 		t.Errorf("message at the relay: %+v", m)
+	}
+	// The relay's webhooks report the opens it took, with the recipient
+	// the tracker never knew (human_only: the two human ones).
+	ds := rcv.WaitFor(t, 20*time.Second, func(all []webhooktest.Delivery) bool {
+		return len(eventRecipients(t, all)["message.opened"]) == 2
+	}, "two message.opened events")
+	if r := eventRecipients(t, ds)["message.opened"]; r[0] != "erin@example.org" || r[1] != "erin@example.org" {
+		t.Errorf("message.opened recipients %v", r)
+	}
+}
+
+// appendConfig adds TOML to an instance's config file (before it starts).
+func (p *splitPair) appendConfig(in *instance, toml string) {
+	p.t.Helper()
+	f, err := os.OpenFile(in.cfgPath, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.WriteString(toml); err != nil {
+		p.t.Fatal(err)
 	}
 }
 
