@@ -322,7 +322,7 @@ type hitTx struct {
 	byQueued, copiesByRcpt, events                *bolt.Bucket
 	lim                                           *limiter
 	hooks                                         *hookEvents // webhook events; nil: no endpoints
-	split                                         *splitTx // nil: no split deployment (split.go)
+	split                                         *splitTx    // nil: no split deployment (split.go)
 	dOpens, dHuman, dCopies, dUntracked           int64
 	// touched holds the copies changed in this batch; they are written
 	// once, by finish, however many hits they got.
