@@ -20,7 +20,7 @@ func hitClass(h *store.Hit) string {
 
 // watchMetrics lets the metrics read the queue's depth and the store's
 // size at each scrape.
-func watchMetrics(m *metrics.Metrics, q *queue.Queue, st *store.Store) {
+func watchMetrics(m *metrics.Metrics, q *queue.Queue, st store.DB) {
 	m.WatchQueue(func() metrics.QueueDepth {
 		d := metrics.QueueDepth{ByState: map[string]int{}, Damaged: q.Damaged()}
 		for _, e := range q.Entries() {
@@ -32,7 +32,7 @@ func watchMetrics(m *metrics.Metrics, q *queue.Queue, st *store.Store) {
 }
 
 // watchStoreMetrics lets the metrics read the store's size at each scrape.
-func watchStoreMetrics(m *metrics.Metrics, st *store.Store) {
+func watchStoreMetrics(m *metrics.Metrics, st store.DB) {
 	m.WatchStore(func() (metrics.StoreStats, error) {
 		s, err := st.Stats()
 		return metrics.StoreStats{SizeBytes: s.SizeBytes, FreeBytes: s.FreeBytes, Copies: s.Copies,

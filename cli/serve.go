@@ -15,7 +15,6 @@ import (
 	"syscall"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
 	"golang.org/x/term"
 
 	"pixelrelay/config"
@@ -179,15 +178,9 @@ func serve(flagPath string, trackerOnly bool, log *slog.Logger) error {
 	stOpt := storeOptions(cfg, log)
 	sp.storeOptions(&stOpt, current)
 	stOpt.OnHit = func(o store.HitOutcome, h *store.Hit) { met.Pixel(o.String(), hitClass(h)) }
-	st, err := store.OpenStore(cfg.DBPath(), stOpt)
+	st, err := openStore(cfg, stOpt)
 	if err != nil {
-		if errors.Is(err, bolt.ErrTimeout) {
-			return fmt.Errorf("database %s is locked: is another pixelrelay serve running with data_dir %s?", cfg.DBPath(), cfg.DataDir)
-		}
-		if errors.Is(err, store.ErrDamaged) {
-			return fmt.Errorf("%w; move the file aside (keep it for recovery) to start with an empty database", err)
-		}
-		return err // the store's errors name the file
+		return err
 	}
 	defer st.Close()
 	// Webhook workers stop before the store closes (defers run in reverse).
@@ -327,7 +320,7 @@ func waitForStop(sigc <-chan os.Signal, errc <-chan error, w *config.Watcher, ln
 
 // applyReload pushes a new config into the parts that keep state. dataDir
 // is the data_dir in use.
-func applyReload(old, new *config.Config, dataDir string, lns *listeners, st *store.Store, q *queue.Queue, log *slog.Logger) {
+func applyReload(old, new *config.Config, dataDir string, lns *listeners, st store.DB, q *queue.Queue, log *slog.Logger) {
 	st.SetLimits(new.Tracking.DedupWindow.D(), new.Tracking.IPHourlyLimit)
 	if q != nil && old.Upstream != new.Upstream {
 		log.Info("upstream settings changed: retrying deferred copies now")

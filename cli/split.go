@@ -37,9 +37,6 @@ type split struct {
 // newSplit prepares the split deployment's parts for cfg. A relay with
 // tracker.remote_url needs its relay key file.
 func newSplit(cfg *config.Config, keys *token.Keyring, trackerOnly bool, log *slog.Logger) (*split, error) {
-	if cfg.StorePostgres() {
-		return nil, fmt.Errorf("store.url: PostgreSQL is not supported by this version yet; use \"bolt\"")
-	}
 	sp := &split{trackerOnly: trackerOnly, keys: keys, clock: testClock(log), log: log}
 	if trackerOnly && cfg.Split() {
 		return nil, fmt.Errorf("tracker.remote_url is set: this config is a relay's, and --tracker-only runs the tracker; drop one")
@@ -96,7 +93,7 @@ func (sp *split) linkMinter() record.LinkMinter {
 }
 
 // httpOptions sets the HTTP server's part in the deployment.
-func (sp *split) httpOptions(o *httpd.Options, st *store.Store, current func() *config.Config) {
+func (sp *split) httpOptions(o *httpd.Options, st store.DB, current func() *config.Config) {
 	o.Now = sp.clock
 	switch {
 	case sp.trackerOnly:

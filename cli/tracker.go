@@ -17,7 +17,7 @@ import (
 // serveTracker runs the tracker's part alone (serve --tracker-only): the
 // pixel, the admin API, the relay API and the store; no SMTP listener and
 // no queue. It blocks until SIGINT/SIGTERM.
-func serveTracker(path string, cfg *config.Config, watcher *config.Watcher, sp *split, st *store.Store,
+func serveTracker(path string, cfg *config.Config, watcher *config.Watcher, sp *split, st store.DB,
 	hooks *webhook.Manager, met *metrics.Metrics, sigc <-chan os.Signal, log *slog.Logger) error {
 	current := watcher.Current
 	httpLn, err := net.Listen("tcp", cfg.HTTP.Listen)

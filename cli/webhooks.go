@@ -222,7 +222,7 @@ func webhookConfigs(cfg *config.Config, log *slog.Logger) []webhook.Config {
 // end-to-end tests walk the whole retry schedule in seconds.
 const envWebhookTimescale = "PIXELRELAY_WEBHOOK_TIMESCALE"
 
-func webhookOptions(st *store.Store, log *slog.Logger) webhook.Options {
+func webhookOptions(st store.DB, log *slog.Logger) webhook.Options {
 	opt := webhook.Options{Outbox: st, Log: log}
 	v := os.Getenv(envWebhookTimescale)
 	if v == "" {
