@@ -132,14 +132,25 @@ with open(sys.argv[1], "rb") as f:
 }
 
 // TestCaddyfileExposesOnlyThePublicRoutes runs Caddy with dist/Caddyfile
-// (its site address and upstream pointed at this test) in front of the
-// real tracker: the pixel goes through, with the client's address; the
-// dashboard, the admin API, /metrics and /healthz do not.
+// and dist/Caddyfile.tracker (the split deployment's public tracker; their
+// site address and upstream pointed at this test) in front of the real
+// tracker: the pixel goes through, with the client's address, and on the
+// split tracker the relay API too; the dashboard, the admin API, /metrics
+// and /healthz do not.
 func TestCaddyfileExposesOnlyThePublicRoutes(t *testing.T) {
+	for _, tt := range []struct {
+		file  string
+		relay bool // /relay/ is public
+	}{{"Caddyfile", false}, {"Caddyfile.tracker", true}} {
+		t.Run(tt.file, func(t *testing.T) { caddyPublicRoutes(t, tt.file, tt.relay) })
+	}
+}
+
+func caddyPublicRoutes(t *testing.T, file string, relay bool) {
 	caddy := need(t, "caddy", "caddy")
 	backend, st, tok := tracker(t)
 	front := freeAddr(t)
-	src, err := os.ReadFile("Caddyfile")
+	src, err := os.ReadFile(file)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -179,6 +190,7 @@ func TestCaddyfileExposesOnlyThePublicRoutes(t *testing.T) {
 		{"/c/anything", 0, true},
 		{"/ui/", 404, false}, {"/ui/login", 404, false}, {"/api/status", 404, false}, {"/metrics", 404, false},
 		{"/healthz", 404, false}, {"/", 404, false},
+		{"/relay/v1/opens", 0, relay}, {"/api/relays", 404, false},
 	} {
 		req, _ := http.NewRequest("GET", "http://"+front+c.path, nil)
 		req.Header.Set("User-Agent", "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Thunderbird/128.0")
