@@ -21,6 +21,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"pixelrelay/internal/testport"
 )
 
 var binPath string
@@ -47,16 +49,12 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// freePort returns a loopback address nobody listens on right now.
+// freePort returns a loopback address nobody listens on, kept for the test
+// across serve restarts (see internal/testport: a port taken from :0 and
+// released could be handed to another process before serve binds it again).
 func freePort(t *testing.T) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-	return addr
+	return testport.Addr(t)
 }
 
 // instance is one running `pixelrelay serve`.

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -16,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"pixelrelay/internal/testport"
 	"pixelrelay/tracker/httpd"
 	"pixelrelay/tracker/record"
 	"pixelrelay/tracker/store"
@@ -241,16 +241,10 @@ func run(width int, args ...string) (code int, stdout, stderr string) {
 	return code, out.String(), errb.String()
 }
 
-// closedAddr is a loopback address nothing listens on.
+// closedAddr is a loopback address nothing listens on while the test runs.
 func closedAddr(t *testing.T) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-	return addr
+	return testport.Addr(t)
 }
 
 func TestOpensOfOneCopy(t *testing.T) {

@@ -18,6 +18,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"pixelrelay/config"
+	"pixelrelay/internal/testport"
 	"pixelrelay/relay"
 	"pixelrelay/relay/smtptest"
 )
@@ -194,16 +195,11 @@ func TestErrorText(t *testing.T) {
 }
 
 func TestDeliverConnectRefused(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
+	addr := testport.Addr(t) // nothing listens there while the test runs
 	c := &config.Config{}
 	c.Upstream = config.Upstream{URL: "smtp://" + addr, TLS: "none", Connections: 1}
 	s := newTestSMTP(t, newHolder(c))
-	err = deliver(s, "b@example.com")
+	err := deliver(s, "b@example.com")
 	wantClass(t, err, relay.Temporary, 0)
 	if !strings.Contains(err.Error(), "connect") {
 		t.Errorf("error does not name the stage: %v", err)
