@@ -152,19 +152,22 @@ func (in *instance) start() {
 			in.t.Logf("serve logs:\n%s", in.logs.String())
 		}
 	})
-	deadline := time.Now().Add(15 * time.Second)
+	deadline := time.Now().Add(60 * time.Second)
 	for time.Now().Before(deadline) {
 		select {
 		case err := <-in.done:
 			in.t.Fatalf("serve exited early: %v\n%s", err, in.logs.String())
 		default:
 		}
-		if (in.noSMTP || dialable(in.smtpAddr)) && dialable(in.httpAddr) {
+		// HTTP first, then SMTP up to its greeting: every probe that
+		// reached the SMTP listener has been taken in (and counted as a
+		// session) by the time start returns.
+		if dialable(in.httpAddr) && (in.noSMTP || smtpGreets(in.smtpAddr)) {
 			return
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	in.t.Fatalf("serve did not listen within 15s\n%s", in.logs.String())
+	in.t.Fatalf("serve did not listen within 60s\n%s", in.logs.String())
 }
 
 func dialable(addr string) bool {
@@ -174,6 +177,19 @@ func dialable(addr string) bool {
 	}
 	c.Close()
 	return true
+}
+
+// smtpGreets reports whether an SMTP server at addr answers with its 220
+// greeting.
+func smtpGreets(addr string) bool {
+	c, err := net.DialTimeout("tcp", addr, time.Second)
+	if err != nil {
+		return false
+	}
+	defer c.Close()
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	line, err := bufio.NewReader(c).ReadString('\n')
+	return err == nil && strings.HasPrefix(line, "220")
 }
 
 // stop sends sig and waits for the exit.
