@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"pixelrelay/config"
+	"pixelrelay/internal/testport"
 )
 
 // TestServeMovesListener: a second Serve on a new listener, then closing the
@@ -25,7 +26,12 @@ func TestServeMovesListener(t *testing.T) {
 	smtpAddr.Store("127.0.0.1:1111")
 	s := New(Options{Config: config.Default, Store: newFakeStore(), Keys: &fakeKeys{admin: "k", version: 1}, Log: quiet,
 		SMTPAddr: func() string { return smtpAddr.Load().(string) }})
-	l1, _ := net.Listen("tcp", "127.0.0.1:0")
+	// A reserved port: once l1 closes, nothing else may take it before the
+	// test checks that it refuses.
+	l1, err := net.Listen("tcp", testport.Addr(t))
+	if err != nil {
+		t.Fatal(err)
+	}
 	done1 := make(chan error, 1)
 	go func() { done1 <- s.Serve(l1) }()
 	old, err := net.Dial("tcp", l1.Addr().String())
