@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"pixelrelay/config"
+	"pixelrelay/internal/testport"
 	"pixelrelay/tracker/httpd"
 	"pixelrelay/tracker/record"
 	"pixelrelay/tracker/store"
@@ -272,14 +273,11 @@ func tracker(t *testing.T) (addr string, st *store.Store, tok string) {
 	return l.Addr().String(), st, tok
 }
 
+// freeAddr is a loopback address kept free for caddy (internal/testport:
+// a port from :0 could go to another process before caddy binds it).
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
+	return testport.Addr(t)
 }
 
 func dialable(addr string) bool {
