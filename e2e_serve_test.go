@@ -98,7 +98,7 @@ func TestServeDefaults(t *testing.T) {
 	assertMode(t, dataDir, 0o700)
 	assertMode(t, filepath.Join(dataDir, "secrets.json"), 0o600)
 	for _, want := range []string{"127.0.0.1:2525", "outbox", "pixelrelay opens"} {
-		if !strings.Contains(logs.String(), want) {
+		if !logged(logs, want) {
 			t.Errorf("start-up log does not mention %q:\n%s", want, logs.String())
 		}
 	}

@@ -179,6 +179,20 @@ func dialable(addr string) bool {
 	return true
 }
 
+// logged reports whether logs hold want, waiting up to 10s for it: serve
+// writes some lines a moment after the state a test waited for shows (the
+// start-up hints after the listeners, a problem's key after "config file is
+// invalid").
+func logged(logs *syncBuffer, want string) bool {
+	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(logs.String(), want); {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return true
+}
+
 // smtpGreets reports whether an SMTP server at addr answers with its 220
 // greeting.
 func smtpGreets(addr string) bool {
