@@ -24,8 +24,8 @@ var (
 	bHookOutbox   = []byte("webhook_outbox")  // endpoint 0 seq(8) -> event (outbox.go)
 	bHookState    = []byte("webhook_state")   // endpoint -> its delivery state
 
-	allBuckets = [][]byte{bCopies, bCopiesByTime, bCopiesByRcpt, bUnopened, bOpens, bOpensByTime, bOpensByRcpt, bMeta,
-		bEvents, bActivity, bHookOutbox, bHookState, bEarly, bCopyRelay, bRelayFeed, bRelayOut}
+	allBuckets = append([][]byte{bCopies, bCopiesByTime, bCopiesByRcpt, bUnopened, bOpens, bOpensByTime, bOpensByRcpt, bMeta,
+		bEvents, bActivity, bHookOutbox, bHookState, bEarly, bCopyRelay, bRelayFeed, bRelayOut}, clickBuckets...)
 )
 
 // Counter names in bMeta.
@@ -45,10 +45,12 @@ const (
 // recVersion is the first byte of every encoded record. Copies are
 // written as copyVersion: version 1 (tracked copies only, before untracked
 // copies were recorded) is read as a tracked copy; version 2 appends the
-// untracked reason and the time the copy was done (sent or failed).
+// untracked reason and the time the copy was done (sent or failed);
+// version 3 the click counters (older records have none).
 const (
 	recVersion  = 1
-	copyVersion = 2
+	copyV2      = 2
+	copyVersion = 3
 )
 
 // Open records carry their own version: 2 adds the reason after the city.
@@ -72,6 +74,11 @@ type copyRec struct {
 	// deferred): a purge deletes done copies older than its cutoff. A
 	// version 1 record has its SentAt, or its QueuedAt when it failed.
 	DoneAt time.Time
+	// Clicks, as OpensTotal, OpensHuman and FirstHumanOpen: historical
+	// totals of the copy's clicks, human or machine, and human ones.
+	ClicksTotal     int
+	ClicksHuman     int
+	FirstHumanClick time.Time
 }
 
 // openRec is the value of an open in bOpens; the id and time are in the key.
@@ -183,14 +190,17 @@ func encodeCopy(c *copyRec) []byte {
 	b = binary.AppendUvarint(b, uint64(c.OpensTotal))
 	b = binary.AppendUvarint(b, uint64(c.OpensHuman))
 	b = appendStr(b, c.UntrackedReason)
-	return appendTime(b, c.DoneAt)
+	b = appendTime(b, c.DoneAt)
+	b = binary.AppendUvarint(b, uint64(c.ClicksTotal))
+	b = binary.AppendUvarint(b, uint64(c.ClicksHuman))
+	return appendTime(b, c.FirstHumanClick)
 }
 
 func decodeCopy(v []byte) (copyRec, error) {
 	var c copyRec
 	d := decoder{b: v}
 	version := d.byte()
-	if version != recVersion && version != copyVersion {
+	if !knownCopyVersion(version) {
 		return c, errCorrupt
 	}
 	for _, p := range []*string{&c.TrackingID, &c.QueueID, &c.Recipient, &c.From, &c.Subject, &c.MessageID, &c.Status, &c.LastError} {
@@ -201,11 +211,16 @@ func decodeCopy(v []byte) (copyRec, error) {
 	c.FirstHumanOpen = d.time()
 	c.OpensTotal = int(d.uvarint())
 	c.OpensHuman = int(d.uvarint())
-	if version == copyVersion {
+	if version >= copyV2 {
 		c.UntrackedReason = d.str()
 		c.DoneAt = d.time()
 	} else {
 		c.DoneAt = doneAtV1(&c.Copy)
+	}
+	if version >= copyVersion {
+		c.ClicksTotal = int(d.uvarint())
+		c.ClicksHuman = int(d.uvarint())
+		c.FirstHumanClick = d.time()
 	}
 	if d.err == nil && len(d.b) != 0 {
 		return c, errCorrupt
@@ -214,8 +229,8 @@ func decodeCopy(v []byte) (copyRec, error) {
 }
 
 // knownCopyVersion reports whether a copy record starts with a version
-// this code reads. Both versions begin with the same fields.
-func knownCopyVersion(v byte) bool { return v == recVersion || v == copyVersion }
+// this code reads. Every version begins with the same fields.
+func knownCopyVersion(v byte) bool { return v >= recVersion && v <= copyVersion }
 
 // doneAtV1 is when a version 1 copy was done: its SentAt when sent, its
 // QueuedAt when failed (the failure time was not kept), else zero.

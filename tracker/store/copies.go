@@ -76,6 +76,9 @@ func (w *hitTx) add(copies []record.Copy, now func() time.Time) error {
 				b    *bolt.Bucket
 				k, v []byte
 			}{w.unopened, tk, nil})
+			if err := w.refLinks(&c); err != nil {
+				return err
+			}
 		} else {
 			w.dUntracked++
 		}
@@ -197,7 +200,8 @@ func (c *copyRec) message() Message {
 		Status: c.Status, LastError: c.LastError,
 		Tracked: c.Tracked(), UntrackedReason: c.UntrackedReason,
 		OpensTotal: c.OpensTotal, OpensHuman: c.OpensHuman, FirstHumanOpen: timePtr(c.FirstHumanOpen),
-		Key: c.ID(),
+		Key:         c.ID(),
+		ClicksTotal: c.ClicksTotal, ClicksHuman: c.ClicksHuman, FirstHumanClick: timePtr(c.FirstHumanClick),
 	}
 }
 

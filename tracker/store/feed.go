@@ -9,6 +9,7 @@ import (
 // Kinds of Change.
 const (
 	ChangeOpen   = "open"   // an open was stored
+	ChangeClick  = "click"  // a click was stored
 	ChangeStatus = "status" // a copy's delivery state changed
 	ChangeCopy   = "copy"   // a copy was recorded
 )
@@ -18,7 +19,7 @@ type Change struct {
 	Kind       string    `json:"kind"`
 	TrackingID string    `json:"tracking_id"` // the copy's record.Copy.ID: QUEUEID/rcpt when untracked
 	At         time.Time `json:"at"`
-	Bot        bool      `json:"bot,omitempty"`    // opens: a machine fetch
+	Bot        bool      `json:"bot,omitempty"`    // opens and clicks: a machine fetch
 	Status     string    `json:"status,omitempty"` // status and copy
 }
 

@@ -16,6 +16,7 @@ import (
 // for the writer.
 type request struct {
 	hit    Hit
+	click  *ClickHit
 	upd    *statusUpdate
 	add    []record.Copy
 	reg    *registration // split.go
@@ -25,10 +26,10 @@ type request struct {
 	done   chan result // nil for Enqueue
 }
 
-// isHit reports whether r is a pixel hit (not an update, an addition, a
-// registration, an import or a flush).
+// isHit reports whether r is a pixel hit (not a click, an update, an
+// addition, a registration, an import or a flush).
 func (r *request) isHit() bool {
-	return !r.flush && r.upd == nil && r.add == nil && r.reg == nil && r.imp == nil
+	return !r.flush && r.upd == nil && r.add == nil && r.reg == nil && r.imp == nil && r.click == nil
 }
 
 // statusUpdate is a copy's new delivery state (Update).
@@ -117,11 +118,16 @@ func (s *Store) writer() {
 	defer close(s.done)
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
+	settle := time.NewTimer(time.Hour)
+	defer settle.Stop()
 	var batch []request
 	for {
+		s.armSettle(settle)
 		select {
 		case r := <-s.in:
 			batch = append(batch[:0], r)
+		case <-settle.C:
+			batch = append(batch[:0], request{flush: true}) // a transaction that settles clicks
 		case <-s.stop:
 			s.commitAll(s.drain(batch[:0]))
 			return
@@ -215,11 +221,13 @@ func (s *Store) commit(batch []request) {
 	}
 	var changes []Change
 	var hooks *hookEvents
+	var pendingAt uint64
 	err := s.updateLocked(func(tx *bolt.Tx) error {
 		w := newHitTx(tx, s.lim)
 		hooks = s.newHookEvents(tx)
 		w.hooks = hooks
 		w.split = s.newSplitTx(tx)
+		w.pendingAt = s.pendingAt
 		for i := range batch {
 			if batch[i].flush {
 				continue
@@ -246,21 +254,30 @@ func (s *Store) commit(batch []request) {
 				}
 				continue
 			}
-			o, err := w.apply(&batch[i].hit, s.now, dedup, limit)
+			var o HitOutcome
+			var err error
+			if batch[i].click != nil {
+				o, err = w.applyClick(batch[i].click, s.now, dedup, limit)
+			} else {
+				o, err = w.apply(&batch[i].hit, s.now, dedup, limit)
+			}
 			if err != nil {
 				return err
 			}
 			outcome[i] = o
 		}
+		if err := s.settleDue(w, now); err != nil {
+			return err
+		}
 		err := w.finish()
-		changes = w.changes
+		changes, pendingAt = w.changes, w.pendingAt
 		return err
 	})
 	if err != nil {
 		s.lim.rollback()
 		hits := 0
 		for i := range batch {
-			if batch[i].isHit() {
+			if batch[i].isHit() || batch[i].click != nil {
 				hits++
 			}
 		}
@@ -270,6 +287,7 @@ func (s *Store) commit(batch []request) {
 		s.lim.commit()
 		s.feed.publish(changes)
 		hooks.wake()
+		s.pendingAt = pendingAt
 	}
 	s.reportRefused(now)
 	for i, r := range batch {
@@ -320,10 +338,13 @@ type hitTx struct {
 	tx                                            *bolt.Tx
 	copies, unopened, opens, byTime, byRcpt, meta *bolt.Bucket
 	byQueued, copiesByRcpt, events                *bolt.Bucket
+	ct                                            clickTx
 	lim                                           *limiter
 	hooks                                         *hookEvents // webhook events; nil: no endpoints
 	split                                         *splitTx    // nil: no split deployment (split.go)
 	dOpens, dHuman, dCopies, dUntracked           int64
+	dClicks, dClicksHuman                         int64
+	pendingAt                                     uint64 // the earliest click not settled (0: none)
 	// touched holds the copies changed in this batch; they are written
 	// once, by finish, however many hits they got.
 	touched map[string]*copyRec
@@ -340,6 +361,7 @@ func newHitTx(tx *bolt.Tx, lim *limiter) *hitTx {
 		meta: tx.Bucket(bMeta), lim: lim, touched: map[string]*copyRec{},
 		byQueued: tx.Bucket(bCopiesByTime), copiesByRcpt: tx.Bucket(bCopiesByRcpt),
 		events: tx.Bucket(bEvents), act: activityDelta{}, nEvents: map[string]int{},
+		ct: newClickTx(tx),
 	}
 }
 
@@ -500,11 +522,16 @@ func (w *hitTx) copy(id string) *copyRec {
 
 // store writes the open and its index entries and counts it in c.
 func (w *hitTx) store(h *Hit, c *copyRec, at uint64) (openRec, error) {
+	return w.storeOpen(h, c, at, 0)
+}
+
+// storeOpen is store with extra flags on the open (flagByClick).
+func (w *hitTx) storeOpen(h *Hit, c *copyRec, at uint64, flags byte) (openRec, error) {
 	seq, err := w.opens.NextSequence()
 	if err != nil {
 		return openRec{}, err
 	}
-	o := openRec{IP: h.IP, UserAgent: h.UserAgent, BotType: h.BotType, Proxy: h.Proxy, Country: h.Country, City: h.City, Reason: h.Reason}
+	o := openRec{Flags: flags, IP: h.IP, UserAgent: h.UserAgent, BotType: h.BotType, Proxy: h.Proxy, Country: h.Country, City: h.City, Reason: h.Reason}
 	if h.Bot {
 		o.Flags |= flagBot
 	}
@@ -563,10 +590,15 @@ func (w *hitTx) finish() error {
 	if err := addCounter(w.meta, mUntracked, w.dUntracked); err != nil {
 		return err
 	}
-	if err := addCounter(w.meta, mOpens, w.dOpens); err != nil {
-		return err
+	for _, c := range []struct {
+		name []byte
+		d    int64
+	}{{mOpens, w.dOpens}, {mOpensHuman, w.dHuman}, {mClicks, w.dClicks}, {mClicksHuman, w.dClicksHuman}} {
+		if err := addCounter(w.meta, c.name, c.d); err != nil {
+			return err
+		}
 	}
-	return addCounter(w.meta, mOpensHuman, w.dHuman)
+	return nil
 }
 
 // addCounter adds d to a counter in bMeta.

@@ -247,6 +247,32 @@ func (l *limiter) rebuild(tx *bolt.Tx, from time.Time) (int, error) {
 		l.note(keyOf(id, o.IP, o.UserAgent), o.IP, at, minute(fromTS(at)))
 		n++
 	}
+	n += l.rebuildClicks(tx, from)
 	l.commit()
 	return n, nil
+}
+
+// rebuildClicks notes the clicks stored since from, as rebuild the opens.
+func (l *limiter) rebuildClicks(tx *bolt.Tx, from time.Time) int {
+	clicks := tx.Bucket(bClicks)
+	c := tx.Bucket(bClicksByTime).Cursor()
+	n := 0
+	for k, v := c.Seek(appendU64(nil, ts(from))); k != nil; k, v = c.Next() {
+		_, id, _, ok := parseTimeIndexValue(v)
+		if !ok || len(k) != 16 {
+			continue
+		}
+		cv := clicks.Get(prefixed(id, k))
+		if cv == nil {
+			continue
+		}
+		r, err := decodeClick(cv)
+		if err != nil {
+			continue
+		}
+		at := beU64(k)
+		l.note(keyOf(clickDedupID(id, r.Link), r.IP, r.UserAgent), r.IP, at, minute(fromTS(at)))
+		n++
+	}
+	return n
 }

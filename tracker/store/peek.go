@@ -74,7 +74,7 @@ func peekCopyFacts(v []byte) (copyFacts, bool) {
 		d.uvarint()
 	}
 	f.opensHuman = d.uvarint()
-	if version == copyVersion {
+	if version >= copyV2 {
 		f.untracked = len(d.bytes()) > 0 // the untracked reason
 	}
 	return f, d.err == nil

@@ -92,6 +92,19 @@ func (s *Store) Purge(ctx context.Context, before time.Time, progress func(done 
 			break
 		}
 	}
+	for {
+		if err := ctx.Err(); err != nil {
+			return res, err
+		}
+		n, err := s.purgeClicks(ts(before))
+		if err != nil {
+			return res, err
+		}
+		res.DeletedClicks += n
+		if n < purgeChunk {
+			break
+		}
+	}
 	if err := ctx.Err(); err != nil {
 		return res, err
 	}
@@ -105,7 +118,7 @@ func (s *Store) Purge(ctx context.Context, before time.Time, progress func(done 
 		}
 		res.Compacted = true
 	}
-	s.log.Info("purge: done", "deleted", res.Deleted, "deleted_copies", res.DeletedCopies, "compacted", res.Compacted,
+	s.log.Info("purge: done", "deleted", res.Deleted, "deleted_copies", res.DeletedCopies, "deleted_clicks", res.DeletedClicks, "compacted", res.Compacted,
 		"size_before", res.SizeBefore, "size_after", s.fileSize(), "duration", time.Since(start).Round(time.Millisecond))
 	return res, nil
 }
@@ -152,6 +165,50 @@ func (s *Store) purgeOpens(before uint64) (int, error) {
 			return err
 		}
 		return addCounter(meta, mOpensHuman, -humans)
+	})
+	return n, err
+}
+
+// purgeClicks deletes up to purgeChunk clicks older than before in one
+// transaction, as purgeOpens the opens, and returns how many it deleted.
+func (s *Store) purgeClicks(before uint64) (int, error) {
+	n := 0
+	err := s.update(func(tx *bolt.Tx) error {
+		ct := newClickTx(tx)
+		type victim struct{ k, v []byte }
+		var vs []victim
+		c := ct.byTime.Cursor()
+		for k, v := c.First(); k != nil && len(vs) < purgeChunk; k, v = c.Next() {
+			if len(k) == 16 && beU64(k) >= before {
+				break
+			}
+			vs = append(vs, victim{append([]byte(nil), k...), append([]byte(nil), v...)})
+		}
+		humans := int64(0)
+		for _, vc := range vs {
+			flags, id, rcpt, ok := parseTimeIndexValue(vc.v)
+			if !ok || len(vc.k) != 16 {
+				if err := ct.byTime.Delete(vc.k); err != nil {
+					return err
+				}
+				continue // malformed index entry: dropped, nothing else to find
+			}
+			if err := ct.clicks.Delete(prefixed(id, vc.k)); err != nil {
+				return err
+			}
+			if err := deleteClickIndexes(ct, vc.k, rcpt); err != nil {
+				return err
+			}
+			if flags&flagBot == 0 {
+				humans++
+			}
+		}
+		n = len(vs)
+		meta := tx.Bucket(bMeta)
+		if err := addCounter(meta, mClicks, -int64(n)); err != nil {
+			return err
+		}
+		return addCounter(meta, mClicksHuman, -humans)
 	})
 	return n, err
 }
@@ -266,6 +323,8 @@ func (s *Store) Stats() (Stats, error) {
 		st.Opens = int(counter(meta, mOpens))
 		st.OpensHuman = int(counter(meta, mOpensHuman))
 		splitCounts(tx, &st)
+		st.Clicks = int(counter(meta, mClicks))
+		st.ClicksHuman = int(counter(meta, mClicksHuman))
 		return nil
 	})
 	return st, err

@@ -62,6 +62,7 @@ func (s *Store) purgeCopies(before uint64, after []byte) (copies, opens int, nex
 type copyPurger struct {
 	tx                                  *bolt.Tx
 	dCopies, dUntracked, dOpens, dHuman int64
+	dClicks, dClicksHuman               int64
 }
 
 // purgeIfDone deletes the copy id with its opens, its delivery events and
@@ -79,6 +80,9 @@ func (p *copyPurger) purgeIfDone(id []byte, before uint64) (opens int, gone bool
 		return 0, false, nil
 	}
 	if opens, err = p.deleteOpens(string(id), normAddr(c.Recipient)); err != nil {
+		return 0, false, err
+	}
+	if err := p.deleteClicks(&c); err != nil {
 		return 0, false, err
 	}
 	if err := deletePrefix(p.tx.Bucket(bEvents), prefixed(string(id))); err != nil {
@@ -138,6 +142,54 @@ func (p *copyPurger) deleteOpens(id, rcpt string) (int, error) {
 	return len(keys), nil
 }
 
+// deleteClicks deletes every click of copy c with its index and pending
+// entries, and its hold on its message's links.
+func (p *copyPurger) deleteClicks(c *copyRec) error {
+	if !c.Tracked() {
+		return nil
+	}
+	ct := newClickTx(p.tx)
+	id := c.TrackingID
+	prefix := prefixed(id)
+	var keys [][]byte
+	human := 0
+	cur := ct.clicks.Cursor()
+	for k, v := cur.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = cur.Next() {
+		keys = append(keys, append([]byte(nil), k...))
+		if len(v) < 2 || v[1]&flagBot == 0 { // version, flags: see encodeClick
+			human++
+		}
+	}
+	rcpt := normAddr(c.Recipient)
+	for _, k := range keys {
+		if err := ct.clicks.Delete(k); err != nil {
+			return err
+		}
+		if tsq := k[len(prefix):]; len(tsq) == 16 {
+			if err := deleteClickIndexes(ct, tsq, rcpt); err != nil {
+				return err
+			}
+		}
+	}
+	p.dClicks -= int64(len(keys))
+	p.dClicksHuman -= int64(human)
+	return unrefLinks(ct.links, c.QueueID)
+}
+
+// deleteClickIndexes deletes the index and pending entries of the click
+// at tsq of a copy of recipient rcpt (normalised).
+func deleteClickIndexes(ct clickTx, tsq []byte, rcpt string) error {
+	for _, d := range []struct {
+		b *bolt.Bucket
+		k []byte
+	}{{ct.byTime, tsq}, {ct.byRcpt, prefixed(rcpt, tsq)}, {ct.pending, tsq}} {
+		if err := d.b.Delete(d.k); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // deletePrefix deletes every key of b that starts with prefix.
 func deletePrefix(b *bolt.Bucket, prefix []byte) error {
 	var keys [][]byte
@@ -159,7 +211,8 @@ func (p *copyPurger) counters() error {
 	for _, c := range []struct {
 		name []byte
 		d    int64
-	}{{mCopies, p.dCopies}, {mUntracked, p.dUntracked}, {mOpens, p.dOpens}, {mOpensHuman, p.dHuman}} {
+	}{{mCopies, p.dCopies}, {mUntracked, p.dUntracked}, {mOpens, p.dOpens}, {mOpensHuman, p.dHuman},
+		{mClicks, p.dClicks}, {mClicksHuman, p.dClicksHuman}} {
 		if err := addCounter(meta, c.name, c.d); err != nil {
 			return err
 		}

@@ -477,6 +477,9 @@ func checkConsistent(t *testing.T, s *Store) {
 		if n := int64(tx.Bucket(bOpensByTime).Stats().KeyN); n != opens {
 			return fmt.Errorf("opens_by_time has %d keys for %d opens", n, opens)
 		}
+		if err := checkClicksConsistent(tx, copies); err != nil {
+			return err
+		}
 		meta := tx.Bucket(bMeta)
 		for _, c := range []struct {
 			name []byte

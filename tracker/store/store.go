@@ -131,6 +131,10 @@ type Store struct {
 	closeErr      error
 
 	feed feed // live changes for Subscribe
+
+	// pendingAt is the time (ts) of the earliest click not settled yet,
+	// 0 when none (writer only; see settle).
+	pendingAt uint64
 }
 
 // boltOptions are used for the database and for compaction targets.
@@ -181,6 +185,10 @@ func OpenStore(path string, opt Options) (*Store, error) {
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}
 	if err := s.rebuildLimiter(); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("store: open %s: %w", path, err)
+	}
+	if err := s.loadPending(); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}

@@ -58,8 +58,50 @@ type Message struct {
 	// Key is what the store keeps the copy under: the tracking id, or
 	// for an untracked copy record.UntrackedID. It is not part of
 	// MESSAGE; the dashboard links a copy's timeline with it.
-	Key string `json:"-"`
+	Key             string     `json:"-"`
+	ClicksTotal     int        `json:"clicks_total"`
+	ClicksHuman     int        `json:"clicks_human"`
+	FirstHumanClick *time.Time `json:"first_human_click"`
 }
+
+// Click is one recorded click, joined with its copy and link, as
+// CONTRACT.md's CLICK.
+type Click struct {
+	TrackingID string    `json:"tracking_id"`
+	Recipient  string    `json:"recipient"`
+	Subject    string    `json:"subject"`
+	URL        string    `json:"url"` // "" for the honeypot
+	Link       int       `json:"-"`   // its number in the copy (0: the honeypot)
+	ClickedAt  time.Time `json:"clicked_at"`
+	IP         string    `json:"ip"`
+	UserAgent  string    `json:"user_agent"`
+	Bot        bool      `json:"bot"`
+	BotType    string    `json:"bot_type"`
+	Reason     string    `json:"reason"`
+	First      bool      `json:"first"` // first human click of this copy
+	Country    string    `json:"country,omitempty"`
+	City       string    `json:"city,omitempty"`
+}
+
+// ClickHit is what the click handler asks the store to record: a genuine
+// link token was fetched with GET. Bot, BotType and Reason are the open
+// rules' verdict; the store applies the click rules (classify.ClickRules)
+// over the copy's clicks, dedup and the per-IP limit.
+type ClickHit struct {
+	TrackingID string
+	Link       int // 0: the honeypot
+	At         time.Time
+	IP         string
+	UserAgent  string
+	Bot        bool
+	BotType    string
+	Reason     string
+	Country    string
+	City       string
+}
+
+// ClickQuery selects clicks as OpenQuery selects opens.
+type ClickQuery = OpenQuery
 
 // OpenQuery selects opens: of one copy (ID), of one recipient (To,
 // case-insensitive), or the most recent; Since filters by opened_at.
@@ -83,14 +125,16 @@ type MessageQuery struct {
 
 // Stats is the store's part of `pixelrelay status`.
 type Stats struct {
-	Path       string `json:"path"`
-	SizeBytes  int64  `json:"size_bytes"`
-	FreeBytes  int64  `json:"free_bytes"`       // bytes in free pages
-	Copies     int    `json:"copies"`           // copy records, tracked or not
-	Untracked  int    `json:"copies_untracked"` // of which untracked
-	Opens      int    `json:"opens"`
-	OpensHuman int    `json:"opens_human"`
-	Dropped    int64  `json:"dropped"` // opens answered but not stored (store errors) since start
+	Path        string `json:"path"`
+	SizeBytes   int64  `json:"size_bytes"`
+	FreeBytes   int64  `json:"free_bytes"`       // bytes in free pages
+	Copies      int    `json:"copies"`           // copy records, tracked or not
+	Untracked   int    `json:"copies_untracked"` // of which untracked
+	Opens       int    `json:"opens"`
+	OpensHuman  int    `json:"opens_human"`
+	Clicks      int    `json:"clicks"`
+	ClicksHuman int    `json:"clicks_human"`
+	Dropped     int64  `json:"dropped"` // opens answered but not stored (store errors) since start
 	// LimiterRefused counts the opens not stored since start because the
 	// dedup or per-IP table was full (a flood from more distinct clients
 	// than it holds; the limiter fails closed).
@@ -107,6 +151,7 @@ type Stats struct {
 type PurgeResult struct {
 	Deleted       int   `json:"deleted"`        // opens
 	DeletedCopies int   `json:"deleted_copies"` // done copies, with their opens (counted in Deleted)
+	DeletedClicks int   `json:"deleted_clicks"` // clicks older than the cutoff (a purged copy's go with it, uncounted)
 	SizeBefore    int64 `json:"size_before"`
 	SizeAfter     int64 `json:"size_after"`
 	Compacted     bool  `json:"compacted"`
