@@ -60,11 +60,13 @@ func runKeys(e *env, args []string) error {
 func purgeCommand() *command {
 	return &command{
 		name:    "purge",
-		summary: "delete old opens and compact the database",
+		summary: "delete old opens, clicks and delivered copies and compact the database",
 		help: `Usage: pixelrelay purge [--older-than DUR] [--json] [--config FILE]
 
-Deletes the opens older than DUR from the running server's database, then
-compacts the database file. Without --older-than the configured
+Deletes the opens and clicks older than DUR, and the copies delivered (or
+failed) before then with all their opens, clicks and links, from the
+running server's database, then compacts the database file (queued or
+deferred copies stay). Without --older-than the configured
 tracking.retention (default 90d) applies. The server keeps answering pixels
 while it purges. Progress goes to stderr; the result to stdout.
 
@@ -105,7 +107,7 @@ func runPurge(e *env, args []string) error {
 		q.Set("older_than", older.d.String())
 		what = config.Duration(older.d).String()
 	}
-	fmt.Fprintf(e.stderr, "pixelrelay: purging opens and delivered copies older than %s at %s, then compacting the database…\n", what, c.addr)
+	fmt.Fprintf(e.stderr, "pixelrelay: purging opens, clicks and delivered copies older than %s at %s, then compacting the database…\n", what, c.addr)
 	start := time.Now()
 	stop := e.ticker(start)
 	body, err := c.do(http.MethodPost, "/api/purge", q, purgeTimeout)
@@ -146,8 +148,8 @@ func (e *env) ticker(start time.Time) (stop func()) {
 
 func purgeLine(r httpd.PurgeResponse) string {
 	took := (time.Duration(r.DurationMS) * time.Millisecond).Round(10 * time.Millisecond)
-	s := fmt.Sprintf("deleted %s and %s; database %s before, %s after", plural(r.Deleted, "open"),
-		plural(r.DeletedCopies, "delivered copy record"), size(r.SizeBefore), size(r.SizeAfter))
+	s := fmt.Sprintf("deleted %s, %s and %s; database %s before, %s after", plural(r.Deleted, "open"),
+		plural(r.DeletedClicks, "click"), plural(r.DeletedCopies, "delivered copy record"), size(r.SizeBefore), size(r.SizeAfter))
 	if r.Compacted {
 		s += " (compacted)"
 	}

@@ -34,6 +34,7 @@ type fakeAPI struct {
 	// byID makes /api/messages honour ?id= (a server that has the filter).
 	byID     bool
 	opens    []store.Open
+	clicks   []store.Click
 	messages []store.Message
 	queue    []record.QueueEntry
 	status   httpd.StatusResponse
@@ -72,6 +73,8 @@ func (f *fakeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch r.Method + " " + r.URL.Path {
 	case "GET /api/opens":
 		writeBody(w, 200, httpd.OpensResponse{Opens: f.filterOpens(q)})
+	case "GET /api/clicks":
+		writeBody(w, 200, httpd.ClicksResponse{Clicks: f.filterClicks(q)})
 	case "GET /api/messages":
 		msgs := f.messages
 		if f.byID && q.Get("id") != "" {
@@ -112,6 +115,11 @@ func (f *fakeAPI) known(id string) bool {
 			return true
 		}
 	}
+	for _, c := range f.clicks {
+		if c.TrackingID == id {
+			return true
+		}
+	}
 	for _, m := range f.messages {
 		if m.TrackingID == id {
 			return true
@@ -130,6 +138,23 @@ func (f *fakeAPI) filterOpens(q url.Values) []store.Open {
 			continue
 		}
 		out = append(out, o)
+	}
+	if n, err := strconv.Atoi(q.Get("limit")); err == nil && n < len(out) {
+		out = out[:n]
+	}
+	return out
+}
+
+func (f *fakeAPI) filterClicks(q url.Values) []store.Click {
+	out := []store.Click{}
+	for _, c := range f.clicks {
+		if id := q.Get("id"); id != "" && c.TrackingID != id {
+			continue
+		}
+		if to := q.Get("to"); to != "" && !strings.EqualFold(c.Recipient, to) {
+			continue
+		}
+		out = append(out, c)
 	}
 	if n, err := strconv.Atoi(q.Get("limit")); err == nil && n < len(out) {
 		out = out[:n]
@@ -178,13 +203,22 @@ func sampleAPI() *fakeAPI {
 			{TrackingID: "p7z6y5x4cdefghij", Recipient: "carol@example.org", Subject: "Lunch \x1b[2J on Friday?", MessageID: "<b@x>",
 				SentAt: &sent, OpenedAt: testNow.Add(-30 * time.Minute), IP: "198.51.100.4", UserAgent: "Thunderbird"},
 		},
+		clicks: []store.Click{
+			{TrackingID: "k7q2m4xwah3bdf5a", Recipient: "bob@example.com", Subject: "Quarterly numbers",
+				URL: "https://example.com/report?q=4", Link: 2, ClickedAt: testNow.Add(-50 * time.Minute), IP: "203.0.113.9",
+				UserAgent: "Mozilla/5.0 (Windows NT 10.0; Win64; x64) Chrome/120.0", Reason: "no machine signature", First: true},
+			{TrackingID: "k7q2m4xwah3bdf5a", Recipient: "bob@example.com", Subject: "Quarterly numbers",
+				Link: 0, ClickedAt: testNow.Add(-3*time.Hour - 59*time.Minute), IP: "40.107.1.2", UserAgent: "Mozilla/5.0",
+				Bot: true, BotType: "scanner", Reason: "honeypot: fetched the hidden link no reader can see"},
+		},
 		messages: []store.Message{
 			{TrackingID: "d4e5f6g7abcdefgh", Recipient: "dave@example.com", From: "me@example.net", Subject: "Invoice 42",
 				MessageID: "<c@x>", QueuedAt: testNow.Add(-10 * time.Minute), Status: "deferred",
 				LastError: "451 4.7.0 try again later", Tracked: true},
 			{TrackingID: "k7q2m4xwah3bdf5a", Recipient: "bob@example.com", From: "me@example.net", Subject: "Quarterly numbers",
 				MessageID: "<a@x>", QueuedAt: sent, SentAt: &sent, Status: "sent", OpensTotal: 3, OpensHuman: 2,
-				FirstHumanOpen: tp(testNow.Add(-2 * time.Hour)), Tracked: true},
+				FirstHumanOpen: tp(testNow.Add(-2 * time.Hour)), Tracked: true,
+				ClicksTotal: 2, ClicksHuman: 1, FirstHumanClick: tp(testNow.Add(-50 * time.Minute))},
 			{Recipient: "me@example.net", From: "me@example.net", Subject: "Quarterly numbers",
 				MessageID: "<a@x>", QueuedAt: sent, SentAt: &sent, Status: "sent", UntrackedReason: "sender"},
 		},
@@ -202,7 +236,7 @@ func sampleAPI() *fakeAPI {
 			Database: store.Stats{Path: "/var/lib/pixelrelay/tracker.db", SizeBytes: 4_000_000, FreeBytes: 1_000_000,
 				Copies: 57, Opens: 120, OpensHuman: 80},
 		},
-		purged: store.PurgeResult{Deleted: 1234, DeletedCopies: 56, SizeBefore: 12_400_000, SizeAfter: 8_100_000, Compacted: true, DurationMS: 1530},
+		purged: store.PurgeResult{Deleted: 1234, DeletedClicks: 78, DeletedCopies: 56, SizeBefore: 12_400_000, SizeAfter: 8_100_000, Compacted: true, DurationMS: 1530},
 		reclass: store.ReclassifyResult{Copies: 40, Examined: 120, Changed: 31,
 			Before: map[string]int{"human": 90, "proxy:gmail": 10, "bot:apple_mpp": 20},
 			After:  map[string]int{"human": 59, "proxy:gmail": 10, "bot:apple_mpp": 22, "bot:scanner": 29}},
@@ -397,9 +431,9 @@ func TestMessages(t *testing.T) {
 		t.Fatalf("want header and three rows:\n%s", out)
 	}
 	for i, want := range [][]string{
-		{"SENT", "RECIPIENT", "SUBJECT", "STATUS", "HUMAN", "OPENS", "FIRST HUMAN OPEN", "ID"},
+		{"SENT", "RECIPIENT", "SUBJECT", "STATUS", "HUMAN", "OPENS", "FIRST HUMAN OPEN", "CLICKS", "ID"},
 		{"-", "dave@example.com", "Invoice 42", "deferred", " 0 ", "d4e5f6g7abcdefgh"},
-		{"2026-11-22 12:03 UTC (4h ago)", "bob@example.com", "Quarterly numbers", "sent", " 2 ", " 3 ", "2026-11-22 14:03 UTC (2h ago)", "k7q2m4xwah3bdf5a"},
+		{"2026-11-22 12:03 UTC (4h ago)", "bob@example.com", "Quarterly numbers", "sent", " 2 ", " 3 ", "2026-11-22 14:03 UTC (2h ago)  1 ", "k7q2m4xwah3bdf5a"},
 		{"2026-11-22 12:03 UTC (4h ago)", "me@example.net", "Quarterly numbers", "sent", " - ", "not tracked: sender"},
 	} {
 		for _, w := range want {
@@ -407,6 +441,45 @@ func TestMessages(t *testing.T) {
 				t.Errorf("line %d lacks %q: %q", i, w, lines[i])
 			}
 		}
+	}
+}
+
+// TestClicks: the clicks of one copy with the rule of each and a summary
+// from its record; the recent clicks with their copies; an unknown id.
+func TestClicks(t *testing.T) {
+	f := sampleAPI()
+	f.byID = true
+	cfg := startAPI(t, f)
+	code, out, errOut := run(0, "clicks", "https://t.example/c/K7Q2M4XWAH3BDF5Aabcdefghijklmnopqrstuvwxyz234567abcdefgh", "--config", cfg)
+	if code != 0 || errOut != "" {
+		t.Fatalf("exit %d, stderr %q", code, errOut)
+	}
+	if q := f.find("/api/clicks").URL.Query(); q.Get("id") != "k7q2m4xwah3bdf5a" {
+		t.Errorf("query = %v: a click URL names its copy", q)
+	}
+	for _, want := range []string{
+		"copy     k7q2m4xwah3bdf5a",
+		"to       bob@example.com",
+		"CLICKED                         KIND           IP           URL                             REASON",
+		"2026-11-22 15:13 UTC (50m ago)  human (first)  203.0.113.9  https://example.com/report?q=4  no machine signature",
+		"bot:scanner    40.107.1.2   -                               honeypot: fetched the hidden link",
+		"2 clicks, 1 human, 1 bot; first human click 2026-11-22 15:13 UTC (50m ago)",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	code, out, _ = run(0, "clicks", "--to", "bob@example.com", "--config", cfg)
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if code != 0 || len(lines) != 3 || !strings.HasPrefix(lines[0], "CLICKED") || !strings.Contains(lines[1], "https://example.com/report?q=4") {
+		t.Fatalf("exit %d:\n%s", code, out)
+	}
+	code, out, errOut = run(0, "clicks", "aaaaaaaaaaaaaaaa", "--config", cfg)
+	if code != 1 || out != "" || errOut != "pixelrelay: no tracked copy has the id aaaaaaaaaaaaaaaa (pixelrelay messages lists them)\n" {
+		t.Fatalf("unknown id: exit %d, %q, %q", code, out, errOut)
+	}
+	if code, _, errOut = run(0, "clicks", "a", "b", "--config", cfg); code != 2 {
+		t.Fatalf("two ids: exit %d, %q", code, errOut)
 	}
 }
 
@@ -512,10 +585,10 @@ func TestPurge(t *testing.T) {
 	if r.Method != http.MethodPost || r.URL.Path != "/api/purge" || r.URL.Query().Get("older_than") != "720h0m0s" {
 		t.Errorf("request %s %s", r.Method, r.URL)
 	}
-	if !strings.Contains(errOut, "purging opens and delivered copies older than 30d") {
+	if !strings.Contains(errOut, "purging opens, clicks and delivered copies older than 30d") {
 		t.Errorf("no progress on stderr: %q", errOut)
 	}
-	want := "deleted 1234 opens and 56 delivered copy records; database 12.4 MB before, 8.1 MB after (compacted); took 1.53s\n"
+	want := "deleted 1234 opens, 78 clicks and 56 delivered copy records; database 12.4 MB before, 8.1 MB after (compacted); took 1.53s\n"
 	if out != want {
 		t.Errorf("out %q, want %q", out, want)
 	}

@@ -58,6 +58,7 @@ func commands() []*command {
 	return []*command{
 		serveCommand(),
 		opensCommand(),
+		clicksCommand(),
 		messagesCommand(),
 		statusCommand(),
 		queueCommand(),

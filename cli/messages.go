@@ -14,12 +14,14 @@ import (
 func messagesCommand() *command {
 	return &command{
 		name:    "messages",
-		summary: "copies sent, tracked or not, with delivery status and open counts",
+		summary: "copies sent, tracked or not, with delivery status, open and click counts",
 		help: `Usage: pixelrelay messages [--to ADDR] [--since WHEN] [--unopened] [--limit N] [--json] [--config FILE]
 
 Lists every recipient's copy, newest first, with its delivery status, its
 opens (HUMAN counts people, including mail providers' image proxies; OPENS
-counts every fetch, bots too) and the first human open. The ID column is
+counts every fetch, bots too), the first human open and CLICKS, the
+people's clicks on its links (a person's click also counts as a human open
+when the pixel never loaded). The ID column is
 what "pixelrelay opens ID" takes. A copy without a pixel says why in place
 of its first open ("not tracked: no HTML part", "excluded", "sender",
 "signed", "dkim", ...) and has no ID.
@@ -96,18 +98,18 @@ func runMessages(e *env, args []string) error {
 
 func messagesTable(msgs []store.Message, now time.Time) *table {
 	t := &table{
-		header: []string{"SENT", "RECIPIENT", "SUBJECT", "STATUS", "HUMAN", "OPENS", "FIRST HUMAN OPEN", "ID"},
+		header: []string{"SENT", "RECIPIENT", "SUBJECT", "STATUS", "HUMAN", "OPENS", "FIRST HUMAN OPEN", "CLICKS", "ID"},
 		flex:   map[int]int{1: 16, 2: 12},
 	}
 	for _, m := range msgs {
 		if !m.Tracked {
 			t.add(stampPtr(m.SentAt, now, "-"), m.Recipient, m.Subject, m.Status,
-				"-", "-", "not tracked: "+m.UntrackedReason, "-")
+				"-", "-", "not tracked: "+m.UntrackedReason, "-", "-")
 			continue
 		}
 		t.add(stampPtr(m.SentAt, now, "-"), m.Recipient, m.Subject, m.Status,
 			strconv.Itoa(m.OpensHuman), strconv.Itoa(m.OpensTotal),
-			stampPtr(m.FirstHumanOpen, now, "-"), m.TrackingID)
+			stampPtr(m.FirstHumanOpen, now, "-"), strconv.Itoa(m.ClicksHuman), m.TrackingID)
 	}
 	return t
 }

@@ -98,14 +98,16 @@ func runOpens(e *env, args []string) error {
 }
 
 // trackingID reads the ID argument: a tracking id as "messages" shows it,
-// in any case; a whole token or pixel URL is also taken (its first
-// token.IDLen characters are the id).
+// in any case; a whole token, pixel URL or click URL is also taken (the
+// first token.IDLen characters of a token are the id).
 func trackingID(s string) (string, error) {
 	id := strings.ToLower(strings.TrimSpace(s))
 	if i := strings.LastIndex(id, "/o/"); i >= 0 {
 		id = strings.TrimSuffix(id[i+3:], ".gif")
+	} else if i := strings.LastIndex(id, "/c/"); i >= 0 {
+		id = id[i+3:]
 	}
-	if len(id) == token.Len {
+	if len(id) == token.Len || len(id) == token.LinkLen {
 		id = id[:token.IDLen]
 	}
 	if !token.ValidID(id) {

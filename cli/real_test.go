@@ -137,7 +137,7 @@ func TestAgainstRealAdminAPI(t *testing.T) {
 	}
 
 	code, out, errOut = realRun("purge", "--older-than", "1d")
-	if code != 0 || !strings.HasPrefix(out, "deleted 0 opens and 0 delivered copy records; database ") || !strings.Contains(errOut, "purging opens and delivered copies older than 1d") {
+	if code != 0 || !strings.HasPrefix(out, "deleted 0 opens, 0 clicks and 0 delivered copy records; database ") || !strings.Contains(errOut, "purging opens, clicks and delivered copies older than 1d") {
 		t.Errorf("purge: exit %d, out %q, stderr %q", code, out, errOut)
 	}
 

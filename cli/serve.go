@@ -199,6 +199,7 @@ func serve(flagPath string, trackerOnly bool, log *slog.Logger) error {
 		Upstream: func() relay.Upstream { return upstream },
 		Recorder: st,
 		Minter:   sp.minter(),
+		Links:    sp.linkMinter(),
 		Log:      log,
 		Metrics:  met,
 		NoFsync:  benchNoFsync(log),

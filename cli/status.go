@@ -99,6 +99,7 @@ func statusRows(st *httpd.StatusResponse) [][]string {
 		{"database", dbLine},
 		{"tracked copies", copiesLine(db)},
 		{"opens", fmt.Sprintf("%d (%d human, %d bot)", db.Opens, db.OpensHuman, db.Opens-db.OpensHuman)},
+		{"clicks", fmt.Sprintf("%d (%d human, %d bot)", db.Clicks, db.ClicksHuman, db.Clicks-db.ClicksHuman)},
 	}...)
 	if db.Dropped > 0 {
 		rows = append(rows, []string{"dropped opens", fmt.Sprintf("%d since start (store errors; see the server log)", db.Dropped)})

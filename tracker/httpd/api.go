@@ -64,6 +64,8 @@ func (s *Server) api(w http.ResponseWriter, r *http.Request) {
 	switch r.URL.Path {
 	case "/api/opens":
 		rt = route{http.MethodGet, s.apiOpens}
+	case "/api/clicks":
+		rt = route{http.MethodGet, s.apiClicks}
 	case "/api/messages":
 		rt = route{http.MethodGet, s.apiMessages}
 	case "/api/status":

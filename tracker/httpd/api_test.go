@@ -20,7 +20,7 @@ import (
 var (
 	contractOpen    = []string{"tracking_id", "recipient", "subject", "message_id", "sent_at", "opened_at", "ip", "user_agent", "bot", "bot_type", "proxy", "first", "reason"}
 	contractMessage = []string{"tracking_id", "recipient", "from", "subject", "message_id", "queued_at", "sent_at", "status", "last_error", "opens_total", "opens_human", "first_human_open",
-		"tracked", "untracked_reason"} // the last from "Added fields"
+		"tracked", "untracked_reason", "clicks_total", "clicks_human", "first_human_click"} // the last from "Added fields"
 )
 
 func (f *fixture) api(method, path string) (*http.Response, []byte) {
@@ -335,7 +335,7 @@ func TestAPIPurge(t *testing.T) {
 	if err := json.Unmarshal(body, &res); err != nil || resp.StatusCode != 200 || res.Deleted != 3 || !res.Compacted {
 		t.Fatalf("purge: %d %s", resp.StatusCode, body)
 	}
-	checkFields(t, "purge", keysOf(t, body), []string{"deleted", "size_before", "size_after", "compacted", "duration_ms"}, "deleted_copies")
+	checkFields(t, "purge", keysOf(t, body), []string{"deleted", "size_before", "size_after", "compacted", "duration_ms"}, "deleted_copies", "deleted_clicks")
 	resp, _ = f.api("POST", "/api/purge?older_than=90d")
 	if resp.StatusCode != 200 {
 		t.Fatalf("older_than=90d: %d", resp.StatusCode)

@@ -184,6 +184,9 @@ type Server struct {
 	// pixelDone, when set (tests), is called when a pixel request is fully
 	// handled: the client may have the pixel before its open is stored.
 	pixelDone func()
+	// clickDone, when set (tests), is called when a click URL request is
+	// fully handled, its click handed to the store.
+	clickDone func()
 
 	ui *ui.Handler // the dashboard; nil when the store cannot feed it
 
@@ -332,6 +335,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case strings.HasPrefix(p, "/o/"):
 		s.pixel(w, r)
+	case strings.HasPrefix(p, "/c/"):
+		s.click(w, r)
 	case p == "/healthz":
 		if !allow(w, r, http.MethodGet, http.MethodHead) {
 			return

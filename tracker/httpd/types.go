@@ -16,6 +16,11 @@ type OpensResponse struct {
 	Opens []store.Open `json:"opens"`
 }
 
+// ClicksResponse is GET /api/clicks.
+type ClicksResponse struct {
+	Clicks []store.Click `json:"clicks"`
+}
+
 // MessagesResponse is GET /api/messages.
 type MessagesResponse struct {
 	Messages []store.Message `json:"messages"`
