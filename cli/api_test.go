@@ -239,7 +239,9 @@ func sampleAPI() *fakeAPI {
 		purged: store.PurgeResult{Deleted: 1234, DeletedClicks: 78, DeletedCopies: 56, SizeBefore: 12_400_000, SizeAfter: 8_100_000, Compacted: true, DurationMS: 1530},
 		reclass: store.ReclassifyResult{Copies: 40, Examined: 120, Changed: 31,
 			Before: map[string]int{"human": 90, "proxy:gmail": 10, "bot:apple_mpp": 20},
-			After:  map[string]int{"human": 59, "proxy:gmail": 10, "bot:apple_mpp": 22, "bot:scanner": 29}},
+			After:  map[string]int{"human": 59, "proxy:gmail": 10, "bot:apple_mpp": 22, "bot:scanner": 29},
+			Clicks: &store.ReclassifyResult{Copies: 1, Examined: 3, Changed: 2,
+				Before: map[string]int{"human": 3}, After: map[string]int{"human": 1, "bot:scanner": 2}}},
 		rotated: 4,
 	}
 }

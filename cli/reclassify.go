@@ -9,19 +9,21 @@ import (
 	"time"
 
 	"pixelrelay/tracker/httpd"
+	"pixelrelay/tracker/store"
 )
 
 func reclassifyCommand() *command {
 	return &command{
 		name:    "reclassify",
-		summary: "classify stored opens again with the current rules and networks",
+		summary: "classify stored opens and clicks again with the current rules and networks",
 		help: `Usage: pixelrelay reclassify [--since WHEN] [--json] [--config FILE]
 
-Classifies the stored opens again with the rules, the built-in networks,
-tracking.networks_file and tracking.apple_ranges_file in force in the running
-server, and prints the counts per class before and after. A copy's
-human-open count, first human open and "first" flags follow, so an update of
-the rules or networks fixes past numbers. What was not stored with an open
+Classifies the stored opens and clicks again with the rules, the built-in
+networks, tracking.networks_file and tracking.apple_ranges_file in force in
+the running server, and prints the counts per class before and after. A
+copy's human-open and human-click counts, first human open and click and
+"first" flags follow, so an update of the rules or networks fixes past
+numbers (an open a person's click made goes with that click). What was not stored with an open
 (request headers, a HEAD before it, the sender's address) is not looked at
 again: verdicts that rested on it stay.
 
@@ -72,11 +74,22 @@ func runReclassify(e *env, args []string) error {
 	return e.showReclassify(r)
 }
 
-// showReclassify prints a summary line and the counts per class.
+// showReclassify prints, for opens and then clicks, a summary line and
+// the counts per class.
 func (e *env) showReclassify(r httpd.ReclassifyResponse) error {
-	line := fmt.Sprintf("reclassified %s of %s: %d changed class", plural(r.Examined, "open"), plural(r.Copies, "copy"), r.Changed)
+	if err := e.showReclassified(store.ReclassifyResult(r), "open"); err != nil || r.Clicks == nil || r.Clicks.Examined == 0 {
+		return err
+	}
+	fmt.Fprintln(e.stdout)
+	return e.showReclassified(*r.Clicks, "click")
+}
+
+// showReclassified prints one summary line and table (what: "open" or
+// "click").
+func (e *env) showReclassified(r store.ReclassifyResult, what string) error {
+	line := fmt.Sprintf("reclassified %s of %s: %d changed class", plural(r.Examined, what), plural(r.Copies, "copy"), r.Changed)
 	if r.Copies != 1 {
-		line = fmt.Sprintf("reclassified %s of %d copies: %d changed class", plural(r.Examined, "open"), r.Copies, r.Changed)
+		line = fmt.Sprintf("reclassified %s of %d copies: %d changed class", plural(r.Examined, what), r.Copies, r.Changed)
 	}
 	if _, err := fmt.Fprintln(e.stdout, line); err != nil {
 		return err

@@ -22,6 +22,9 @@ func TestReclassify(t *testing.T) {
 		"bot:scanner    0       29",
 		"human          90      59",
 		"proxy:gmail    10      10",
+		"reclassified 3 clicks of 1 copy: 2 changed class",
+		"bot:scanner  0       2",
+		"human        3       1",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)

@@ -2,6 +2,7 @@ package store
 
 import (
 	"bytes"
+	"context"
 	"net/netip"
 	"time"
 
@@ -443,8 +444,13 @@ func (s *Store) loadPending() error {
 	})
 }
 
-// ReasonByClick is the reason of an open a human click made (settle).
-const ReasonByClick = "human click on a link (the pixel was not fetched)"
+// ReasonByClick is the reason of an open a human click made (settle);
+// ReasonClickMachine the reason it gets when a reclassify finds that click
+// a machine's.
+const (
+	ReasonByClick      = "human click on a link (the pixel was not fetched)"
+	ReasonClickMachine = "the click that counted as this open is a machine's"
+)
 
 // clipClick shortens oversized fields of a click, as clip does a hit's.
 func clipClick(h *ClickHit) {
@@ -453,4 +459,158 @@ func clipClick(h *ClickHit) {
 		*p = clipString(*p, maxField)
 	}
 	h.Reason = clipString(h.Reason, maxReason)
+}
+
+// reclassifyClicks classifies again the clicks of the copies that have a
+// click at or after since: the open rules (judge) give each click its base
+// verdict, then the click rules the final one; the copy's counters, first
+// flags and FirstHumanClick follow, and a copy whose human click now
+// stands with no human open gets its open as at settle (the opens pass
+// that follows judges the opens clicks made by their clicks).
+func (s *Store) reclassifyClicks(ctx context.Context, since time.Time, judge Judge, res *ReclassifyResult) error {
+	ids, err := s.copiesWithClicksSince(ts(since))
+	if err != nil {
+		return err
+	}
+	for len(ids) > 0 {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		n := min(len(ids), reclassifyChunk)
+		chunk := ids[:n]
+		ids = ids[n:]
+		part := ReclassifyResult{Before: map[string]int{}, After: map[string]int{}}
+		err := s.update(func(tx *bolt.Tx) error {
+			part = ReclassifyResult{Before: map[string]int{}, After: map[string]int{}}
+			w := newHitTx(tx, nil)
+			for _, id := range chunk {
+				if err := w.reclassifyCopyClicks(id, ts(since), judge, &part); err != nil {
+					return err
+				}
+			}
+			return w.finish()
+		})
+		if err != nil {
+			return err
+		}
+		res.add(part)
+	}
+	return nil
+}
+
+// copiesWithClicksSince lists the tracking ids with a click at or after
+// since, from the time index.
+func (s *Store) copiesWithClicksSince(since uint64) ([]string, error) {
+	var ids []string
+	err := s.view(func(tx *bolt.Tx) error {
+		seen := map[string]bool{}
+		c := tx.Bucket(bClicksByTime).Cursor()
+		for k, v := c.Seek(appendU64(nil, since)); k != nil; k, v = c.Next() {
+			_, id, _, ok := parseTimeIndexValue(v)
+			if ok && !seen[id] {
+				seen[id] = true
+				ids = append(ids, id)
+			}
+		}
+		return nil
+	})
+	return ids, err
+}
+
+// reclassifyCopyClicks re-examines one copy's clicks (see
+// reclassifyClicks); res counts those at or after since.
+func (w *hitTx) reclassifyCopyClicks(id string, since uint64, judge Judge, res *ReclassifyResult) error {
+	c := w.copy(id)
+	if c == nil {
+		return nil // purged meanwhile, or damaged
+	}
+	cs := clicksOf(w.ct.clicks, id, 0)
+	if len(cs) == 0 {
+		return nil
+	}
+	fetches := make([]classify.Fetch, len(cs))
+	for i := range cs {
+		ip, _ := netip.ParseAddr(cs[i].rec.IP)
+		fetches[i] = classify.Fetch{At: fromTS(cs[i].at), IP: ip, UserAgent: cs[i].rec.UserAgent, Old: baseOf(&cs[i].rec)}
+	}
+	bases := judge(c.SentAt, fetches)
+	rules := make([]classify.Click, len(cs))
+	for i := range cs {
+		rules[i] = classify.Click{At: fetches[i].At, IP: fetches[i].IP, Link: cs[i].rec.Link, Base: fetches[i].Old}
+		if i < len(bases) {
+			rules[i].Base = bases[i]
+		}
+		if rules[i].Base.Proxy != "" {
+			rules[i].Base = classify.Result{Reason: rules[i].Base.Reason}
+		}
+	}
+	verdicts := classify.ClickRules(rules)
+	res.Copies++
+	for i := range cs {
+		if cs[i].at < since {
+			continue
+		}
+		old := verdictOfClick(&cs[i].rec)
+		res.Examined++
+		res.Before[classify.Label(old)]++
+		res.After[classify.Label(verdicts[i])]++
+		if classify.Label(old) == classify.Label(verdicts[i]) && old.Reason == verdicts[i].Reason {
+			continue
+		}
+		res.Changed++
+		w.countClick(c, cs[i].at, &cs[i].rec, -1)
+		v := verdicts[i]
+		cs[i].rec.Flags &^= flagBot | flagRuled
+		cs[i].rec.BotType, cs[i].rec.Reason = v.BotType, v.Reason
+		if v.Bot {
+			cs[i].rec.Flags |= flagBot
+			if !rules[i].Base.Bot {
+				cs[i].rec.Flags |= flagRuled // a click rule's: its base was human
+			}
+		}
+		w.countClick(c, cs[i].at, &cs[i].rec, +1)
+		if err := w.putClick(id, c, &cs[i]); err != nil {
+			return err
+		}
+	}
+	w.touched[id] = c
+	if err := w.fixFirstClick(id, c, cs, cs[0].at); err != nil {
+		return err
+	}
+	if c.FirstHumanClick.IsZero() || !c.FirstHumanOpen.IsZero() {
+		return nil
+	}
+	tsq := timeSeqOf(cs, c.FirstHumanClick)
+	if tsq == nil || w.ct.pending.Get(tsq) != nil {
+		return nil // not settled yet: settle will see to it
+	}
+	return w.settleClick(id, tsq)
+}
+
+// verdictOfClick is a stored click's verdict.
+func verdictOfClick(r *clickRec) classify.Result {
+	return classify.Result{Bot: r.Flags&flagBot != 0, BotType: r.BotType, Reason: r.Reason}
+}
+
+// timeSeqOf returns the clicked(8) seq(8) of the click at t among cs.
+func timeSeqOf(cs []storedClick, t time.Time) []byte {
+	for i := range cs {
+		if cs[i].at == ts(t) {
+			return cs[i].key[len(cs[i].key)-16:]
+		}
+	}
+	return nil
+}
+
+// humanClickAt reports whether copy id has a human click at at (an open
+// a click made stands while its click is a person's).
+func humanClickAt(tx *bolt.Tx, id string, at uint64) bool {
+	prefix := prefixed(id, appendU64(nil, at))
+	cur := tx.Bucket(bClicks).Cursor()
+	for k, v := cur.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = cur.Next() {
+		if r, err := decodeClick(v); err == nil && r.Flags&flagBot == 0 && r.Link != 0 {
+			return true
+		}
+	}
+	return false
 }

@@ -446,3 +446,61 @@ func checkClicksConsistent(tx *bolt.Tx, copies map[string]copyRec) error {
 		return nil
 	})
 }
+
+// TestReclassifyClicks: clicks are classified again with the open rules
+// (the judge) and the click rules; a click that turns into a machine's
+// takes the open it made with it, one that turns into a person's opens
+// its copy; counters, first flags and the unopened list follow.
+func TestReclassifyClicks(t *testing.T) {
+	clk := newClock()
+	s := openTest(t, Options{Now: clk.Now})
+	addLinked(t, s, "q1", clk.Now(), "ida", "idb")
+	for _, id := range []string{"ida", "idb"} {
+		if err := s.Update(id, record.StatusSent, "", clk.Now()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	clk.Advance(time.Hour)
+	t0 := clk.Now()
+	// ida: a click from EOP stored as a person's (older rules); it opens
+	// the copy when it settles.
+	mustClick(t, s, click("ida", 1, t0, eop, chrome))
+	// idb: a person's click stored as a scanner's.
+	wrong := click("idb", 2, t0, home, bird)
+	wrong.Bot, wrong.BotType, wrong.Reason = true, classify.Scanner, "user agent: bot"
+	mustClick(t, s, wrong)
+	clk.Advance(classify.HoneypotWindow + time.Second)
+	if err := s.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if m := mustMessage(t, s, "ida"); m.OpensHuman != 1 || m.ClicksHuman != 1 {
+		t.Fatalf("before: %+v", m)
+	}
+	res, err := s.Reclassify(context.Background(), time.Time{}, judge)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Clicks == nil || res.Clicks.Examined != 2 || res.Clicks.Changed != 2 ||
+		res.Clicks.After["human"] != 1 || res.Clicks.After["bot:scanner"] != 1 {
+		t.Fatalf("result: %+v clicks %+v", res, res.Clicks)
+	}
+	a, b := mustMessage(t, s, "ida"), mustMessage(t, s, "idb")
+	if a.ClicksHuman != 0 || a.FirstHumanClick != nil || a.OpensHuman != 0 || a.FirstHumanOpen != nil {
+		t.Errorf("ida after: %+v", a)
+	}
+	if b.ClicksHuman != 1 || b.FirstHumanClick == nil || b.OpensHuman != 1 || b.FirstHumanOpen == nil {
+		t.Errorf("idb after: %+v", b)
+	}
+	ms, err := s.Messages(MessageQuery{Unopened: true})
+	if err != nil || len(ms) != 1 || ms[0].TrackingID != "ida" {
+		t.Errorf("unopened after: %+v, %v", ms, err)
+	}
+	opens, _ := s.Opens(OpenQuery{ID: "ida"})
+	if len(opens) != 1 || !opens[0].Bot || opens[0].Reason != ReasonClickMachine {
+		t.Errorf("ida's open after: %+v", opens)
+	}
+	if st := mustStats(t, s); st.ClicksHuman != 1 || st.OpensHuman != 1 {
+		t.Errorf("stats after: %+v", st)
+	}
+	checkConsistent(t, s)
+}

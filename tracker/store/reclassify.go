@@ -26,6 +26,9 @@ type ReclassifyResult struct {
 	Changed  int            `json:"changed"`
 	Before   map[string]int `json:"before"`
 	After    map[string]int `json:"after"`
+	// Clicks counts the clicks examined the same way (nil in a click's
+	// own counts).
+	Clicks *ReclassifyResult `json:"clicks,omitempty"`
 }
 
 // reclassifyChunk is the number of copies re-examined per write
@@ -40,7 +43,11 @@ const reclassifyChunk = 200
 // opens, older ones too, so rules that look at the whole copy (a scanner
 // burst) can apply; only those since are changed.
 func (s *Store) Reclassify(ctx context.Context, since time.Time, judge Judge) (ReclassifyResult, error) {
-	res := ReclassifyResult{Before: map[string]int{}, After: map[string]int{}}
+	res := ReclassifyResult{Before: map[string]int{}, After: map[string]int{},
+		Clicks: &ReclassifyResult{Before: map[string]int{}, After: map[string]int{}}}
+	if err := s.reclassifyClicks(ctx, since, judge, res.Clicks); err != nil {
+		return res, err
+	}
 	ids, err := s.copiesWithOpensSince(ts(since))
 	if err != nil {
 		return res, err
@@ -71,7 +78,8 @@ func (s *Store) Reclassify(ctx context.Context, since time.Time, judge Judge) (R
 		}
 		res.add(part)
 	}
-	s.log.Info("reclassify: done", "since", since, "copies", res.Copies, "examined", res.Examined, "changed", res.Changed)
+	s.log.Info("reclassify: done", "since", since, "copies", res.Copies, "examined", res.Examined, "changed", res.Changed,
+		"clicks_examined", res.Clicks.Examined, "clicks_changed", res.Clicks.Changed)
 	return res, nil
 }
 
@@ -144,6 +152,7 @@ func (rt *reclassTx) copy(id string) error {
 		fetches[i] = classify.Fetch{At: fromTS(o.at), IP: ip, UserAgent: o.rec.UserAgent, Old: verdictOf(&o.rec)}
 	}
 	verdicts := rt.judge(c.SentAt, fetches)
+	rt.byClicks(id, opens, verdicts)
 	rt.res.Copies++
 	humanDelta := 0
 	for i := range opens {
@@ -175,6 +184,21 @@ func (rt *reclassTx) copy(id string) error {
 		return err
 	}
 	return rt.fixCopy(&c, humanDelta, first, opens)
+}
+
+// byClicks gives an open a click made (flagByClick) the verdict of its
+// click, not the open rules': it stands while the click is a person's.
+func (rt *reclassTx) byClicks(id string, opens []storedOpen, verdicts []classify.Result) {
+	for i := range opens {
+		if opens[i].rec.Flags&flagByClick == 0 || i >= len(verdicts) {
+			continue
+		}
+		if humanClickAt(rt.tx, id, opens[i].at) {
+			verdicts[i] = classify.Result{Reason: ReasonByClick}
+		} else {
+			verdicts[i] = classify.Result{Bot: true, BotType: classify.Scanner, Reason: ReasonClickMachine}
+		}
+	}
 }
 
 func b2i(b bool) int {

@@ -74,7 +74,8 @@ func TestReclassifyFixesCountersAndFlags(t *testing.T) {
 	}
 	want := ReclassifyResult{Copies: 2, Examined: 4, Changed: 3,
 		Before: map[string]int{"human": 3, "bot:apple_mpp": 1},
-		After:  map[string]int{"human": 2, "bot:scanner": 2}}
+		After:  map[string]int{"human": 2, "bot:scanner": 2},
+		Clicks: &ReclassifyResult{Before: map[string]int{}, After: map[string]int{}}}
 	if !reflect.DeepEqual(res, want) {
 		t.Errorf("result %+v, want %+v", res, want)
 	}
