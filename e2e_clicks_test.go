@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"regexp"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -14,6 +15,8 @@ import (
 	_ "github.com/emersion/go-message/charset"
 
 	"pixelrelay/tracker/classify"
+	"pixelrelay/tracker/webhook"
+	"pixelrelay/tracker/webhook/webhooktest"
 )
 
 // clickMessage is a newsletter with a plain-text part and an HTML part
@@ -85,9 +88,12 @@ func getClick(t *testing.T, url, ua string) (int, string, string) {
 // links, nor the text part), each redirecting to exactly the message's
 // URL and recorded; forged tokens never redirect; a gateway following
 // every link and the honeypot is a scanner; a person's click makes the
-// copy opened without its pixel; `clicks` and `messages` show it all.
+// copy opened without its pixel; `clicks` and `messages` show it all;
+// the webhook endpoint (human_only) gets message.clicked for the person's
+// click only, once it has settled.
 func TestClicksEndToEnd(t *testing.T) {
-	in := newInstanceTracking(t, "prefetch_window = \"0s\"", "")
+	rcv := webhooktest.Start(t, e2eSecret)
+	in := newWebhookInstance(t, rcv.URL())
 	in.start()
 	to := []string{"alice@example.org", "bob@example.org"}
 	if _, err := sendMail(t, in.smtpAddr, "me@example.com", to, clickMessage(to)); err != nil {
@@ -207,6 +213,25 @@ func TestClicksEndToEnd(t *testing.T) {
 	out, _, _ = in.cli("messages")
 	if !strings.Contains(out, "CLICKS") {
 		t.Errorf("messages has no CLICKS column:\n%s", out)
+	}
+	got2 := rcv.WaitFor(t, 20*time.Second, func(ds []webhooktest.Delivery) bool {
+		return slices.ContainsFunc(ds, func(d webhooktest.Delivery) bool { return d.Type == webhook.Clicked })
+	}, "message.clicked")
+	var clicked []map[string]any
+	seen := map[string]bool{} // webhook-id: a retry may repeat an event
+	for _, d := range got2 {
+		if d.Type != webhook.Clicked || seen[d.ID] {
+			continue
+		}
+		seen[d.ID] = true
+		var data map[string]any
+		if err := json.Unmarshal(d.Data, &data); err != nil {
+			t.Fatal(err)
+		}
+		clicked = append(clicked, data)
+	}
+	if len(clicked) != 1 || clicked[0]["tracking_id"] != aliceID || clicked[0]["url"] != wantLinks[0] || clicked[0]["bot"] != false {
+		t.Errorf("message.clicked events: %v", clicked)
 	}
 	if err := in.stop(syscall.SIGTERM); err != nil {
 		t.Fatal(err)

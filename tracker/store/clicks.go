@@ -10,6 +10,7 @@ import (
 
 	"pixelrelay/tracker/classify"
 	"pixelrelay/tracker/record"
+	"pixelrelay/tracker/webhook"
 )
 
 // Clicks are stored as opens are: through the writer, with dedup (same
@@ -373,7 +374,7 @@ func (w *hitTx) settle(now time.Time) (uint64, error) {
 			}
 			return beU64(k), nil
 		}
-		if err := w.settleClick(string(v), k); err != nil {
+		if err := w.settleClick(string(v), k, true); err != nil {
 			return 0, err
 		}
 		done = append(done, append([]byte(nil), k...))
@@ -386,26 +387,48 @@ func (w *hitTx) settle(now time.Time) (uint64, error) {
 	return 0, nil
 }
 
-// settleClick settles the click of copy id at tsq.
-func (w *hitTx) settleClick(id string, tsq []byte) error {
+// settleClick settles the click of copy id at tsq: a person's click on a
+// link of a copy with no human open yet stores the open it makes; with
+// events, message.clicked (and message.opened for that open) go to the
+// webhook endpoints, with the verdict that stands now (human_only keeps
+// machine clicks from them). The honeypot makes no event.
+func (w *hitTx) settleClick(id string, tsq []byte, events bool) error {
 	v := w.ct.clicks.Get(prefixed(id, tsq))
 	c := w.copy(id)
 	if v == nil || c == nil {
 		return nil // purged meanwhile
 	}
 	r, err := decodeClick(v)
-	if err != nil || r.Flags&flagBot != 0 || r.Link == 0 || !c.FirstHumanOpen.IsZero() {
+	if err != nil || r.Link == 0 {
 		return nil
 	}
 	at := beU64(tsq)
-	h := Hit{TrackingID: id, At: fromTS(at), IP: r.IP, UserAgent: r.UserAgent, Reason: ReasonByClick,
-		Country: r.Country, City: r.City}
-	if _, err := w.storeOpen(&h, c, at, flagByClick); err != nil {
-		return err
+	human := r.Flags&flagBot == 0
+	if human && c.FirstHumanOpen.IsZero() {
+		h := Hit{TrackingID: id, At: fromTS(at), IP: r.IP, UserAgent: r.UserAgent, Reason: ReasonByClick,
+			Country: r.Country, City: r.City}
+		o, err := w.storeOpen(&h, c, at, flagByClick)
+		if err != nil {
+			return err
+		}
+		w.touched[id] = c
+		w.changes = append(w.changes, Change{Kind: ChangeOpen, TrackingID: id, At: fromTS(at)})
+		if events {
+			err := w.hooks.emit(webhook.Opened, h.At, true, func() ([]byte, error) {
+				return withMessage(openOf(&c.Copy, at, &o), c.message())
+			})
+			if err != nil {
+				return err
+			}
+		}
 	}
-	w.touched[id] = c
-	w.changes = append(w.changes, Change{Kind: ChangeOpen, TrackingID: id, At: fromTS(at)})
-	return nil
+	if !events {
+		return nil
+	}
+	return w.hooks.emit(webhook.Clicked, fromTS(at), human, func() ([]byte, error) {
+		url, _ := linkURL(w.ct.links.Get([]byte(c.QueueID)), r.Link)
+		return withMessage(clickOf(c, url, at, &r), c.message())
+	})
 }
 
 // settleDue settles the clicks that are due, inside the batch's
@@ -584,7 +607,7 @@ func (w *hitTx) reclassifyCopyClicks(id string, since uint64, judge Judge, res *
 	if tsq == nil || w.ct.pending.Get(tsq) != nil {
 		return nil // not settled yet: settle will see to it
 	}
-	return w.settleClick(id, tsq)
+	return w.settleClick(id, tsq, false) // a reclassify sends no events
 }
 
 // verdictOfClick is a stored click's verdict.

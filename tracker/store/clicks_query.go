@@ -139,17 +139,17 @@ func (r *clickReader) add(c *clickCopy, tsq, v []byte) error {
 	if err != nil {
 		return fmt.Errorf("store: click of %s: %w", c.rec.TrackingID, err)
 	}
-	r.out = append(r.out, clickOf(&c.rec, c.links, beU64(tsq), &k))
+	url := ""
+	if k.Link >= 1 && k.Link <= len(c.links) {
+		url = c.links[k.Link-1]
+	}
+	r.out = append(r.out, clickOf(&c.rec, url, beU64(tsq), &k))
 	return nil
 }
 
-// clickOf is the CLICK of a stored click at at (as ts()) of copy c with
-// links.
-func clickOf(c *copyRec, links []string, at uint64, k *clickRec) Click {
-	url := ""
-	if k.Link >= 1 && k.Link <= len(links) {
-		url = links[k.Link-1]
-	}
+// clickOf is the CLICK of a stored click at at (as ts()) of copy c; url
+// is its link's ("" for the honeypot).
+func clickOf(c *copyRec, url string, at uint64, k *clickRec) Click {
 	return Click{
 		TrackingID: c.TrackingID, Recipient: c.Recipient, Subject: c.Subject, URL: url, Link: k.Link,
 		ClickedAt: fromTS(at), IP: k.IP, UserAgent: k.UserAgent, Bot: k.Flags&flagBot != 0, BotType: k.BotType,

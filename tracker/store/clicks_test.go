@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -14,6 +15,7 @@ import (
 
 	"pixelrelay/tracker/classify"
 	"pixelrelay/tracker/record"
+	"pixelrelay/tracker/webhook"
 )
 
 var testLinks = []string{"https://example.com/a?x=1&y=2", "http://example.org/b", "https://example.net/c"}
@@ -503,4 +505,51 @@ func TestReclassifyClicks(t *testing.T) {
 		t.Errorf("stats after: %+v", st)
 	}
 	checkConsistent(t, s)
+}
+
+// TestClickedEvents: message.clicked is written when a click settles,
+// with the verdict that stands then (a click the honeypot shows to be a
+// scanner's never reaches a human_only endpoint), its URL and its
+// MESSAGE fields; the open a click makes sends message.opened; the
+// honeypot sends nothing.
+func TestClickedEvents(t *testing.T) {
+	clk := newClock()
+	s := openTest(t, Options{Now: clk.Now})
+	s.SetWebhooks([]webhook.Target{
+		{Name: "people", URL: "https://a.example/h", HumanOnly: true},
+		{Name: "all", URL: "https://m.example/h", Events: []string{webhook.Clicked}},
+	}, nil)
+	addLinked(t, s, "q1", clk.Now(), "ida", "idb")
+	clk.Advance(time.Hour)
+	t0 := clk.Now()
+	mustClick(t, s, click("ida", 2, t0, "203.0.113.5", ua1))                  // a person
+	mustClick(t, s, click("idb", 1, t0, "192.0.2.1", ua1))                    // a scanner, shown by...
+	mustClick(t, s, click("idb", 0, t0.Add(5*time.Second), "192.0.2.2", ua1)) // ...the honeypot after it
+	if n := len(pending(t, s, "all")); n != 0 {
+		t.Fatalf("%d events before the clicks settled", n)
+	}
+	clk.Advance(classify.HoneypotWindow + 10*time.Second)
+	if err := s.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	people := pending(t, s, "people")
+	if got := types(people); !slices.Equal(got, []string{webhook.Opened, webhook.Clicked}) {
+		t.Fatalf("human_only endpoint got %v", got)
+	}
+	typ, at, data := body(t, people[1])
+	if typ != webhook.Clicked || !at.Equal(t0) || data["url"] != testLinks[1] || data["tracking_id"] != "ida" ||
+		data["bot"] != false || data["clicks_human"] != float64(1) || data["opens_human"] != float64(1) || data["from"] != "alice@example.org" {
+		t.Fatalf("message.clicked: %s %v %v", typ, at, data)
+	}
+	if _, _, od := body(t, people[0]); od["reason"] != ReasonByClick || od["first"] != true {
+		t.Fatalf("message.opened of the click: %v", od)
+	}
+	all := pending(t, s, "all")
+	if got := types(all); !slices.Equal(got, []string{webhook.Clicked, webhook.Clicked}) {
+		t.Fatalf("endpoint for every click got %v", got)
+	}
+	_, _, bd := body(t, all[1])
+	if bd["tracking_id"] != "idb" || bd["bot"] != true || !strings.HasPrefix(bd["reason"].(string), "honeypot fetched") {
+		t.Fatalf("the scanner's click: %v", bd)
+	}
 }
