@@ -356,6 +356,88 @@ bench_pixelrelay() {
   stop_pid "$SINK_PID"
 }
 
+# ---------------------------------------------------------------- clicks
+# smtp_rate SIDE PORT SINK COPIES ROOT: smtp-source with the 30-link
+# message against a relay delivering to SINK; sets acc30_, e2e30_, cpu30_.
+smtp_rate() {
+  local side=$1 port=$2 sink=$3 copies=$4 root=$5 t0 t1 base c0 c1
+  say "$side: smtp-source -s $S -m $M -r $R (50 KB, 30 links)"
+  c0=$(cpu_ticks "$root")
+  base=$(sink_count "$sink")
+  t0=$(now)
+  smtp-source -s "$S" -m "$M" -r "$R" -F "$T/msg30.eml" -M bench.example \
+    -f sender@bench.example -t rcpt@example.com "127.0.0.1:$port" >"$T/src30-$side.log" 2>&1 ||
+    die "$side: smtp-source (30 links) failed: $(tail -3 "$T/src30-$side.log")"
+  t1=$(now)
+  "$T/pxbench" sinkwait -out "$T/$sink.out" -want $((base + M * copies)) -since "$t0" -timeout 300s >"$T/e2e30-$side" ||
+    die "$side: not every copy of the 30-link message reached the sink"
+  c1=$(cpu_ticks "$root")
+  V[cpu30_$side]=$(calc "($c1 - $c0) * 1000 / $(getconf CLK_TCK) / $M" 2)
+  V[acc30_$side]=$(calc "$M / ($t1 - $t0)")
+  V[e2e30_$side]=$(calc "$M / $(get secs "$T/e2e30-$side")")
+}
+
+# wrk_click URL NAME: wrk -t2 -c50 on a click URL, a new User-Agent per
+# request; every answer must be the 302.
+wrk_click() {
+  wrk -t2 -c50 -d"${WRK_SECS}s" --latency -s "$BENCH/click.lua" "$1" >"$T/wrk-$2" 2>&1 ||
+    die "wrk failed: $(tail -3 "$T/wrk-$2")"
+  if grep -q 'Non-2xx' "$T/wrk-$2"; then die "wrk $2: non-2xx/3xx answers: $(grep Non-2xx "$T/wrk-$2")"; fi
+  [ "$(awk '$1 == "not302" { print $2 }' "$T/wrk-$2")" = 0 ] || die "wrk $2: answers other than 302: $(grep not302 "$T/wrk-$2")"
+  V[rps_$2]=$(awk '/^Requests\/sec:/ { printf "%.0f", $2 }' "$T/wrk-$2")
+  V[reqs_$2]=$(awk '/requests in/ { print $1 }' "$T/wrk-$2")
+  V[wp99_$2]=$(awk '$1 == "99%" { print $2 }' "$T/wrk-$2")
+}
+
+# bench_clicks: the 30-link newsletter through Postfix and through
+# pixelrelay (tracking and clicks on), then the click redirect under wrk
+# against the static Go server's.
+bench_clicks() {
+  local sport token sp
+  read -r PF_PORT sport < <(ports 2)
+  start_sink sink-pf30 "$sport"
+  pf_new "$sport"
+  smtp_rate postfix "$PF_PORT" sink-pf30 1 "$(pf_master)"
+  pf_stop "$PF_DIR"
+  stop_pid "$SINK_PID"
+
+  PX_POLICY=all
+  sport=$(ports 1)
+  start_sink sink-px30 "$sport"
+  px_start clicks "$sport"
+  smtp_rate pixelrelay "$PX_SMTP" sink-px30 "$R" "$PX_PID"
+  px_stop
+  stop_pid "$SINK_PID"
+
+  say "clicks: get a genuine click URL from a delivered copy"
+  sport=$(ports 1)
+  start_sink sink-click "$sport" dump
+  px_start clicktok "$sport"
+  "$T/pxbench" load -addr "127.0.0.1:$PX_SMTP" -s 1 -m 1 -r 1 -msg "$T/msg30.eml" >/dev/null || die "clicks: send failed"
+  "$T/pxbench" sinkwait -out "$T/sink-click.out" -want 1 -timeout 30s >/dev/null || die "clicks: copy not delivered"
+  stop_pid "$SINK_PID" # flushes the dump
+  token=$("$T/pxbench" token -click -file "$T/dump/sink-click" | awk '{ print $2 }') || die "clicks: no click URL in the delivered copy"
+  sleep 11 # past tracking.prefetch_window: the clicks are people's
+
+  say "clicks: wrk -t2 -c50 -d${WRK_SECS}s, pixelrelay /c/TOKEN"
+  wrk_click "http://127.0.0.1:$PX_HTTP/c/$token" cpixelrelay
+  sleep 0.5 # clicks are committed in batches
+  "$T/pxbench" api -url "http://127.0.0.1:$PX_HTTP/api/status" -key "$ADMIN_KEY" \
+    -fields database.clicks,database.clicks_human >"$T/status-after-clicks" || die "clicks: /api/status failed"
+  V[clicks_stored]=$(get database_clicks "$T/status-after-clicks")
+  V[clicks_human]=$(get database_clicks_human "$T/status-after-clicks")
+  px_stop
+
+  say "clicks: wrk against bench/cmd/staticpixel /c/"
+  sp=$(ports 1)
+  "$T/staticpixel" -listen "127.0.0.1:$sp" &
+  local spid=$!
+  BG_PIDS+=("$spid")
+  wait_port "$sp" 5
+  wrk_click "http://127.0.0.1:$sp/c/$token" cstatic
+  stop_pid "$spid"
+}
+
 # ---------------------------------------------------------------- tracker
 # wrk_run URL NAME: wrk -t2 -c50 with a new User-Agent per request.
 wrk_run() {
@@ -452,9 +534,10 @@ table() {
   echo "date:    $(date -u +%Y-%m-%dT%H:%M:%SZ)"
   echo "machine: ${cpu:-unknown CPU}, $(nproc) cores, $(awk '/MemTotal/ { printf "%.0f GB", $2/1048576 }' /proc/meminfo) RAM"
   echo "go:      $(go version | awk '{ print $3 }'), postfix $(postconf -h mail_version 2>/dev/null || postconf -d -h mail_version)"
-  echo "load:    smtp-source -s $S -m $M -r $R -F <$(($(wc -c <"$T/msg.eml") / 1000)) KB multipart/alternative HTML>; sink: smtp-sink"
+  echo "load:    smtp-source -s $S -m $M -r $R -F <$(($(wc -c <"$T/msg.eml") / 1000)) KB multipart/alternative HTML, a link per item>; sink: smtp-sink"
+  echo "         the 30-link rows: the same size with 30 links"
   echo "loadavg: $LOAD_START at the start, $(cut -d" " -f1-3 /proc/loadavg) at the end (other work on the machine skews every rate)"
-  echo "relay:   durability on (both fsync before 250), pixelrelay tracking on, upstream connections $PX_CONN"
+  echo "relay:   durability on (both fsync before 250), pixelrelay tracking and clicks on, upstream connections $PX_CONN"
   echo
   row "figure" "postfix" "pixelrelay" "ratio"
   row "accepted msgs/s (smtp-source)" "${V[acc_postfix]:-}" "${V[acc_pixelrelay]:-}"
@@ -469,11 +552,17 @@ table() {
   row "CPU ms per message (accept + deliver, smtp-source)" "${V[cpu_postfix]:-}" "${V[cpu_pixelrelay]:-}"
   row "RSS under the load, MB (postfix: all processes)" "${V[rss_postfix]:-}" "${V[rss_pixelrelay]:-}"
   row "peak RSS, one $((BIG / 1000000)) MB msg to $BIG_RCPTS rcpts, MB" "${V[big_postfix]:-}" "${V[big_pixelrelay]:-}"
+  row "30 links, clicks on: accepted msgs/s (smtp-source)" "${V[acc30_postfix]:-}" "${V[acc30_pixelrelay]:-}"
+  row "30 links, clicks on: end-to-end msgs/s" "${V[e2e30_postfix]:-}" "${V[e2e30_pixelrelay]:-}"
+  row "30 links, clicks on: CPU ms per message" "${V[cpu30_postfix]:-}" "${V[cpu30_pixelrelay]:-}"
   echo
   row "tracker (wrk -t2 -c50 -d${WRK_SECS}s, +${V[networks]:-?} networks)" "static Go" "pixelrelay" "ratio"
   row "pixel req/s" "${V[rps_static]:-}" "${V[rps_pixelrelay]:-}"
   row "pixel p99 latency" "${V[wp99_static]:-}" "${V[wp99_pixelrelay]:-}" "-"
   row "requests answered / opens stored" "-" "${V[reqs_pixelrelay]:-} / ${V[opens_stored]:-}" "-"
+  row "click redirect (302) req/s" "${V[rps_cstatic]:-}" "${V[rps_cpixelrelay]:-}"
+  row "click p99 latency" "${V[wp99_cstatic]:-}" "${V[wp99_cpixelrelay]:-}" "-"
+  row "requests answered / clicks stored (human)" "-" "${V[reqs_cpixelrelay]:-} / ${V[clicks_stored]:-} (${V[clicks_human]:-})" "-"
   echo
   row "store ($FILL opens)" "" "pixelrelay" ""
   row "fill (direct store writes), s" "" "${V[fill_secs]:-}" ""
@@ -528,6 +617,12 @@ goals() {
     "$(check "$(num rps_pixelrelay) >= 0.6 * $(num rps_static)" rps_pixelrelay rps_static)"
   goal "every pixel request stored as an open" \
     "$(check "$(num opens_stored) >= $(num reqs_pixelrelay)" opens_stored reqs_pixelrelay)"
+  goal "accepted msgs/s, 30 links and clicks on, >= 1.8x Postfix" \
+    "$(check "$(num acc30_pixelrelay) >= 1.8 * $(num acc30_postfix)" acc30_pixelrelay acc30_postfix)"
+  goal "click redirect req/s >= 0.5x static Go server" \
+    "$(check "$(num rps_cpixelrelay) >= 0.5 * $(num rps_cstatic)" rps_cpixelrelay rps_cstatic)"
+  goal "every click request stored as a click" \
+    "$(check "$(num clicks_stored) >= $(num reqs_cpixelrelay)" clicks_stored reqs_cpixelrelay)"
   goal "query p99 < 20 ms (opens?id, opens?to, messages?unopened)" \
     "$(check "$(num qid_p99) < 20 && $(num qto_p99) < 20 && $(num qun_p99) < 20" qid_p99 qto_p99 qun_p99)"
   goal "every dashboard page p99 < 50 ms at $FILL opens" \
@@ -541,13 +636,14 @@ main() {
   T=$(mktemp -d /tmp/pxbench.XXXXXX)
   chmod 755 "$T" # the postfix user must reach its queue under it
   say "building"
-  local parts=${BENCH_PARTS:-postfix pixelrelay tracker store}
+  local parts=${BENCH_PARTS:-postfix pixelrelay clicks tracker store}
   (cd "$ROOT" && go build -o "$T/pxbench" ./bench/cmd/pxbench &&
     go build -o "$T/staticpixel" ./bench/cmd/staticpixel) || die "build of the bench tools failed"
   if [ "$parts" != postfix ]; then
     (cd "$ROOT" && go build -o "$T/pixelrelay" .) || die "go build of pixelrelay failed"
   fi
   "$T/pxbench" genmsg -size 45000 -o "$T/msg.eml"
+  "$T/pxbench" genmsg -size 45000 -links 30 -o "$T/msg30.eml"
   "$T/pxbench" genmsg -size 45000 -attach $((BIG * 3 / 4)) -o "$T/big.eml"
 
   local part

@@ -40,10 +40,16 @@ func benchHTTP(b *testing.B, h http.Handler, path string) {
 
 // benchHTTPOn is benchHTTP against a started test server.
 func benchHTTPOn(b *testing.B, ts *httptest.Server, path string) {
+	benchHTTPCode(b, ts, path, http.StatusOK)
+}
+
+// benchHTTPCode is benchHTTPOn expecting code (redirects not followed).
+func benchHTTPCode(b *testing.B, ts *httptest.Server, path string, code int) {
 	defer ts.Close()
 	tr := &http.Transport{MaxIdleConnsPerHost: 64}
 	defer tr.CloseIdleConnections()
-	client := &http.Client{Transport: tr}
+	client := &http.Client{Transport: tr,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	var seq atomic.Int64
 	b.SetParallelism(16) // many connections, like a real load, not GOMAXPROCS
 	b.ReportAllocs()
@@ -58,7 +64,7 @@ func benchHTTPOn(b *testing.B, ts *httptest.Server, path string) {
 			}
 			io.Copy(io.Discard, resp.Body)
 			resp.Body.Close()
-			if resp.StatusCode != 200 {
+			if resp.StatusCode != code {
 				b.Fatalf("status %d", resp.StatusCode)
 			}
 		}
@@ -175,4 +181,39 @@ func BenchmarkPixelBadToken(b *testing.B) {
 	cfg := config.Default()
 	s := New(Options{Config: func() *config.Config { return cfg }, Store: &countingStore{}, Keys: kr, Log: quiet})
 	benchHTTP(b, s, "/o/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.gif")
+}
+
+// BenchmarkClickRealStore: a genuine link token of a copy with 30 links,
+// the real bbolt store as BenchmarkPixelRealStore; every request is a
+// redirect and a new stored click.
+func BenchmarkClickRealStore(b *testing.B) {
+	kr, _ := benchKeys(b)
+	id, tok, _ := kr.Mint()
+	st, err := store.OpenStore(filepath.Join(b.TempDir(), "db"), store.Options{Log: quiet})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer st.Close()
+	links := make([]string, 30)
+	for i := range links {
+		links[i] = "https://example.com/item/" + strconv.Itoa(i) + "?utm_source=newsletter&utm_medium=email"
+	}
+	if err := st.Add([]record.Copy{{TrackingID: id, QueueID: "q", Recipient: "bob@example.com", QueuedAt: time.Now(), Links: links}}); err != nil {
+		b.Fatal(err)
+	}
+	lt, err := kr.LinkTokens(tok, len(links))
+	if err != nil {
+		b.Fatal(err)
+	}
+	cfg := config.Default()
+	cfg.Tracking.IPHourlyLimit = 0
+	s := New(Options{Config: func() *config.Config { return cfg }, Store: st, Keys: kr, Log: quiet})
+	benchHTTPCode(b, httptest.NewServer(s), "/c/"+lt[7], http.StatusFound)
+	if err := st.Flush(); err != nil {
+		b.Fatal(err)
+	}
+	stats, _ := st.Stats()
+	if stats.Clicks < b.N {
+		b.Fatalf("%d clicks stored for %d requests", stats.Clicks, b.N)
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"net/netip"
+	"slices"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -188,6 +189,10 @@ func (w *hitTx) storeClick(h *ClickHit, c *copyRec, at uint64) error {
 	if h.Bot {
 		r.Flags |= flagBot
 	}
+	if !h.Bot && h.Link != 0 && c.FirstHumanClick.IsZero() {
+		r.Flags |= flagFirst
+		c.FirstHumanClick = fromTS(at)
+	}
 	rcpt := normAddr(c.Recipient)
 	tsq := timeSeq(at, seq)
 	for _, p := range []struct {
@@ -209,7 +214,13 @@ func (w *hitTx) storeClick(h *ClickHit, c *copyRec, at uint64) error {
 		w.pendingAt = max(at, 1)
 	}
 	w.countClick(c, at, &r, +1)
-	return w.judgeRecent(h.TrackingID, c, at)
+	if !w.recent.quiet(h, at) {
+		if err := w.judgeRecent(h.TrackingID, c, at); err != nil {
+			return err
+		}
+	}
+	w.recent.note(h, at)
+	return nil
 }
 
 // countClick adds d (+1 or -1) human or machine click at at to the
@@ -274,7 +285,8 @@ func asClicks(cs []storedClick) []classify.Click {
 // they show to be a machine's.
 func (w *hitTx) judgeRecent(id string, c *copyRec, at uint64) error {
 	win := uint64(classify.HoneypotWindow)
-	cs := clicksOf(w.ct.clicks, id, at-min(at, 2*win))
+	cs := lastClicks(w.ct.clicks, id, at-min(at, 2*win), maxJudged)
+	w.recent.load(id, cs)
 	verdicts := classify.ClickRules(asClicks(cs))
 	changed := false
 	for i := range cs {
@@ -290,10 +302,36 @@ func (w *hitTx) judgeRecent(id string, c *copyRec, at uint64) error {
 		}
 		changed = true
 	}
-	if changed || c.FirstHumanClick.IsZero() {
-		return w.fixFirstClick(id, c, cs, at-min(at, win))
+	if changed {
+		return w.fixFirstClick(id, c, cs, max(at-min(at, win), cs[0].at))
 	}
 	return nil
+}
+
+// maxJudged bounds the clicks the rules look at around a new one: a flood
+// of fetches of one copy costs each at most this many reads.
+const maxJudged = 64
+
+// lastClicks returns the copy's last clicks from from on, at most n,
+// oldest first.
+func lastClicks(b *bolt.Bucket, id string, from uint64, n int) []storedClick {
+	prefix := prefixed(id)
+	start := prefixed(id, appendU64(nil, from))
+	var out []storedClick
+	cur := b.Cursor()
+	for k, v := lastWithPrefix(cur, prefix); k != nil && bytes.HasPrefix(k, prefix) && bytes.Compare(k, start) >= 0 && len(out) < n; k, v = cur.Prev() {
+		tsq := k[len(prefix):]
+		if len(tsq) != 16 {
+			continue
+		}
+		rec, err := decodeClick(v)
+		if err != nil {
+			continue // a damaged click takes no part
+		}
+		out = append(out, storedClick{key: append([]byte(nil), k...), at: beU64(tsq), rec: rec})
+	}
+	slices.Reverse(out)
+	return out
 }
 
 // setVerdict gives a stored click a verdict; a click rule's is marked

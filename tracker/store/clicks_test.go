@@ -553,3 +553,32 @@ func TestClickedEvents(t *testing.T) {
 		t.Fatalf("the scanner's click: %v", bd)
 	}
 }
+
+// TestClickFlood: many fetches of one link (a gateway retrying, a
+// benchmark) are people's clicks while nothing else happens, and the
+// writer does not read the copy's clicks for each; a second link within
+// LinkBurstWindow then turns the clicks around it into a scanner's.
+func TestClickFlood(t *testing.T) {
+	clk := newClock()
+	s := openTest(t, Options{Now: clk.Now})
+	addLinked(t, s, "q1", clk.Now(), "ida")
+	clk.Advance(time.Hour)
+	t0 := clk.Now()
+	const n = 300
+	for i := range n {
+		if !mustClick(t, s, click("ida", 1, t0.Add(time.Duration(i)*100*time.Millisecond), "192.0.2.1", fmt.Sprintf("%s/%d", ua1, i))) {
+			t.Fatalf("click %d not stored", i)
+		}
+	}
+	if m := mustMessage(t, s, "ida"); m.ClicksHuman != n || !m.FirstHumanClick.Equal(t0) {
+		t.Fatalf("after the flood: %+v", m)
+	}
+	last := t0.Add((n - 1) * 100 * time.Millisecond)
+	mustClick(t, s, click("ida", 2, last.Add(50*time.Millisecond), "198.51.100.1", ua1))
+	m := mustMessage(t, s, "ida")
+	// link 2 and the 20 clicks of link 1 within 2s of it (the 21st is 2050ms back)
+	if m.ClicksTotal != n+1 || m.ClicksHuman != n+1-21 || !m.FirstHumanClick.Equal(t0) {
+		t.Fatalf("after another link: %+v", m)
+	}
+	checkConsistent(t, s)
+}

@@ -228,6 +228,7 @@ func (s *Store) commit(batch []request) {
 		w.hooks = hooks
 		w.split = s.newSplitTx(tx)
 		w.pendingAt = s.pendingAt
+		w.recent = &s.recent
 		for i := range batch {
 			if batch[i].flush {
 				continue
@@ -344,7 +345,8 @@ type hitTx struct {
 	split                                         *splitTx    // nil: no split deployment (split.go)
 	dOpens, dHuman, dCopies, dUntracked           int64
 	dClicks, dClicksHuman                         int64
-	pendingAt                                     uint64 // the earliest click not settled (0: none)
+	pendingAt                                     uint64        // the earliest click not settled (0: none)
+	recent                                        *recentClicks // the writer's; nil outside it
 	// touched holds the copies changed in this batch; they are written
 	// once, by finish, however many hits they got.
 	touched map[string]*copyRec

@@ -135,6 +135,7 @@ type Store struct {
 	// pendingAt is the time (ts) of the earliest click not settled yet,
 	// 0 when none (writer only; see settle).
 	pendingAt uint64
+	recent    recentClicks // the last clicks of recent copies (writer only)
 }
 
 // boltOptions are used for the database and for compaction targets.

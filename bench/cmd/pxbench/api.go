@@ -70,13 +70,19 @@ func jsonScalar(v any) string {
 	return fmt.Sprint(v)
 }
 
-var pixelURL = regexp.MustCompile(`/o/([A-Za-z0-9_.~-]+)\.gif`)
+var (
+	pixelURL = regexp.MustCompile(`/o/([A-Za-z0-9_.~-]+)\.gif`)
+	clickURL = regexp.MustCompile(`href="[^"]*/c/([a-z2-7]+)"`)
+)
 
 // cmdToken prints the first pixel token found in a file of delivered mail
-// (quoted-printable soft line breaks and =3D are undone first).
+// (quoted-printable soft line breaks and =3D are undone first); with
+// -click, the first link token of a click URL instead (the honeypot comes
+// last in a part, so it is a real link's).
 func cmdToken(args []string) error {
 	fs := newFlags("token")
 	file := fs.String("file", "", "mail dump")
+	click := fs.Bool("click", false, "print a link token (BASE/c/TOKEN) instead of a pixel token")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -85,9 +91,13 @@ func cmdToken(args []string) error {
 		return err
 	}
 	s := strings.NewReplacer("=\r\n", "", "=\n", "", "=3D", "=", "=3d", "=").Replace(string(b))
-	m := pixelURL.FindStringSubmatch(s)
+	re, what := pixelURL, "/o/TOKEN.gif"
+	if *click {
+		re, what = clickURL, "/c/TOKEN"
+	}
+	m := re.FindStringSubmatch(s)
 	if m == nil {
-		return fmt.Errorf("no /o/TOKEN.gif in %s", *file)
+		return fmt.Errorf("no %s in %s", what, *file)
 	}
 	fmt.Printf("token %s\n", m[1])
 	return nil

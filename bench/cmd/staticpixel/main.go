@@ -1,6 +1,8 @@
 // Command staticpixel is the yardstick for the tracker benchmark: a minimal
 // Go HTTP server that answers every request with the same 43-byte
-// transparent GIF from memory, with the headers the real pixel endpoint sends.
+// transparent GIF from memory, with the headers the real pixel endpoint
+// sends; and /c/... with the same 302 redirect to a fixed URL, with the
+// headers the real click endpoint sends.
 package main
 
 import (
@@ -21,6 +23,14 @@ func main() {
 	listen := flag.String("listen", "127.0.0.1:8099", "address to listen on")
 	flag.Parse()
 	size := strconv.Itoa(len(gif))
+	http.HandleFunc("/c/", func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		h.Set("Location", "https://example.com/item/0?utm_source=newsletter&utm_medium=email")
+		h.Set("Cache-Control", "no-store")
+		h.Set("Referrer-Policy", "no-referrer")
+		h.Set("Content-Length", "0")
+		w.WriteHeader(http.StatusFound)
+	})
 	http.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		h := w.Header()
 		h.Set("Content-Type", "image/gif")
