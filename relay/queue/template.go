@@ -71,6 +71,11 @@ type placeholders struct {
 // the second, so neither reads as the other.
 func newPlaceholders(data []byte, tokLen, linkLen int) (placeholders, bool) {
 	p := placeholders{pixel: placeholder(tokLen), linkLen: linkLen}
+	if tokLen > 0 {
+		// A digit first: find looks for it, and digits are rarer than
+		// letters in HTML.
+		p.pixel[0] = digits36[rand.IntN(10)]
+	}
 	if tokLen < 2 || bytes.Contains(data, p.pixel[:min(tokLen, 16)]) {
 		return p, false
 	}

@@ -120,10 +120,10 @@ func anchor(z *xhtml.Tokenizer, raw []byte, utf8OK bool) (link, string, bool) {
 	href, hrefAt := "", -1
 	for i := 0; ; i++ {
 		k, v, more := z.TagAttr()
-		if i >= len(spans) || string(k) != spans[i].name {
+		if i >= len(spans) || !asciiEqualFold(k, spans[i].name(raw)) {
 			return link{}, "", false // the two readings differ
 		}
-		switch spans[i].name {
+		switch string(k) {
 		case "href":
 			href, hrefAt = string(v), i
 		case NoTrackAttr:
@@ -179,12 +179,14 @@ func trackable(href string, utf8OK bool) (string, bool) {
 }
 
 // attrSpan is one attribute of a raw start tag as the tokenizer reads
-// it: its lowercased name and where its value is.
+// it: where its name and its value are.
 type attrSpan struct {
-	name       string
+	ns, ne     int // the name's bytes
 	start, end int // the value's bytes, quotes excluded
 	quoted     bool
 }
+
+func (a attrSpan) name(raw []byte) []byte { return raw[a.ns:a.ne] }
 
 func isTagSpace(c byte) bool {
 	return c == ' ' || c == '\n' || c == '\r' || c == '\t' || c == '\f'
@@ -204,7 +206,7 @@ func skipTagSpace(b []byte, i int) int {
 // Attributes with an empty name and repeats of a name are dropped, as the
 // tokenizer drops them.
 func tagAttrs(raw []byte) []attrSpan {
-	var out []attrSpan
+	out := make([]attrSpan, 0, 4)
 	i := 2 // "<" and the first character of the tag name
 	for i < len(raw) && !isTagSpace(raw[i]) && raw[i] != '/' && raw[i] != '>' {
 		i++
@@ -223,9 +225,9 @@ func tagAttrs(raw []byte) []attrSpan {
 			}
 			i++
 		}
-		a := attrSpan{name: asciiLower(raw[ks:i]), start: i, end: i}
+		a := attrSpan{ns: ks, ne: i, start: i, end: i}
 		i = attrValue(raw, i, &a)
-		if a.name != "" && !hasAttr(out, a.name) {
+		if a.ne > a.ns && !hasAttr(raw, out, a.name(raw)) {
 			out = append(out, a)
 		}
 		i = skipTagSpace(raw, i)
@@ -272,21 +274,31 @@ func attrValue(raw []byte, i int, a *attrSpan) int {
 	return i
 }
 
-// asciiLower lowercases ASCII letters only, as the tokenizer does with
-// attribute names (other bytes stay, valid UTF-8 or not).
-func asciiLower(b []byte) string {
-	out := []byte(string(b))
-	for i, c := range out {
-		if 'A' <= c && c <= 'Z' {
-			out[i] = c + 'a' - 'A'
+// asciiEqualFold reports whether a and b are equal with ASCII letters
+// folded, as the tokenizer compares attribute names (other bytes exact,
+// valid UTF-8 or not).
+func asciiEqualFold(a, b []byte) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		x, y := a[i], b[i]
+		if 'A' <= x && x <= 'Z' {
+			x += 'a' - 'A'
+		}
+		if 'A' <= y && y <= 'Z' {
+			y += 'a' - 'A'
+		}
+		if x != y {
+			return false
 		}
 	}
-	return string(out)
+	return true
 }
 
-func hasAttr(as []attrSpan, name string) bool {
+func hasAttr(raw []byte, as []attrSpan, name []byte) bool {
 	for _, a := range as {
-		if a.name == name {
+		if asciiEqualFold(a.name(raw), name) {
 			return true
 		}
 	}

@@ -74,22 +74,19 @@ func queueIDOf(v []byte) string {
 }
 
 // refLinks stores the link URLs of a new tracked copy under its queue
-// id, or counts one more copy using them.
+// id, or counts one more copy using them (the URLs are not decoded: a
+// plan made again finds the same).
 func (w *hitTx) refLinks(c *record.Copy) error {
 	if len(c.Links) == 0 {
 		return nil
 	}
 	key := []byte(c.QueueID)
-	l := linksRec{URLs: c.Links}
 	if v := w.ct.links.Get(key); v != nil {
-		old, err := decodeLinks(v)
-		if err == nil && len(old.URLs) >= len(c.Links) {
-			l = old // the message's links (a plan made again finds the same)
+		if nv, ok := addRefs(v, 1); ok {
+			return w.ct.links.Put(key, nv)
 		}
-		l.Refs = old.Refs
 	}
-	l.Refs++
-	return w.ct.links.Put(key, encodeLinks(&l))
+	return w.ct.links.Put(key, encodeLinks(&linksRec{Refs: 1, URLs: c.Links}))
 }
 
 // unrefLinks counts one copy fewer using the links of queue id qid,
@@ -99,12 +96,11 @@ func unrefLinks(b *bolt.Bucket, qid string) error {
 	if v == nil {
 		return nil
 	}
-	l, err := decodeLinks(v)
-	if err != nil || l.Refs <= 1 {
+	nv, ok := addRefs(v, -1)
+	if !ok {
 		return b.Delete([]byte(qid))
 	}
-	l.Refs--
-	return b.Put([]byte(qid), encodeLinks(&l))
+	return b.Put([]byte(qid), nv)
 }
 
 // EnqueueClick hands a click to the writer without waiting (the click

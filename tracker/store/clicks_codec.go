@@ -124,6 +124,22 @@ func decodeLinks(v []byte) (linksRec, error) {
 	return l, d.err
 }
 
+// addRefs returns an encoded linksRec with d more copies using it, the
+// URLs copied as they are; false when it is damaged or no copy is left.
+func addRefs(v []byte, d int) ([]byte, bool) {
+	if len(v) < 2 || v[0] != linksV1 {
+		return nil, false
+	}
+	refs, n := binary.Uvarint(v[1:])
+	if n <= 0 || int64(refs)+int64(d) <= 0 {
+		return nil, false
+	}
+	out := make([]byte, 0, len(v)+2)
+	out = append(out, linksV1)
+	out = binary.AppendUvarint(out, uint64(int64(refs)+int64(d)))
+	return append(out, v[1+n:]...), true
+}
+
 // linkURL returns the URL of link n (from 1) of an encoded linksRec
 // without decoding the others.
 func linkURL(v []byte, n int) (string, bool) {
