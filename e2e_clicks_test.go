@@ -237,3 +237,53 @@ func TestClicksEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestSplitClicks: a relay whose tracker runs elsewhere sends copies whose
+// click URLs point at that tracker; the tracker, which got each copy's
+// link URLs with its registration (and no queue id), redirects to exactly
+// them and records the click.
+func TestSplitClicks(t *testing.T) {
+	p := newSplitPair(t, noPrefetch, "")
+	p.relay.start()
+	to := []string{"alice@example.org", "bob@example.org"}
+	before := len(p.relay.outbox())
+	if _, err := sendMail(t, p.relay.smtpAddr, "me@example.com", to, clickMessage(to)); err != nil {
+		t.Fatal(err)
+	}
+	urls := map[string][]string{}
+	for _, c := range p.relay.waitOutbox(before+2, 15*time.Second) {
+		_, html := copyParts(t, c)
+		for _, m := range clickURLRE.FindAllStringSubmatch(html, -1) {
+			if !strings.HasPrefix(m[1], "http://"+p.tracker.httpAddr+"/c/") {
+				t.Fatalf("click URL %s is not on the tracker", m[1])
+			}
+			for _, r := range to {
+				if strings.Contains(c, "Delivered-To: "+r) {
+					urls[r] = append(urls[r], m[1])
+				}
+			}
+		}
+	}
+	if len(urls[to[0]]) != len(wantLinks)+1 || len(urls[to[1]]) != len(wantLinks)+1 {
+		t.Fatalf("click URLs: %v", urls)
+	}
+	p.registered(2)
+	for i, r := range to {
+		code, loc, _ := getClick(t, urls[r][i+1], uaThunderbird)
+		if code != http.StatusFound || loc != wantLinks[i+1] {
+			t.Fatalf("%s's click on the tracker: %d to %q, want %q", r, code, loc, wantLinks[i+1])
+		}
+	}
+	var got struct {
+		Clicks []struct {
+			URL string `json:"url"`
+			Bot bool   `json:"bot"`
+		} `json:"clicks"`
+	}
+	waitFor(t, func() bool { p.tracker.api("/api/clicks", &got); return len(got.Clicks) == 2 })
+	for _, c := range got.Clicks {
+		if c.Bot || (c.URL != wantLinks[1] && c.URL != wantLinks[2]) {
+			t.Errorf("click on the tracker: %+v", c)
+		}
+	}
+}

@@ -50,7 +50,7 @@ func (s *Store) LinkOf(id string, n int) (url string, sentAt time.Time, found bo
 		if err != nil {
 			return nil // a damaged copy takes no clicks, as no opens
 		}
-		lv := tx.Bucket(bLinks).Get([]byte(queueIDOf(v)))
+		lv := tx.Bucket(bLinks).Get(linksKey(queueIDOf(v), c.TrackingID))
 		if lv == nil {
 			return nil
 		}
@@ -80,7 +80,7 @@ func (w *hitTx) refLinks(c *record.Copy) error {
 	if len(c.Links) == 0 {
 		return nil
 	}
-	key := []byte(c.QueueID)
+	key := linksKey(c.QueueID, c.TrackingID)
 	if v := w.ct.links.Get(key); v != nil {
 		if nv, ok := addRefs(v, 1); ok {
 			return w.ct.links.Put(key, nv)
@@ -89,18 +89,34 @@ func (w *hitTx) refLinks(c *record.Copy) error {
 	return w.ct.links.Put(key, encodeLinks(&linksRec{Refs: 1, URLs: c.Links}))
 }
 
-// unrefLinks counts one copy fewer using the links of queue id qid,
-// deleting them with the last (purge).
-func unrefLinks(b *bolt.Bucket, qid string) error {
-	v := b.Get([]byte(qid))
+// linksOf returns the link URLs of tracked copy c (nil when it has none).
+func linksOf(tx *bolt.Tx, c *record.Copy) []string {
+	if !c.Tracked() {
+		return nil
+	}
+	v := tx.Bucket(bLinks).Get(linksKey(c.QueueID, c.TrackingID))
+	if v == nil {
+		return nil
+	}
+	l, err := decodeLinks(v)
+	if err != nil {
+		return nil
+	}
+	return l.URLs
+}
+
+// unrefLinks counts one copy fewer using the links under key, deleting
+// them with the last (purge).
+func unrefLinks(b *bolt.Bucket, key []byte) error {
+	v := b.Get(key)
 	if v == nil {
 		return nil
 	}
 	nv, ok := addRefs(v, -1)
 	if !ok {
-		return b.Delete([]byte(qid))
+		return b.Delete(key)
 	}
-	return b.Put([]byte(qid), nv)
+	return b.Put(key, nv)
 }
 
 // EnqueueClick hands a click to the writer without waiting (the click
@@ -162,7 +178,7 @@ func (w *hitTx) applyClick(h *ClickHit, now func() time.Time, dedup time.Duratio
 // hasLink reports whether copy c has link n (0, the honeypot, whenever it
 // has links at all).
 func (w *hitTx) hasLink(c *copyRec, n int) bool {
-	v := w.ct.links.Get([]byte(c.QueueID))
+	v := w.ct.links.Get(linksKey(c.QueueID, c.TrackingID))
 	if v == nil {
 		return false
 	}
@@ -460,7 +476,7 @@ func (w *hitTx) settleClick(id string, tsq []byte, events bool) error {
 		return nil
 	}
 	return w.hooks.emit(webhook.Clicked, fromTS(at), human, func() ([]byte, error) {
-		url, _ := linkURL(w.ct.links.Get([]byte(c.QueueID)), r.Link)
+		url, _ := linkURL(w.ct.links.Get(linksKey(c.QueueID, c.TrackingID)), r.Link)
 		return withMessage(clickOf(c, url, at, &r), c.message())
 	})
 }

@@ -7,8 +7,8 @@ import (
 
 // Clicks and the links they lead to. Layout:
 //
-//	links          queueID -> linksRec: the link URLs of a message, shared by
-//	               its tracked copies (refs counts them; the last purged
+//	links          linksKey -> linksRec: the link URLs of a message, shared
+//	               by its tracked copies (refs counts them; the last purged
 //	               copy takes the record with it)
 //	clicks         id 0 clicked(8) seq(8) -> clickRec
 //	clicks_by_time clicked(8) seq(8) -> flags id 0 rcpt (as opens_by_time)
@@ -157,6 +157,17 @@ func linkURL(v []byte, n int) (string, bool) {
 	}
 	u := d.str()
 	return u, d.err == nil
+}
+
+// linksKey is where a copy's link URLs are kept: under its message's queue
+// id, shared by the message's copies; a copy recorded without one (a
+// public tracker keeps no queue ids) has its own, under "~" and its
+// tracking id (queue ids and tracking ids are letters and digits).
+func linksKey(queueID, trackingID string) []byte {
+	if queueID != "" {
+		return []byte(queueID)
+	}
+	return []byte("~" + trackingID)
 }
 
 // clickDedupID is what dedup keys a click by: its copy and link.

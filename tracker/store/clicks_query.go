@@ -124,7 +124,7 @@ func (r *clickReader) copy(idb []byte) (*clickCopy, error) {
 		return nil, fmt.Errorf("store: copy %s: %w", id, err)
 	}
 	c := &clickCopy{rec: rec}
-	if lv := r.links.Get([]byte(rec.QueueID)); lv != nil {
+	if lv := r.links.Get(linksKey(rec.QueueID, rec.TrackingID)); lv != nil {
 		if l, err := decodeLinks(lv); err == nil {
 			c.links = l.URLs
 		}

@@ -351,6 +351,41 @@ func TestPurgeClicks(t *testing.T) {
 	checkConsistent(t, s)
 }
 
+// TestLinksWithoutQueueID: copies recorded without a queue id (a public
+// tracker's, registered by a relay) keep their links each, and a purge
+// takes them with the copy.
+func TestLinksWithoutQueueID(t *testing.T) {
+	clk := newClock()
+	s := openTest(t, Options{Now: clk.Now})
+	other := []string{"https://other.example/x"}
+	if err := s.Add([]record.Copy{{TrackingID: "ida", Recipient: "a@example.com", QueuedAt: clk.Now(), Links: testLinks},
+		{TrackingID: "idb", Recipient: "b@example.com", QueuedAt: clk.Now(), Links: other}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		id, url string
+	}{{"ida", testLinks[0]}, {"idb", other[0]}} {
+		if url, _, found, err := s.LinkOf(tc.id, 1); err != nil || !found || url != tc.url {
+			t.Fatalf("LinkOf(%s, 1) = %q, %v, %v", tc.id, url, found, err)
+		}
+	}
+	mustClick(t, s, click("idb", 1, clk.Now(), "192.0.2.1", ua1))
+	if cs := mustClicks(t, s, ClickQuery{ID: "idb"}); len(cs) != 1 || cs[0].URL != other[0] {
+		t.Fatalf("clicks: %+v", cs)
+	}
+	if err := s.Update("idb", record.StatusSent, "", clk.Now()); err != nil {
+		t.Fatal(err)
+	}
+	clk.Advance(48 * time.Hour)
+	if _, err := s.Purge(context.Background(), clk.Now().Add(-time.Hour), nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, found, _ := s.LinkOf("ida", 1); !found {
+		t.Fatal("ida's links went with idb")
+	}
+	checkConsistent(t, s)
+}
+
 // TestCopyRecordVersions: a version 2 copy record (before clicks) reads
 // with no clicks, and is written back as version 3.
 func TestCopyRecordVersions(t *testing.T) {
@@ -433,8 +468,8 @@ func checkClicksConsistent(tx *bolt.Tx, copies map[string]copyRec) error {
 	}
 	refs := map[string]int{}
 	for _, c := range copies {
-		if c.Tracked() && ct.links.Get([]byte(c.QueueID)) != nil {
-			refs[c.QueueID]++
+		if k := linksKey(c.QueueID, c.TrackingID); c.Tracked() && ct.links.Get(k) != nil {
+			refs[string(k)]++
 		}
 	}
 	return ct.links.ForEach(func(k, v []byte) error {

@@ -173,7 +173,7 @@ func (p *copyPurger) deleteClicks(c *copyRec) error {
 	}
 	p.dClicks -= int64(len(keys))
 	p.dClicksHuman -= int64(human)
-	return unrefLinks(ct.links, c.QueueID)
+	return unrefLinks(ct.links, linksKey(c.QueueID, c.TrackingID))
 }
 
 // deleteClickIndexes deletes the index and pending entries of the click

@@ -370,6 +370,7 @@ func (s *Store) RelayPending(limit int) ([]PendingCopy, error) {
 			if err != nil || len(v) != 8 {
 				continue // purged or unreadable: nothing to tell
 			}
+			rec.Links = linksOf(tx, &rec.Copy) // the tracker keeps them for the clicks
 			out = append(out, PendingCopy{Copy: rec.Copy, mark: beU64(v)})
 		}
 		return nil
