@@ -22,6 +22,8 @@ var (
 	_ httpd.Enqueuer      = store.DB(nil)
 	_ httpd.LimitSetter   = store.DB(nil)
 	_ httpd.Reclassifier  = store.DB(nil)
+	_ httpd.ClickStore    = store.DB(nil)
+	_ httpd.ClickEnqueuer = store.DB(nil)
 	_ ui.Store            = store.DB(nil)
 	_ remote.TrackerStore = store.DB(nil)
 	_ remote.RelayStore   = store.DB(nil)

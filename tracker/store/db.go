@@ -31,6 +31,12 @@ type DB interface {
 	Flush() error
 	SetLimits(dedup time.Duration, ipHourly int)
 
+	// Clicks: a link's URL, clicks recorded and listed.
+	LinkOf(id string, link int) (url string, sentAt time.Time, found bool, err error)
+	RecordClick(ClickHit) (stored bool, err error)
+	EnqueueClick(ClickHit) error
+	Clicks(ClickQuery) ([]Click, error)
+
 	// Queries.
 	Copy(id string) (record.Copy, bool, error)
 	ByKey(key string) (Message, bool, error)
