@@ -44,6 +44,9 @@ type Config struct {
 	Tracker  Tracker  `toml:"tracker"`
 	// Webhooks are the endpoints that receive events (see webhooks.go).
 	Webhooks []Webhook `toml:"webhooks"`
+	// Named are the [[accounts]] blocks, in file order; Accounts() adds
+	// [upstream] as the account named "default" (see accounts.go).
+	Named []Account `toml:"accounts"`
 }
 
 // SMTP is the submission listener mail clients talk to.
@@ -78,6 +81,26 @@ type Upstream struct {
 	TLS          string `toml:"tls"` // "required" | "none" (loopback only)
 	CAFile       string `toml:"ca_file"`
 	Connections  int    `toml:"connections"`
+
+	// Auth is "password" (the default) or "oauth": XOAUTH2 with the token
+	// `pixelrelay auth login` stored.
+	Auth string `toml:"auth"`
+	// OAuthProvider is "google", "microsoft" or "" (custom: both URLs set).
+	OAuthProvider string `toml:"oauth_provider"`
+	OAuthClientID string `toml:"oauth_client_id"`
+	// OAuthClientSecret is read from OAuthClientSecretFile when that is set.
+	OAuthClientSecret     string `toml:"oauth_client_secret"`
+	OAuthClientSecretFile string `toml:"oauth_client_secret_file"`
+	// OAuthAuthURL and OAuthTokenURL override the provider's endpoints;
+	// see OAuthURLs.
+	OAuthAuthURL  string `toml:"oauth_auth_url"`
+	OAuthTokenURL string `toml:"oauth_token_url"`
+	// SentFolder is "auto" (the default: on for the providers IMAP knows),
+	// "on" or "off"; see SentFolderOn.
+	SentFolder string `toml:"sent_folder"`
+	// IMAPURL is "imaps://host:993" or "imap://host:143" (STARTTLS, or plain
+	// with tls = "none" on loopback); "" = known from the SMTP host (IMAP).
+	IMAPURL string `toml:"imap_url"`
 }
 
 // Queue holds the retry schedule.

@@ -28,11 +28,7 @@ func Default() *Config {
 			MaxMessageSize: 35 << 20,
 			MaxRecipients:  100,
 		},
-		Upstream: Upstream{
-			URL:         "outbox",
-			TLS:         "required",
-			Connections: 4,
-		},
+		Upstream: defaultUpstream(),
 		Queue: Queue{
 			MaxAge:   Duration(5 * day),
 			MinRetry: Duration(time.Minute),
@@ -50,6 +46,18 @@ func Default() *Config {
 		},
 		HTTP:  HTTP{Listen: "127.0.0.1:8025"},
 		Store: Store{URL: "bolt"},
+	}
+}
+
+// defaultUpstream is [upstream] and each [[accounts]] block before its
+// keys are read.
+func defaultUpstream() Upstream {
+	return Upstream{
+		URL:         "outbox",
+		TLS:         "required",
+		Connections: 4,
+		Auth:        "password",
+		SentFolder:  "auto",
 	}
 }
 

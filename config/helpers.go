@@ -131,19 +131,14 @@ func orDefault(c *Config) *Config {
 }
 
 func diffStruct(a, b reflect.Value, prefix string, keys *[]string) {
-	t := a.Type()
-	for i := range t.NumField() {
-		name := tomlName(t.Field(i))
-		if name == "" {
-			continue
-		}
-		fa, fb := a.Field(i), b.Field(i)
+	for _, f := range tomlFields(a.Type()) {
+		fa, fb := a.FieldByIndex(f.index), b.FieldByIndex(f.index)
 		if fa.Kind() == reflect.Struct {
-			diffStruct(fa, fb, prefix+name+".", keys)
+			diffStruct(fa, fb, prefix+f.name+".", keys)
 			continue
 		}
 		if !sameValue(fa, fb) {
-			*keys = append(*keys, prefix+name)
+			*keys = append(*keys, prefix+f.name)
 		}
 	}
 }

@@ -133,18 +133,13 @@ var (
 // unknown key and every value of the wrong type becomes a Problem; the
 // field then keeps its default.
 func decodeStruct(v reflect.Value, table map[string]any, prefix string, ps *Problems) {
-	t := v.Type()
 	known := map[string]bool{}
 	var names []string
-	for i := range t.NumField() {
-		name := tomlName(t.Field(i))
-		if name == "" {
-			continue
-		}
-		names = append(names, name)
-		known[name] = true
-		if val, ok := table[name]; ok {
-			decodeValue(v.Field(i), val, prefix+name, ps)
+	for _, f := range tomlFields(v.Type()) {
+		names = append(names, f.name)
+		known[f.name] = true
+		if val, ok := table[f.name]; ok {
+			decodeValue(v.FieldByIndex(f.index), val, prefix+f.name, ps)
 		}
 	}
 	var unknown []string
@@ -161,6 +156,31 @@ func decodeStruct(v reflect.Value, table map[string]any, prefix string, ps *Prob
 		}
 		*ps = append(*ps, Problem{Key: prefix + k, Reason: reason})
 	}
+}
+
+// tomlField is one key of a TOML table and the struct field it sets.
+type tomlField struct {
+	name  string
+	index []int
+}
+
+// tomlFields lists the keys of struct type t; the fields of an embedded
+// struct (Account's Upstream) are keys of the same table.
+func tomlFields(t reflect.Type) []tomlField {
+	var out []tomlField
+	for i := range t.NumField() {
+		f := t.Field(i)
+		if f.Anonymous && f.Type.Kind() == reflect.Struct {
+			for _, sub := range tomlFields(f.Type) {
+				out = append(out, tomlField{sub.name, append([]int{i}, sub.index...)})
+			}
+			continue
+		}
+		if name := tomlName(f); name != "" {
+			out = append(out, tomlField{name, []int{i}})
+		}
+	}
+	return out
 }
 
 func tomlName(f reflect.StructField) string {
@@ -337,18 +357,25 @@ func editDistance(a, b string) int {
 // ("smtp://user:pass@host:587") into Username and Password, so that the URL
 // itself never carries a secret.
 func (c *Config) liftURLCredentials(ps *Problems) {
-	u, err := url.Parse(c.Upstream.URL)
+	liftURLCredentials(&c.Upstream, "upstream", ps)
+	for i := range c.Named {
+		liftURLCredentials(&c.Named[i].Upstream, fmt.Sprintf("accounts[%d]", i), ps)
+	}
+}
+
+func liftURLCredentials(up *Upstream, prefix string, ps *Problems) {
+	u, err := url.Parse(up.URL)
 	if err != nil || u.User == nil {
 		return
 	}
-	if c.Upstream.Username != "" || c.Upstream.Password != "" || c.Upstream.PasswordFile != "" {
-		*ps = append(*ps, Problem{Key: "upstream.url", Reason: "has credentials, and upstream.username or a password is set too; use one or the other"})
+	if up.Username != "" || up.Password != "" || up.PasswordFile != "" {
+		*ps = append(*ps, Problem{Key: prefix + ".url", Reason: "has credentials, and " + prefix + ".username or a password is set too; use one or the other"})
 		return
 	}
-	c.Upstream.Username = u.User.Username()
-	c.Upstream.Password, _ = u.User.Password()
+	up.Username = u.User.Username()
+	up.Password, _ = u.User.Password()
 	u.User = nil
-	c.Upstream.URL = u.String()
+	up.URL = u.String()
 }
 
 // normalize trims and lowercases values that are compared case-insensitively.
@@ -362,6 +389,7 @@ func (c *Config) normalize() {
 	if c.Tracking.Exclude != nil {
 		c.Tracking.Exclude = ex
 	}
+	c.normalizeAccounts()
 }
 
 // resolvePaths expands a leading ~ and makes relative file names absolute
@@ -370,9 +398,15 @@ func (c *Config) resolvePaths(dir string) {
 	for _, p := range []*string{
 		&c.DataDir, &c.SMTP.TLSCert, &c.SMTP.TLSKey, &c.Upstream.PasswordFile,
 		&c.Upstream.CAFile, &c.Tracking.AppleRangesFile, &c.Tracking.NetworksFile,
-		&c.Tracker.RemoteKeyFile,
+		&c.Upstream.OAuthClientSecretFile, &c.Tracker.RemoteKeyFile,
 	} {
 		*p = resolvePath(*p, dir)
+	}
+	for i := range c.Named {
+		up := &c.Named[i].Upstream
+		for _, p := range []*string{&up.PasswordFile, &up.CAFile, &up.OAuthClientSecretFile} {
+			*p = resolvePath(*p, dir)
+		}
 	}
 	for i := range c.SMTP.Users {
 		c.SMTP.Users[i].PasswordFile = resolvePath(c.SMTP.Users[i].PasswordFile, dir)
@@ -398,17 +432,17 @@ func resolvePath(p, dir string) string {
 
 // resolveSecrets reads password files and applies the environment override.
 func (c *Config) resolveSecrets(ps *Problems) {
-	up := &c.Upstream
 	if env := os.Getenv(EnvUpstreamPassword); env != "" {
-		up.Password = env
-	} else if up.PasswordFile != "" {
-		if up.Password != "" {
-			*ps = append(*ps, Problem{Key: "upstream.password_file", Reason: "set either upstream.password or upstream.password_file, not both"})
-		} else if s, err := readSecret(up.PasswordFile); err != nil {
-			*ps = append(*ps, Problem{Key: "upstream.password_file", Reason: err.Error()})
-		} else {
-			up.Password = s
-		}
+		c.Upstream.Password = env
+	} else {
+		readSecretKey(&c.Upstream.Password, c.Upstream.PasswordFile, "upstream.password", ps)
+	}
+	readSecretKey(&c.Upstream.OAuthClientSecret, c.Upstream.OAuthClientSecretFile, "upstream.oauth_client_secret", ps)
+	for i := range c.Named {
+		up := &c.Named[i].Upstream
+		prefix := fmt.Sprintf("accounts[%d].", i)
+		readSecretKey(&up.Password, up.PasswordFile, prefix+"password", ps)
+		readSecretKey(&up.OAuthClientSecret, up.OAuthClientSecretFile, prefix+"oauth_client_secret", ps)
 	}
 	for i := range c.SMTP.Users {
 		u := &c.SMTP.Users[i]
@@ -437,6 +471,21 @@ func (c *Config) resolveSecrets(ps *Problems) {
 		} else {
 			w.Secret = strings.TrimSpace(s)
 		}
+	}
+}
+
+// readSecretKey sets *dst (the value of key) from file, the value of
+// key+"_file", when that is set; both set is a problem.
+func readSecretKey(dst *string, file, key string, ps *Problems) {
+	if file == "" {
+		return
+	}
+	if *dst != "" {
+		*ps = append(*ps, Problem{Key: key + "_file", Reason: "set either " + key + " or " + key + "_file, not both"})
+	} else if s, err := readSecret(file); err != nil {
+		*ps = append(*ps, Problem{Key: key + "_file", Reason: err.Error()})
+	} else {
+		*dst = s
 	}
 }
 

@@ -234,7 +234,7 @@ share_details = true
 		Upstream: Upstream{
 			URL: "smtps://smtp.gmail.com:465", Username: "me@gmail.com", Password: "hunter2",
 			PasswordFile: filepath.Join(dir, "secrets/upstream.pw"), TLS: "none",
-			CAFile: filepath.Join(dir, "ca.pem"), Connections: 9,
+			CAFile: filepath.Join(dir, "ca.pem"), Connections: 9, Auth: "password", SentFolder: "auto",
 		},
 		Queue: Queue{MaxAge: Duration(48 * time.Hour), MinRetry: Duration(30 * time.Second), MaxRetry: Duration(2 * time.Hour)},
 		Tracking: Tracking{
@@ -621,6 +621,12 @@ func TestExample(t *testing.T) {
 	for _, key := range allKeys(reflect.TypeFor[User](), "") {
 		if _, ok := users[0][key]; !ok {
 			t.Errorf("example.toml does not show smtp.users.%s", key)
+		}
+	}
+	accounts := raw["accounts"].([]map[string]any)
+	for _, f := range tomlFields(reflect.TypeFor[Account]()) {
+		if _, ok := accounts[0][f.name]; !ok {
+			t.Errorf("example.toml does not show accounts.%s", f.name)
 		}
 	}
 	hooks := raw["webhooks"].([]map[string]any)

@@ -81,6 +81,7 @@ func (c *Config) validate(skip Problems) Problems {
 	c.checkTracking(v)
 	c.checkHTTP(v)
 	c.checkWebhooks(v)
+	c.checkAccounts(v)
 	c.checkSplit(v)
 	if len(skip) == 0 {
 		return v.ps
@@ -195,45 +196,58 @@ func (c *Config) checkUsers(v *validator) {
 }
 
 func (c *Config) checkUpstream(v *validator) {
-	up := &c.Upstream
+	checkUpstream(v, "upstream", &c.Upstream)
+}
+
+// checkUpstream checks [upstream] or an [[accounts]] block; prefix is its
+// key ("upstream", "accounts[0]").
+func checkUpstream(v *validator, prefix string, up *Upstream) {
 	if up.TLS != "required" && up.TLS != "none" {
-		v.add("upstream.tls", `must be "required" or "none", not %q`, up.TLS)
+		v.add(prefix+".tls", `must be "required" or "none", not %q`, up.TLS)
 	}
 	if up.Connections < MinConnections || up.Connections > MaxConnections {
-		v.add("upstream.connections", "must be between %d and %d, not %d", MinConnections, MaxConnections, up.Connections)
+		v.add(prefix+".connections", "must be between %d and %d, not %d", MinConnections, MaxConnections, up.Connections)
 	}
-	if up.CAFile != "" && checkReadable(v, "upstream.ca_file", up.CAFile) {
+	if up.CAFile != "" && checkReadable(v, prefix+".ca_file", up.CAFile) {
 		pem, _ := os.ReadFile(up.CAFile)
 		if !x509.NewCertPool().AppendCertsFromPEM(pem) {
-			v.add("upstream.ca_file", "%s holds no PEM certificate", up.CAFile)
+			v.add(prefix+".ca_file", "%s holds no PEM certificate", up.CAFile)
 		}
 	}
+	checkAuth(v, prefix, up)
+	checkSentFolder(v, prefix, up)
 	if up.URL == "outbox" {
 		return
 	}
-	u, ok := checkUpstreamURL(v, up.URL)
+	u, ok := checkUpstreamURL(v, prefix+".url", up.URL)
 	if !ok {
 		return
 	}
 	if up.TLS == "none" {
 		switch {
 		case u.Scheme == "smtps":
-			v.add("upstream.tls", `"none" cannot be used with smtps:// (implicit TLS); use smtp://`)
+			v.add(prefix+".tls", `"none" cannot be used with smtps:// (implicit TLS); use smtp://`)
 		case !IsLoopback(u.Host):
-			v.add("upstream.tls", `"none" is only allowed for a loopback upstream; %s would get the password and mail in clear text`, u.Hostname())
+			v.add(prefix+".tls", `"none" is only allowed for a loopback upstream; %s would get the password and mail in clear text`, u.Hostname())
 		}
 	}
+	if up.Auth == "oauth" {
+		return
+	}
 	if up.Username != "" && up.Password == "" && up.PasswordFile == "" {
-		v.add("upstream.password", "upstream.username is set but no password is (set password, password_file or $%s)", EnvUpstreamPassword)
+		env := ""
+		if prefix == "upstream" {
+			env = " or $" + EnvUpstreamPassword
+		}
+		v.add(prefix+".password", "%s.username is set but no password is (set password, password_file%s)", prefix, env)
 	}
 	if up.Username == "" && up.Password != "" {
-		v.add("upstream.username", "must be set when a password is set")
+		v.add(prefix+".username", "must be set when a password is set")
 	}
 }
 
 // checkUpstreamURL checks an smtp:// or smtps:// URL with host and port.
-func checkUpstreamURL(v *validator, raw string) (*url.URL, bool) {
-	const key = "upstream.url"
+func checkUpstreamURL(v *validator, key, raw string) (*url.URL, bool) {
 	u, err := url.Parse(raw)
 	if err != nil {
 		v.add(key, `%q is not a URL; use "outbox", "smtp://host:587" or "smtps://host:465"`, raw)

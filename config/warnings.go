@@ -27,6 +27,15 @@ func (c *Config) Warnings() Problems {
 			warnShared(v, "upstream.password", c.Path)
 		}
 	}
+	warnShared(v, "upstream.oauth_client_secret_file", c.Upstream.OAuthClientSecretFile)
+	for i, a := range c.Named {
+		key := fmt.Sprintf("accounts[%d]", i)
+		warnShared(v, key+".password_file", a.PasswordFile)
+		warnShared(v, key+".oauth_client_secret_file", a.OAuthClientSecretFile)
+		if a.Password != "" && a.PasswordFile == "" && c.Path != "" {
+			warnShared(v, key+".password", c.Path)
+		}
+	}
 	for i, u := range c.SMTP.Users {
 		warnShared(v, fmt.Sprintf("smtp.users[%d].password_file", i), u.PasswordFile)
 	}

@@ -346,6 +346,16 @@ func secretFiles(c *Config) []string {
 			files = append(files, u.PasswordFile)
 		}
 	}
+	if c.Upstream.OAuthClientSecretFile != "" {
+		files = append(files, c.Upstream.OAuthClientSecretFile)
+	}
+	for _, a := range c.Named {
+		for _, f := range []string{a.PasswordFile, a.OAuthClientSecretFile} {
+			if f != "" {
+				files = append(files, f)
+			}
+		}
+	}
 	for _, w := range c.Webhooks {
 		if w.SecretFile != "" {
 			files = append(files, w.SecretFile)
