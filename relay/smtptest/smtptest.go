@@ -46,6 +46,10 @@
 //   - AuthUsers offers AUTH PLAIN and LOGIN (also without TLS) and then
 //     requires it before MAIL (530 5.7.0); AuthFail makes every AUTH fail
 //     with that reply (e.g. 535 5.7.8, or 454 4.7.0).
+//   - XOAUTH2 offers only AUTH XOAUTH2 (as Gmail and Outlook with OAuth) and
+//     requires it before MAIL; the function decides whether a user's access
+//     token is live. A refused token gets Gmail's JSON challenge, then
+//     535 5.7.8.
 //
 // Server records every accepted message (Messages), counts connections
 // (Connections) and keeps the raw protocol transcript (Transcript).
@@ -68,6 +72,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -111,6 +116,9 @@ type Script struct {
 	// AuthUsers enables AUTH PLAIN and LOGIN with these username/password
 	// pairs, and requires AUTH before MAIL.
 	AuthUsers map[string]string
+	// XOAUTH2, when set, offers AUTH XOAUTH2 only, accepting a user's
+	// access token when it returns true, and requires AUTH before MAIL.
+	XOAUTH2 func(user, token string) bool
 	// AuthFail, when set, is the reply to every AUTH attempt.
 	AuthFail *smtp.SMTPError
 	// DiscardData records accepted messages without their Data (for
@@ -404,11 +412,18 @@ func (se *session) isTLS() bool {
 }
 
 func (se *session) AuthMechanisms() []string {
-	if len(se.s.current().AuthUsers) == 0 {
+	sc := se.s.current()
+	switch {
+	case sc.XOAUTH2 != nil:
+		return []string{"XOAUTH2"}
+	case len(sc.AuthUsers) == 0:
 		return nil
 	}
 	return []string{sasl.Plain, sasl.Login}
 }
+
+// authRequired: MAIL needs AUTH first.
+func (sc Script) authRequired() bool { return len(sc.AuthUsers) > 0 || sc.XOAUTH2 != nil }
 
 func (se *session) Auth(mech string) (sasl.Server, error) {
 	check := func(user, pass string) error {
@@ -428,6 +443,8 @@ func (se *session) Auth(mech string) (sasl.Server, error) {
 		return sasl.NewPlainServer(func(_, user, pass string) error { return check(user, pass) }), nil
 	case sasl.Login:
 		return &loginServer{check: check}, nil
+	case "XOAUTH2":
+		return &xoauth2Server{se: se}, nil
 	}
 	return nil, smtp.ErrAuthUnknownMechanism
 }
@@ -441,7 +458,7 @@ func (se *session) Mail(from string, _ *smtp.MailOptions) error {
 	switch {
 	case sc.RequireTLS && !se.isTLS():
 		return Reply(530, 5, 7, 0, "Must issue a STARTTLS command first")
-	case len(sc.AuthUsers) > 0 && se.user == "":
+	case sc.authRequired() && se.user == "":
 		return Reply(530, 5, 7, 0, "Authentication required")
 	case sc.MailReply != nil:
 		return sc.MailReply
@@ -523,6 +540,51 @@ func (l *loginServer) Next(resp []byte) ([]byte, bool, error) {
 	default:
 		return nil, true, l.check(l.user, string(resp))
 	}
+}
+
+// xoauth2Server is the server side of XOAUTH2: the initial response
+// "user=U\x01auth=Bearer T\x01\x01"; a refused token gets a JSON
+// challenge, and the client's (empty) answer a 535.
+type xoauth2Server struct {
+	se      *session
+	refused bool
+}
+
+func (x *xoauth2Server) Next(resp []byte) ([]byte, bool, error) {
+	if x.refused {
+		return nil, true, Reply(535, 5, 7, 8, "Username and Password not accepted")
+	}
+	if resp == nil {
+		return []byte{}, false, nil
+	}
+	x.se.s.delay("auth")
+	sc := x.se.s.current()
+	if sc.AuthFail != nil {
+		return nil, true, sc.AuthFail
+	}
+	user, token, ok := parseXOAUTH2(string(resp))
+	if !ok {
+		return nil, true, Reply(501, 5, 5, 2, "Malformed XOAUTH2 response")
+	}
+	if sc.XOAUTH2 == nil || !sc.XOAUTH2(user, token) {
+		x.refused = true
+		return []byte(`{"status":"400","schemes":"Bearer","scope":"https://mail.google.com/"}`), false, nil
+	}
+	x.se.user = user
+	return nil, true, nil
+}
+
+func parseXOAUTH2(s string) (user, token string, ok bool) {
+	var found int
+	for _, f := range strings.Split(s, "\x01") {
+		if v, cut := strings.CutPrefix(f, "user="); cut {
+			user, found = v, found+1
+		}
+		if v, cut := strings.CutPrefix(f, "auth=Bearer "); cut {
+			token, found = v, found+1
+		}
+	}
+	return user, token, found == 2 && strings.HasSuffix(s, "\x01\x01")
 }
 
 // makeCert makes a self-signed ECDSA certificate for 127.0.0.1, ::1 and
