@@ -17,6 +17,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -239,4 +240,22 @@ func (p *Provider) LastAuthorize() url.Values {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.lastAuth
+}
+
+// Browser plays the user's browser for a sign-in: given the consent URL it
+// follows it (the provider redirects at once) to the loopback redirect, in
+// the background. Usable as the open function of oauth.Login.
+func Browser(t testing.TB) func(url string) error {
+	return func(u string) error {
+		go func() {
+			resp, err := http.Get(u)
+			if err != nil {
+				t.Errorf("oauthtest browser: %v", err)
+				return
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+		}()
+		return nil
+	}
 }

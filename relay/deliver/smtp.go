@@ -20,6 +20,7 @@ import (
 
 	"pixelrelay/config"
 	"pixelrelay/relay"
+	"pixelrelay/relay/oauth"
 )
 
 // Defaults for the SMTP upstream's timeouts.
@@ -93,6 +94,7 @@ type settings struct {
 	tls      *tls.Config // nil: plain (upstream.tls = "none")
 	user     string
 	password string
+	oauth    *oauth.Source // auth = "oauth": XOAUTH2 with its tokens
 	helo     string
 }
 
@@ -100,7 +102,9 @@ type settings struct {
 func (s *SMTP) current(cfg *config.Config) (*settings, error) {
 	u := cfg.Upstream
 	key := strings.Join([]string{u.URL, u.Username, u.Password, u.PasswordFile,
-		os.Getenv(envPassword), u.TLS, u.CAFile, cfg.SMTP.Hostname}, "\x00")
+		os.Getenv(envPassword), u.TLS, u.CAFile, cfg.SMTP.Hostname,
+		u.Auth, u.OAuthProvider, u.OAuthClientID, u.OAuthClientSecret, u.OAuthAuthURL, u.OAuthTokenURL,
+		cfg.DataDir}, "\x00")
 	s.mu.Lock()
 	st := s.settings
 	s.mu.Unlock()
@@ -144,6 +148,10 @@ func newSettings(cfg *config.Config) (*settings, error) {
 		if st.tls, err = tlsConfig(pu.Hostname(), u.CAFile); err != nil {
 			return nil, err
 		}
+	}
+	if u.Auth == "oauth" {
+		st.oauth = oauth.For(oauth.FromConfig(cfg.DataDir, config.Account{Name: config.DefaultAccount, Upstream: u}))
+		return st, nil
 	}
 	if st.password, err = password(u); err != nil {
 		return nil, err
@@ -425,7 +433,7 @@ func (s *SMTP) dial(ctx context.Context, st *settings) (*pconn, error) {
 	c, err := s.handshake(nc, st)
 	if err == nil {
 		nc.clamp(0)
-		err = s.auth(c, st)
+		err = s.auth(ctx, c, st)
 	}
 	if err != nil {
 		raw.Close()
@@ -485,9 +493,12 @@ func (s *SMTP) setTimeouts(c *smtp.Client) {
 	c.SubmissionTimeout = s.DataTimeout
 }
 
-// auth authenticates when upstream.username is set: PLAIN, or LOGIN when
-// the server offers only that.
-func (s *SMTP) auth(c *smtp.Client, st *settings) error {
+// auth authenticates when upstream.username is set: XOAUTH2 with
+// auth = "oauth", else PLAIN, or LOGIN when the server offers only that.
+func (s *SMTP) auth(ctx context.Context, c *smtp.Client, st *settings) error {
+	if st.oauth != nil {
+		return s.authOAuth(ctx, c, st)
+	}
 	if st.user == "" {
 		return nil
 	}

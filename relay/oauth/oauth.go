@@ -22,9 +22,11 @@ import (
 	"strings"
 
 	"golang.org/x/oauth2"
+
+	"pixelrelay/config"
 )
 
-// Providers with built-in endpoints and scopes.
+// Providers with built-in scopes.
 const (
 	Google    = "google"
 	Microsoft = "microsoft"
@@ -40,7 +42,8 @@ type Options struct {
 	Provider     string
 	ClientID     string
 	ClientSecret string
-	// AuthURL and TokenURL override the provider's endpoints.
+	// AuthURL and TokenURL are the endpoints (config.Upstream.OAuthURLs
+	// knows the providers').
 	AuthURL  string
 	TokenURL string
 	// Scopes override the provider's (custom providers have none by default).
@@ -50,17 +53,14 @@ type Options struct {
 }
 
 // DefaultAccount is the name of the [upstream] account.
-const DefaultAccount = "default"
+const DefaultAccount = config.DefaultAccount
 
-var endpoints = map[string]oauth2.Endpoint{
-	Google: {
-		AuthURL:  "https://accounts.google.com/o/oauth2/auth",
-		TokenURL: "https://oauth2.googleapis.com/token",
-	},
-	Microsoft: {
-		AuthURL:  "https://login.microsoftonline.com/common/oauth2/v2.0/authorize",
-		TokenURL: "https://login.microsoftonline.com/common/oauth2/v2.0/token",
-	},
+// FromConfig returns the options of account a with data directory dataDir.
+func FromConfig(dataDir string, a config.Account) Options {
+	authURL, tokenURL := a.OAuthURLs()
+	return Options{Account: a.Name, DataDir: dataDir, Provider: a.OAuthProvider,
+		ClientID: a.OAuthClientID, ClientSecret: a.OAuthClientSecret,
+		AuthURL: authURL, TokenURL: tokenURL, User: a.Username}
 }
 
 var scopes = map[string][]string{
@@ -71,13 +71,7 @@ var scopes = map[string][]string{
 
 // config is the oauth2.Config for o, without a redirect URL.
 func (o Options) config() (*oauth2.Config, error) {
-	ep := endpoints[o.Provider]
-	if o.AuthURL != "" {
-		ep.AuthURL = o.AuthURL
-	}
-	if o.TokenURL != "" {
-		ep.TokenURL = o.TokenURL
-	}
+	ep := oauth2.Endpoint{AuthURL: o.AuthURL, TokenURL: o.TokenURL}
 	if err := checkURL("oauth_auth_url", ep.AuthURL); err != nil {
 		return nil, err
 	}

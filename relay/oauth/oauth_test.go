@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"os"
@@ -13,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"pixelrelay/config"
 	"pixelrelay/internal/oauthtest"
 )
 
@@ -22,31 +22,11 @@ func options(t *testing.T, p *oauthtest.Provider, account string) Options {
 		AuthURL: p.AuthURL, TokenURL: p.TokenURL, Scopes: []string{"mail"}, User: "me@example.com"}
 }
 
-// browser plays the user's browser: it follows the consent URL (the fake
-// provider redirects at once) to the loopback redirect.
-func browser(t *testing.T, got *string) func(string) error {
-	return func(u string) error {
-		if got != nil {
-			*got = u
-		}
-		go func() {
-			resp, err := http.Get(u)
-			if err != nil {
-				t.Errorf("browser: %v", err)
-				return
-			}
-			io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-		}()
-		return nil
-	}
-}
-
 func login(t *testing.T, opts Options) Status {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	st, err := Login(ctx, opts, browser(t, nil))
+	st, err := Login(ctx, opts, oauthtest.Browser(t))
 	if err != nil {
 		t.Fatalf("Login: %v", err)
 	}
@@ -59,13 +39,7 @@ func TestLogin(t *testing.T) {
 			p := oauthtest.Start(t, oauthtest.Options{ClientSecret: secret})
 			opts := options(t, p, "work")
 			opts.ClientSecret = secret
-			var consent string
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			defer cancel()
-			st, err := Login(ctx, opts, browser(t, &consent))
-			if err != nil {
-				t.Fatalf("Login: %v", err)
-			}
+			st := login(t, opts)
 			q := p.LastAuthorize()
 			if q.Get("code_challenge_method") != "S256" || q.Get("state") == "" || q.Get("login_hint") != "me@example.com" {
 				t.Errorf("authorization request %v: want PKCE S256, a state and the login hint", q)
@@ -281,18 +255,24 @@ func TestReload(t *testing.T) {
 }
 
 func TestConfig(t *testing.T) {
+	google := func(id, authURL, tokenURL string) Options {
+		return FromConfig("/d", config.Account{Name: "a", Upstream: config.Upstream{OAuthProvider: Google,
+			OAuthClientID: id, OAuthAuthURL: authURL, OAuthTokenURL: tokenURL}})
+	}
+	microsoft := FromConfig("/d", config.Account{Name: "a", Upstream: config.Upstream{OAuthProvider: Microsoft, OAuthClientID: "x"}})
 	tests := []struct {
 		opts   Options
 		auth   string
 		scopes int
 		err    string
 	}{
-		{Options{Provider: Google, ClientID: "x"}, "https://accounts.google.com/o/oauth2/auth", 1, ""},
-		{Options{Provider: Microsoft, ClientID: "x"}, "https://login.microsoftonline.com/common/oauth2/v2.0/authorize", 3, ""},
-		{Options{Provider: Google, ClientID: "x", AuthURL: "https://a.example/auth"}, "https://a.example/auth", 1, ""},
+		{google("x", "", ""), "https://accounts.google.com/o/oauth2/auth", 1, ""},
+		{microsoft, "https://login.microsoftonline.com/common/oauth2/v2.0/authorize", 3, ""},
+		{google("x", "https://a.example/auth", ""), "https://a.example/auth", 1, ""},
+		{Options{ClientID: "x", AuthURL: "https://a", TokenURL: "https://t"}, "https://a", 0, ""},
 		{Options{ClientID: "x"}, "", 0, "oauth_auth_url is not set"},
 		{Options{ClientID: "x", AuthURL: "ftp://a", TokenURL: "https://t"}, "", 0, "oauth_auth_url"},
-		{Options{Provider: Google}, "", 0, "oauth_client_id is not set"},
+		{google("", "", ""), "", 0, "oauth_client_id is not set"},
 	}
 	for _, tc := range tests {
 		t.Run(fmt.Sprint(tc.opts), func(t *testing.T) {
