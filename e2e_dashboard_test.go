@@ -19,8 +19,9 @@ import (
 // The dashboard through the real binary and a real browser: sign in with
 // the one-time link from `pixelrelay dashboard`, see the sent copies, watch
 // an open arrive without a reload, filter, search, open a timeline, visit
-// every page, at 1280 and 375 pixels wide; no console error, no request to
-// anything but 127.0.0.1; screenshots kept.
+// every page, at 1280 and 375 pixels wide; watch a click arrive in a
+// timeline; no console error, no request to anything but 127.0.0.1;
+// screenshots kept.
 
 // dashRig is a running serve with a fake upstream and a handful of copies
 // in every state.
@@ -29,7 +30,13 @@ type dashRig struct {
 	in    *instance
 	up    *smtptest.Server
 	pixel map[string]string // recipient -> pixel URL
+	click map[string]string // recipient -> the click URL of its first link
 	ids   map[string]string // recipient -> tracking id
+}
+
+// linkMessage is htmlMessage with a link to follow.
+func linkMessage(from string, to []string, subject string) string {
+	return strings.Replace(htmlMessage(from, to, subject), "</p>", ` <a href="https://example.com/start?from=welcome">Get started</a></p>`, 1)
 }
 
 const (
@@ -38,7 +45,7 @@ const (
 
 func newDashRig(t *testing.T) *dashRig {
 	t.Helper()
-	r := &dashRig{t: t, pixel: map[string]string{}, ids: map[string]string{}}
+	r := &dashRig{t: t, pixel: map[string]string{}, click: map[string]string{}, ids: map[string]string{}}
 	replies := func(greylist bool) smtptest.Script {
 		m := map[string]*smtp.SMTPError{
 			"erin@example.org":  smtptest.Reply(550, 5, 1, 1, "no such user here"),
@@ -62,7 +69,11 @@ func newDashRig(t *testing.T) *dashRig {
 		{"Welcome aboard!", []string{"grace@example.com", "henry@example.org"}},
 	}
 	for _, m := range mail {
-		if _, err := sendMail(t, r.in.smtpAddr, "me@example.com", m.to, htmlMessage("Me <me@example.com>", m.to, m.subject)); err != nil {
+		msg := htmlMessage
+		if strings.HasPrefix(m.subject, "Welcome") {
+			msg = linkMessage
+		}
+		if _, err := sendMail(t, r.in.smtpAddr, "me@example.com", m.to, msg("Me <me@example.com>", m.to, m.subject)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -81,6 +92,9 @@ func newDashRig(t *testing.T) *dashRig {
 	for _, m := range r.up.Messages() {
 		for _, u := range pixelURLs(string(m.Data)) {
 			r.pixel[m.To[0]] = u
+		}
+		if c := clickURLRE.FindStringSubmatch(string(m.Data)); c != nil {
+			r.click[m.To[0]] = c[1]
 		}
 	}
 	r.fetch("alice@example.org", uaThunderbird)
@@ -216,6 +230,37 @@ func TestDashboardInBrowser(t *testing.T) {
 			t.Logf("live: the open appeared %v after the pixel was fetched", time.Since(start).Round(time.Millisecond))
 			b.Shot("live")
 
+			// Live on a timeline: the reader clicks the link; the click
+			// shows, a person's, with its link, without a reload.
+			b.Do(chromedp.Navigate(base+"/ui/m/"+r.ids[w.live]), chromedp.WaitVisible(chromedp.CSS("ol.timeline")),
+				chromedp.Evaluate[chromedp.Void](`window.__sameDocument = 43`))
+			if err := b.WaitTrue(`document.getElementById("live").classList.contains("on")`, 10*time.Second); err != nil {
+				t.Fatalf("the live stream did not connect on the timeline: %v", err)
+			}
+			if code, loc, _ := getClick(t, r.click[w.live], uaThunderbird); code != http.StatusFound || loc != "https://example.com/start?from=welcome" {
+				t.Fatalf("%s's click: %d to %q", w.live, code, loc)
+			}
+			start = time.Now()
+			step := `document.querySelector("ol.timeline li.step.click")`
+			if err := b.WaitTrue(step+` !== null && `+step+`.innerText.includes("Clicked by a person (first time)") && `+
+				step+`.innerText.includes("https://example.com/start?from=welcome") && window.__sameDocument === 43`, 5*time.Second); err != nil {
+				b.Shot("live-click-missed")
+				t.Fatalf("the click of %s did not appear in its timeline within 5s without a reload: %v", w.live, err)
+			}
+			t.Logf("live: the click appeared %v after the link was followed", time.Since(start).Round(time.Millisecond))
+			if badges := browsertest.Eval[string](b, `document.querySelector(".copy .badges").textContent`); !strings.Contains(badges, "Clicked") {
+				t.Errorf("%s's badges after the click: %q", w.live, badges)
+			}
+			b.Shot("live-click")
+
+			// Filter: clicked by a person.
+			b.Do(chromedp.Navigate(base+"/ui/"), chromedp.WaitVisible(chromedp.CSS("table.copies")),
+				chromedp.Click(chromedp.CSS(`nav.tabs a[href*="f=clicked"]`)), chromedp.WaitVisible(chromedp.CSS(`nav.tabs a[href*="f=clicked"][aria-current]`)))
+			rows = browsertest.Eval[[]string](b, `[...document.querySelectorAll("tr[data-id] td.to")].map(e => e.textContent.trim())`)
+			if got := strings.Join(rows, " "); !strings.Contains(got, w.live) || strings.Contains(got, "alice@") {
+				t.Errorf("clicked = %q: want %s, not alice (opened, no click)", rows, w.live)
+			}
+
 			// Filter: sent, no human open yet.
 			b.Do(chromedp.Click(chromedp.CSS(`nav.tabs a[href*="f=unopened"]`)), chromedp.WaitVisible(chromedp.CSS("p.days")))
 			rows = browsertest.Eval[[]string](b, `[...document.querySelectorAll("tr[data-id] td.to")].map(e => e.textContent.trim())`)
@@ -265,7 +310,7 @@ func TestDashboardInBrowser(t *testing.T) {
 			}
 
 			for _, page := range []struct{ path, wait, want string }{
-				{"/ui/activity?range=24h", "svg rect.human", "Latest opens"},
+				{"/ui/activity?range=24h", "svg rect.click-human", "Latest clicks"},
 				{"/ui/queue", "table.queue", "mailbox temporarily over quota"},
 				{"/ui/status", "dl.facts", r.in.smtpAddr},
 			} {

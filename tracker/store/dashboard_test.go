@@ -251,6 +251,9 @@ func listFixture(t *testing.T) (*Store, time.Time) {
 		}
 		cs = append(cs, record.Copy{TrackingID: fmt.Sprintf("c%02d", i), Recipient: rcpts[i%3], Subject: subj,
 			QueuedAt: t0.Add(time.Duration(i) * time.Hour)})
+		if i == 6 || i == 8 {
+			cs[i].QueueID, cs[i].Links = fmt.Sprint("q", i), testLinks
+		}
 	}
 	if err := s.Add(cs); err != nil {
 		t.Fatal(err)
@@ -273,6 +276,10 @@ func listFixture(t *testing.T) (*Store, time.Time) {
 		mustRecord(t, s, Hit{TrackingID: fmt.Sprintf("c%02d", i), At: t0.Add(20 * time.Hour), IP: fmt.Sprint("10.0.0.", i)})
 	}
 	mustRecord(t, s, Hit{TrackingID: "c03", At: t0.Add(20 * time.Hour), IP: "10.0.1.1", Bot: true})
+	mustClick(t, s, click("c06", 1, t0.Add(20*time.Hour), "10.0.2.1", ua1)) // a person's, not settled yet
+	bot := click("c08", 2, t0.Add(20*time.Hour), "10.0.2.2", ua1)
+	bot.Bot, bot.BotType = true, "scanner"
+	mustClick(t, s, bot)
 	return s, t0
 }
 
@@ -294,6 +301,7 @@ func TestList(t *testing.T) {
 	}{
 		{"all", ListQuery{}, "11,10,09,08,07,06,05,04,03,02,01,00", ""},
 		{"opened", ListQuery{Filter: FilterOpened}, "05,02,01", ""},
+		{"clicked by a person", ListQuery{Filter: FilterClicked}, "06", ""},
 		{"unopened: sent, no human open", ListQuery{Filter: FilterUnopened}, "08,07,06,04,03,00", ""},
 		{"unopened for 5 hours at hour 10", ListQuery{Filter: FilterUnopened, QueuedBefore: t0.Add(5 * time.Hour)}, "04,03,00", ""},
 		{"pending", ListQuery{Filter: FilterPending}, "11,10", ""},
@@ -333,7 +341,7 @@ func TestListPaging(t *testing.T) {
 	s, _ := listFixture(t)
 	defer func(b int) { scanBudget = b }(scanBudget)
 	queries := []ListQuery{
-		{}, {Filter: FilterOpened}, {Filter: FilterUnopened}, {Search: "ali"}, {Search: "ali", Filter: FilterUnopened},
+		{}, {Filter: FilterOpened}, {Filter: FilterClicked}, {Filter: FilterUnopened}, {Search: "ali"}, {Search: "ali", Filter: FilterUnopened},
 		{Search: "example"}, {Search: "a", SearchIn: SearchRecipient},
 	}
 	for _, budget := range []int{20000, 5, 2} {
@@ -434,6 +442,7 @@ func FuzzDashboardRecords(f *testing.F) {
 	f.Add(encodeActivity(&Activity{OpensHuman: 3, Sent: 1}), "Grüße", "SS")
 	f.Add([]byte("1-abc"), "", "")
 	f.Add(encodeCopy(&copyRec{Copy: record.Copy{TrackingID: "a", Recipient: "b@c", Subject: "s", Status: "sent"}, OpensHuman: 2}), "", "")
+	f.Add(encodeCopy(&copyRec{Copy: record.Copy{TrackingID: "a", Status: "sent"}, ClicksTotal: 3, ClicksHuman: 2}), "", "")
 	f.Fuzz(func(t *testing.T, b []byte, s, sub string) {
 		k := timeSeq(1, 2)
 		if e, err := decodeEvent(k, b); err == nil {
@@ -450,7 +459,7 @@ func FuzzDashboardRecords(f *testing.F) {
 			r, subj, ok := peekCopyText(b)
 			f, fok := peekCopyFacts(b)
 			if !ok || !fok || string(r) != c.Recipient || string(subj) != c.Subject ||
-				string(f.status) != c.Status || f.opensHuman != uint64(c.OpensHuman) {
+				string(f.status) != c.Status || f.opensHuman != uint64(c.OpensHuman) || f.clicksHuman != uint64(c.ClicksHuman) {
 				t.Fatalf("peek = %q %q %+v (%v %v); decodeCopy = %+v", r, subj, f, ok, fok, c)
 			}
 			r, subj, ok = peekTimeValue(copyTimeValue(&c.Copy))

@@ -18,6 +18,7 @@ import (
 const (
 	FilterAll       = ""
 	FilterOpened    = "opened"    // a human opened it
+	FilterClicked   = "clicked"   // a human clicked a link
 	FilterUnopened  = "unopened"  // sent, tracked, no human open (QueuedBefore: "in N days")
 	FilterPending   = "pending"   // queued or deferred
 	FilterFailed    = "failed"    // bounced
@@ -219,7 +220,8 @@ func (l *lister) pass(c *copyRec) bool {
 	if !l.q.QueuedBefore.IsZero() && !c.QueuedAt.Before(l.q.QueuedBefore) {
 		return false
 	}
-	f := copyFacts{status: []byte(c.Status), opensHuman: uint64(max(c.OpensHuman, 0)), untracked: !c.Tracked()}
+	f := copyFacts{status: []byte(c.Status), opensHuman: uint64(max(c.OpensHuman, 0)), untracked: !c.Tracked(),
+		clicksHuman: uint64(max(c.ClicksHuman, 0))}
 	return passFacts(l.q.Filter, f)
 }
 

@@ -52,12 +52,13 @@ func peekCopyText(v []byte) (rcpt, subject []byte, ok bool) {
 
 // copyFacts is what the list's filters look at.
 type copyFacts struct {
-	status     []byte
-	opensHuman uint64
-	untracked  bool
+	status      []byte
+	opensHuman  uint64
+	untracked   bool
+	clicksHuman uint64
 }
 
-// peekCopyFacts reads a stored copy's state and human opens.
+// peekCopyFacts reads a stored copy's state, human opens and clicks.
 func peekCopyFacts(v []byte) (copyFacts, bool) {
 	var f copyFacts
 	d := decoder{b: v}
@@ -76,6 +77,11 @@ func peekCopyFacts(v []byte) (copyFacts, bool) {
 	f.opensHuman = d.uvarint()
 	if version >= copyV2 {
 		f.untracked = len(d.bytes()) > 0 // the untracked reason
+		d.uvarint()                      // done
+	}
+	if version > copyV2 {
+		d.uvarint() // clicks total
+		f.clicksHuman = d.uvarint()
 	}
 	return f, d.err == nil
 }
@@ -101,6 +107,8 @@ func passFacts(filter string, f copyFacts) bool {
 	switch filter {
 	case FilterOpened:
 		return f.opensHuman > 0
+	case FilterClicked:
+		return f.clicksHuman > 0
 	case FilterUnopened:
 		return f.opensHuman == 0 && !f.untracked && bytes.Equal(f.status, []byte(record.StatusSent))
 	case FilterPending:

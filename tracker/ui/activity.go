@@ -9,9 +9,10 @@ import (
 	"pixelrelay/tracker/store"
 )
 
-// Opens (and clicks) over time, human and machine apart: a bar chart drawn
+// Opens and clicks over time, human and machine apart: a bar chart drawn
 // here as SVG (no chart library, no inline style), with the day and hour
-// boundaries of the viewer's time zone, and the most recent opens below.
+// boundaries of the viewer's time zone, and the most recent opens and
+// clicks below.
 
 // chart geometry, in the SVG's own units (it is stretched to the width).
 const (
@@ -30,18 +31,34 @@ type activityView struct {
 	Totals store.Activity
 	Recent []recentOpen
 	Clicks bool // any click in the range: show them
+	// RecentClicks are the latest clicks (shown when there are any).
+	RecentClicks []store.Click
 }
 
-// bar is one period: a stacked human (bottom) and machine (top) bar, and
-// an invisible full-height target carrying the tooltip.
+// bar is one period: the opens as a stacked human (bottom) and machine
+// (top) bar, beside it (when the range has clicks) the clicks stacked the
+// same way, and an invisible full-height target carrying the tooltip.
 type bar struct {
-	X, W                       float64
-	HumanY, HumanH             float64
-	MachineY, MachineH         float64
-	ClickY                     float64
-	Human, Machine, Clicks     int
-	Title                      string
-	HasHuman, HasMachine, Peak bool
+	X, W, SlotX, SlotW float64
+	Opens, Clicks      stack
+	Title              string
+}
+
+// stack is one bar of two parts, people's at the bottom.
+type stack struct {
+	X, W               float64
+	HumanY, HumanH     float64
+	MachineY, MachineH float64
+	Human, Machine     int
+}
+
+// lay sets the stack's heights for human and machine counts at scale.
+func (s *stack) lay(x, w float64, human, machine int, scale float64) {
+	s.X, s.W, s.Human, s.Machine = x, w, human, machine
+	s.HumanH = float64(human) * scale
+	s.HumanY = chartH - s.HumanH
+	s.MachineH = float64(machine) * scale
+	s.MachineY = s.HumanY - s.MachineH
 }
 
 // xlabel is the text under a bar; a minor one is left out on a phone.
@@ -113,6 +130,10 @@ func (c *call) activity() {
 	for _, o := range opens {
 		v.Recent = append(v.Recent, recentOpen{Open: o, Reason: openReason(o)})
 	}
+	if v.RecentClicks, err = c.h.opt.Store.Clicks(store.ClickQuery{Limit: 30}); err != nil {
+		c.internal("the recent clicks", err)
+		return
+	}
 	c.h.render(c.w, c.r, http.StatusOK, "activity", &pageData{Title: "Activity", Nav: "activity", CSRF: c.sess.csrf, Live: true, Activity: v})
 }
 
@@ -153,7 +174,8 @@ func bucketize(acts []store.Activity, starts []time.Time, total *store.Activity)
 	return sums
 }
 
-// draw lays the bars out.
+// draw lays the bars out: each period's slot holds its opens bar and,
+// when the range has clicks, a narrower clicks bar to its right.
 func (v *activityView) draw(sums []store.Activity, starts []time.Time, spec rangeSpec) {
 	peak := 0
 	for _, s := range sums {
@@ -163,18 +185,19 @@ func (v *activityView) draw(sums []store.Activity, starts []time.Time, spec rang
 	slot := chartW / float64(len(sums))
 	scale := chartH / float64(v.Max)
 	for i, s := range sums {
-		b := bar{X: float64(i)*slot + slot*0.12, W: slot * 0.76, Human: s.OpensHuman, Machine: s.OpensMachine,
-			Clicks: s.ClicksHuman + s.ClicksMachine}
-		b.HumanH = float64(b.Human) * scale
-		b.HumanY = chartH - b.HumanH
-		b.MachineH = float64(b.Machine) * scale
-		b.MachineY = b.HumanY - b.MachineH
-		b.ClickY = chartH - float64(b.Clicks)*scale
-		b.HasHuman, b.HasMachine = b.Human > 0, b.Machine > 0
+		x := float64(i) * slot
+		b := bar{SlotX: x, SlotW: slot}
+		if v.Clicks {
+			b.Opens.lay(x+slot*0.1, slot*0.46, s.OpensHuman, s.OpensMachine, scale)
+			b.Clicks.lay(x+slot*0.6, slot*0.3, s.ClicksHuman, s.ClicksMachine, scale)
+		} else {
+			b.Opens.lay(x+slot*0.12, slot*0.76, s.OpensHuman, s.OpensMachine, scale)
+		}
 		b.Title = fmt.Sprintf("%s: %s by people, %s by machines", periodName(starts[i], spec),
-			plural(b.Human, "open", "opens"), plural(b.Machine, "open", "opens"))
-		if b.Clicks > 0 {
-			b.Title += ", " + plural(b.Clicks, "click", "clicks")
+			plural(s.OpensHuman, "open", "opens"), plural(s.OpensMachine, "open", "opens"))
+		if v.Clicks {
+			b.Title += fmt.Sprintf("; %s by people, %s by machines",
+				plural(s.ClicksHuman, "click", "clicks"), plural(s.ClicksMachine, "click", "clicks"))
 		}
 		v.Bars = append(v.Bars, b)
 		var label xlabel

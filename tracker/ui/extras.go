@@ -5,7 +5,11 @@ import "pixelrelay/tracker/store"
 // messageExtras reads the MESSAGE fields that arrive with other parts of
 // the work (clicks, account, Sent folder: zero until the store has them).
 func messageExtras(m store.Message) extras {
-	return extras{Tracked: m.Tracked, UntrackedReason: m.UntrackedReason}
+	e := extras{Tracked: m.Tracked, UntrackedReason: m.UntrackedReason, ClicksTotal: m.ClicksTotal, ClicksHuman: m.ClicksHuman}
+	if m.FirstHumanClick != nil {
+		e.FirstHumanClick = *m.FirstHumanClick
+	}
+	return e
 }
 
 // openReason is the rule that classified an open.

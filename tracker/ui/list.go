@@ -41,8 +41,9 @@ type tab struct {
 
 // weekView sums the last 7 days and the queue.
 type weekView struct {
-	Sent, FirstOpens, OpensHuman, OpensMachine, Clicks int
-	Waiting, Deferred                                  int
+	Sent, FirstOpens, OpensHuman, OpensMachine int
+	ClicksHuman, ClicksMachine                 int
+	Waiting, Deferred                          int
 }
 
 // listParams are the list's query parameters, checked.
@@ -55,9 +56,9 @@ type listParams struct {
 func parseListParams(v url.Values) (listParams, string) {
 	p := listParams{filter: v.Get("f"), q: strings.TrimSpace(v.Get("q")), in: v.Get("in")}
 	switch p.filter {
-	case store.FilterAll, store.FilterOpened, store.FilterUnopened, store.FilterPending, store.FilterFailed, store.FilterUntracked:
+	case store.FilterAll, store.FilterOpened, store.FilterClicked, store.FilterUnopened, store.FilterPending, store.FilterFailed, store.FilterUntracked:
 	default:
-		return p, "f: want opened, unopened, pending, failed or untracked"
+		return p, "f: want opened, clicked, unopened, pending, failed or untracked"
 	}
 	switch p.in {
 	case "", store.SearchRecipient, store.SearchText:
@@ -162,7 +163,7 @@ func (c *call) list() {
 func listTabs(p listParams) []tab {
 	var tabs []tab
 	for _, f := range []struct{ filter, label string }{
-		{store.FilterAll, "All"}, {store.FilterOpened, "Opened"}, {store.FilterUnopened, "Not opened"},
+		{store.FilterAll, "All"}, {store.FilterOpened, "Opened"}, {store.FilterClicked, "Clicked"}, {store.FilterUnopened, "Not opened"},
 		{store.FilterPending, "Waiting"}, {store.FilterFailed, "Bounced"}, {store.FilterUntracked, "Not tracked"},
 	} {
 		t := p
@@ -203,7 +204,8 @@ func (c *call) week() weekView {
 		w.FirstOpens += a.FirstHuman
 		w.OpensHuman += a.OpensHuman
 		w.OpensMachine += a.OpensMachine
-		w.Clicks += a.ClicksHuman
+		w.ClicksHuman += a.ClicksHuman
+		w.ClicksMachine += a.ClicksMachine
 	}
 	for _, e := range c.h.opt.Queue() {
 		w.Waiting++

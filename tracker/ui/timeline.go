@@ -14,21 +14,27 @@ import (
 // A copy's timeline: queued, every delivery attempt, sent, and every open
 // (and click), newest first, with who or what it was and why.
 
-// timelineOpens bounds the opens a timeline shows (the newest).
-const timelineOpens = 200
+// timelineOpens bounds the opens a timeline shows (the newest), and
+// timelineClicks its clicks.
+const (
+	timelineOpens  = 200
+	timelineClicks = 200
+)
 
 type timelineView struct {
-	Row    rowView
-	Steps  []step
-	Hidden int // opens beyond timelineOpens, not shown
+	Row          rowView
+	Steps        []step
+	Hidden       int // opens beyond timelineOpens, not shown
+	HiddenClicks int // clicks beyond timelineClicks, not shown
 }
 
 // step is one entry of the timeline.
 type step struct {
 	At     time.Time
-	Kind   string // the CSS modifier: queued, deferred, sent, failed, human, machine, click, folder
+	Kind   string // the CSS modifier: queued, deferred, sent, failed, human, machine, click, botclick, folder
 	Title  string
 	Detail string // an error, a reason
+	URL    string // a click's link
 	Meta   []string
 }
 
@@ -54,19 +60,12 @@ func (c *call) timeline() {
 		c.internal("the delivery history", err)
 		return
 	}
-	var opens []store.Open
-	if m.Tracked {
-		if opens, err = c.h.opt.Store.Opens(store.OpenQuery{ID: id, Limit: timelineOpens + 1}); err != nil {
-			c.internal("the opens", err)
-			return
-		}
-	}
 	v := &timelineView{Row: rowOf(m)}
-	if len(opens) > timelineOpens {
-		opens = opens[:timelineOpens]
-		v.Hidden = v.Row.OpensTotal - timelineOpens
+	opens, clicks, ok := c.hits(v)
+	if !ok {
+		return
 	}
-	v.Steps = steps(v.Row, events, opens)
+	v.Steps = steps(v.Row, events, opens, clicks)
 	title := v.Row.Subject
 	if title == "" {
 		title = "(no subject)"
@@ -74,8 +73,37 @@ func (c *call) timeline() {
 	c.h.render(c.w, c.r, http.StatusOK, "timeline", &pageData{Title: title, Nav: "sent", CSRF: c.sess.csrf, Live: true, Timeline: v})
 }
 
+// hits reads a tracked copy's newest opens and clicks (at most
+// timelineOpens and timelineClicks) and notes in v how many are left out.
+func (c *call) hits(v *timelineView) (opens []store.Open, clicks []store.Click, ok bool) {
+	if !v.Row.Tracked {
+		return nil, nil, true
+	}
+	var err error
+	if opens, err = c.h.opt.Store.Opens(store.OpenQuery{ID: v.Row.ID, Limit: timelineOpens + 1}); err != nil {
+		c.internal("the opens", err)
+		return nil, nil, false
+	}
+	if len(opens) > timelineOpens {
+		opens = opens[:timelineOpens]
+		v.Hidden = v.Row.OpensTotal - timelineOpens
+	}
+	if v.Row.ClicksTotal == 0 {
+		return opens, nil, true
+	}
+	if clicks, err = c.h.opt.Store.Clicks(store.ClickQuery{ID: v.Row.ID, Limit: timelineClicks + 1}); err != nil {
+		c.internal("the clicks", err)
+		return nil, nil, false
+	}
+	if len(clicks) > timelineClicks {
+		clicks = clicks[:timelineClicks]
+		v.HiddenClicks = v.Row.ClicksTotal - timelineClicks
+	}
+	return opens, clicks, true
+}
+
 // steps builds the timeline, newest first.
-func steps(r rowView, events []store.Event, opens []store.Open) []step {
+func steps(r rowView, events []store.Event, opens []store.Open, clicks []store.Click) []step {
 	var s []step
 	if !r.Tracked {
 		s = append(s, step{At: r.QueuedAt, Kind: "untracked", Title: untrackedTitle(r.UntrackedReason)})
@@ -101,6 +129,9 @@ func steps(r rowView, events []store.Event, opens []store.Open) []step {
 	for _, o := range opens {
 		s = append(s, openStep(o))
 	}
+	for _, k := range clicks {
+		s = append(s, clickStep(k))
+	}
 	sort.SliceStable(s, func(i, j int) bool { return s[i].At.After(s[j].At) })
 	if r.SentFolder != "" && r.SentFolder != "off" {
 		s = append([]step{{Kind: "folder", Title: "Sent folder: " + r.SentFolder}}, s...)
@@ -121,12 +152,34 @@ func openStep(o store.Open) step {
 	if o.First {
 		st.Title += " (first time)"
 	}
-	st.Meta = append(st.Meta, o.IP)
-	if loc := strings.TrimSpace(strings.Join([]string{o.City, o.Country}, " ")); loc != "" {
+	return withClient(st, o.IP, o.City, o.Country, o.UserAgent)
+}
+
+// clickStep describes one click: a person's or a machine's (a security
+// gateway following the links, the hidden honeypot link), with its link
+// and the rule that decided.
+func clickStep(k store.Click) step {
+	st := step{At: k.ClickedAt, Kind: "click", Title: "Clicked by a person", Detail: k.Reason, URL: k.URL}
+	switch {
+	case k.URL == "":
+		st.Kind, st.Title = "botclick", "Machine fetched the hidden trap link"
+	case k.Bot:
+		st.Kind, st.Title = "botclick", "Machine click: "+botLabel(k.BotType)
+	}
+	if k.First {
+		st.Title += " (first time)"
+	}
+	return withClient(st, k.IP, k.City, k.Country, k.UserAgent)
+}
+
+// withClient adds who fetched: the address, where it is, the user agent.
+func withClient(st step, ip, city, country, ua string) step {
+	st.Meta = append(st.Meta, ip)
+	if loc := strings.TrimSpace(strings.Join([]string{city, country}, " ")); loc != "" {
 		st.Meta = append(st.Meta, loc)
 	}
-	if o.UserAgent != "" {
-		st.Meta = append(st.Meta, shortUA(o.UserAgent))
+	if ua != "" {
+		st.Meta = append(st.Meta, shortUA(ua))
 	}
 	return st
 }

@@ -29,6 +29,7 @@ type Store interface {
 	List(store.ListQuery) (store.ListPage, error)
 	ByKey(key string) (store.Message, bool, error)
 	Opens(store.OpenQuery) ([]store.Open, error)
+	Clicks(store.ClickQuery) ([]store.Click, error)
 	Events(id string) ([]store.Event, error)
 	ActivityBetween(from, to time.Time) ([]store.Activity, error)
 	Subscribe() *store.Subscription

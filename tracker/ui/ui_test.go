@@ -60,7 +60,7 @@ func newFixture(t *testing.T) *fixture {
 	t.Cleanup(func() { st.Close() })
 	h := New(Options{Store: st, AdminKey: func() string { return adminKey }, Log: quiet, Now: clk.now,
 		Status: func() (Status, error) {
-			return Status{Version: "test", SMTPListen: "127.0.0.1:2525", Database: store.Stats{SizeBytes: 1 << 20},
+			return Status{Version: "test", SMTPListen: "127.0.0.1:2525", Database: store.Stats{SizeBytes: 1 << 20, Clicks: 12, ClicksHuman: 5},
 				Webhooks: []Webhook{{Name: "crm", URL: "https://crm.example/hook", State: "retrying", Backlog: 2, LastError: "503 Service Unavailable"}}}, nil
 		},
 		Queue: func() []record.QueueEntry {
@@ -121,6 +121,21 @@ func (f *fixture) signIn() string {
 	return ""
 }
 
+// testLinks are the links of every copy addCopies records.
+var testLinks = []string{"https://shop.example/spring-sale?utm=mail&id=7", "https://docs.example/guide"}
+
+// click stores a click on link n of copy id (0: the honeypot).
+func (f *fixture) click(id string, n int, ip, ua string, bot bool) {
+	f.t.Helper()
+	h := store.ClickHit{TrackingID: id, Link: n, At: f.clk.now(), IP: ip, UserAgent: ua, Reason: "no machine sign"}
+	if bot {
+		h.Bot, h.BotType, h.Reason = true, "scanner", "network: Microsoft Exchange Online Protection 40.107.0.0/16"
+	}
+	if ok, err := f.st.RecordClick(h); err != nil || !ok {
+		f.t.Fatalf("click on %s link %d: stored %v, %v", id, n, ok, err)
+	}
+}
+
 func (f *fixture) addCopies(n int) []string {
 	f.t.Helper()
 	var ids []string
@@ -130,7 +145,7 @@ func (f *fixture) addCopies(n int) []string {
 		id = strings.NewReplacer("0", "a", "1", "b", "2", "c", "3", "d", "4", "e", "5", "f", "6", "g", "7", "h", "8", "i", "9", "j").Replace(id)
 		ids = append(ids, id)
 		cs = append(cs, record.Copy{TrackingID: id, Recipient: fmt.Sprintf("user%d@example.com", i), From: "me@example.com",
-			Subject: fmt.Sprintf("Hello %d", i), QueuedAt: f.clk.now().Add(time.Duration(i-n) * time.Minute)})
+			Subject: fmt.Sprintf("Hello %d", i), QueuedAt: f.clk.now().Add(time.Duration(i-n) * time.Minute), Links: testLinks})
 	}
 	if err := f.st.Add(cs); err != nil {
 		f.t.Fatal(err)
@@ -246,7 +261,7 @@ func TestPages(t *testing.T) {
 		{"/ui/m/not-an-id", 404, []string{"not a tracking id"}},
 		{"/ui/activity?range=24h", 200, []string{"Opens over time", "rect class=\"human\"", "user0@example.com"}},
 		{"/ui/queue", 200, []string{"slow@example.com", "451 4.7.1 over quota"}},
-		{"/ui/status", 200, []string{"127.0.0.1:2525", "1.0 MB", "crm", "Retrying", "2 events wait", "503 Service Unavailable"}},
+		{"/ui/status", 200, []string{"127.0.0.1:2525", "1.0 MB", "12 (5 by people)", "crm", "Retrying", "2 events wait", "503 Service Unavailable"}},
 		{"/ui/?f=everything", 400, []string{"f: want"}},
 		{"/ui/?in=sideways&q=x", 400, []string{"in: want"}},
 		{"/ui/?f=unopened&days=-1", 400, []string{"days: want"}},
@@ -283,6 +298,55 @@ func TestPages(t *testing.T) {
 	}
 	if resp, _ := f.post("/ui/", "", "Cookie", cookie); resp.StatusCode != 405 {
 		t.Errorf("POST to a page: %d", resp.StatusCode)
+	}
+}
+
+// TestClickPages: clicks show on every page: the badge, the counts and
+// the filter of the list, each click in its copy's timeline (person or
+// machine, the rule, the link), and the chart and feed of the activity.
+func TestClickPages(t *testing.T) {
+	f := newFixture(t)
+	ids := f.addCopies(3)
+	for _, id := range ids {
+		if err := f.st.Update(id, record.StatusSent, "", f.clk.now()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f.clk.add(time.Hour)
+	f.click(ids[1], 1, "203.0.113.9", "Mozilla/5.0 (Macintosh) Safari/605.1.15", false)
+	f.click(ids[2], 2, "40.107.1.2", "Mozilla/5.0 Chrome/109.0", true)
+	f.click(ids[2], 0, "40.107.1.2", "Mozilla/5.0 Chrome/109.0", false)
+	cookie := f.signIn()
+	tests := []struct {
+		path      string
+		want, not []string
+	}{
+		{"/ui/", []string{`class="badge clicked"`, "Clicked <time", "1 click<", "2 machine clicks", "clicks by people"}, nil},
+		{"/ui/?f=clicked", []string{"user1@example.com", `aria-current="page">Clicked<`}, []string{"user2@example.com", "user0@example.com"}},
+		{"/ui/m/" + ids[1], []string{"Clicked by a person (first time)", "https://shop.example/spring-sale?utm=mail&amp;id=7", "no machine sign",
+			"203.0.113.9", "1 by a person, 0 by machines; first by a person"}, []string{"Machine click"}},
+		{"/ui/m/" + ids[2], []string{"Machine click: security scanner", "https://docs.example/guide", "Exchange Online Protection",
+			"Machine fetched the hidden trap link", "honeypot: fetched the hidden link"}, []string{"Clicked by a person"}},
+		{"/ui/m/" + ids[0], nil, []string{"Clicks</dt>", "click"}},
+		{"/ui/activity?range=24h", []string{"Opens and clicks over time", `rect class="click-human"`, `rect class="click-machine"`,
+			"1 click by people, 2 clicks by machines", "Latest clicks", "the hidden trap link", "spring-sale"}, nil},
+	}
+	for _, tt := range tests {
+		resp, body := f.get(tt.path, "Cookie", cookie)
+		if resp.StatusCode != 200 {
+			t.Errorf("%s: %d\n%s", tt.path, resp.StatusCode, body)
+			continue
+		}
+		for _, w := range tt.want {
+			if !strings.Contains(body, w) {
+				t.Errorf("%s does not show %q", tt.path, w)
+			}
+		}
+		for _, w := range tt.not {
+			if strings.Contains(body, w) {
+				t.Errorf("%s shows %q", tt.path, w)
+			}
+		}
 	}
 }
 
@@ -328,7 +392,8 @@ func TestLogout(t *testing.T) {
 	}
 }
 
-// TestEventsStream: a stored open reaches a signed-in stream; Close ends it.
+// TestEventsStream: a stored open and a stored click reach a signed-in
+// stream; Close ends it.
 func TestEventsStream(t *testing.T) {
 	f := newFixture(t)
 	ids := f.addCopies(1)
@@ -374,6 +439,11 @@ func TestEventsStream(t *testing.T) {
 	waitLine("event: change")
 	data := waitLine("data: ")
 	if !strings.Contains(data, `"kind":"open"`) || !strings.Contains(data, ids[0]) {
+		t.Errorf("change = %s", data)
+	}
+	f.click(ids[0], 1, "10.0.0.2", "y", false)
+	waitLine("event: change")
+	if data := waitLine("data: "); !strings.Contains(data, `"kind":"click"`) || !strings.Contains(data, ids[0]) {
 		t.Errorf("change = %s", data)
 	}
 	f.h.Close()

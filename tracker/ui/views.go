@@ -197,6 +197,9 @@ func rowOf(m store.Message) rowView {
 // OpensMachine is the number of machine fetches.
 func (r rowView) OpensMachine() int { return r.OpensTotal - r.OpensHuman }
 
+// ClicksMachine is the number of machine clicks (scanners, the honeypot).
+func (r rowView) ClicksMachine() int { return r.ClicksTotal - r.ClicksHuman }
+
 // Badges are the copy's labels: its delivery state, then what the
 // recipient did.
 func (r rowView) Badges() []badge {
