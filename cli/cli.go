@@ -67,6 +67,7 @@ func commands() []*command {
 		reclassifyCommand(),
 		webhooksCommand(),
 		dashboardCommand(),
+		authCommand(),
 		configCommand(),
 		versionCommand(),
 	}

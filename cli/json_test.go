@@ -44,6 +44,8 @@ func TestEveryCommandTakesJSON(t *testing.T) {
 			args = append(args, "rotate")
 		case "config":
 			args = append(args, "check")
+		case "auth":
+			args = append(args, "status")
 		case "serve":
 			args = append(args, "--log-level", "nonsense") // stops before serving
 		}

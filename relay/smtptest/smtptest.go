@@ -46,6 +46,9 @@
 //   - AuthUsers offers AUTH PLAIN and LOGIN (also without TLS) and then
 //     requires it before MAIL (530 5.7.0); AuthFail makes every AUTH fail
 //     with that reply (e.g. 535 5.7.8, or 454 4.7.0).
+//   - MaxPerConn: after that many messages on one connection, every MAIL
+//     gets 421 4.7.0 (as servers that limit messages per connection do;
+//     the client should then close it).
 //   - XOAUTH2 offers only AUTH XOAUTH2 (as Gmail and Outlook with OAuth) and
 //     requires it before MAIL; the function decides whether a user's access
 //     token is live. A refused token gets Gmail's JSON challenge, then
@@ -116,6 +119,9 @@ type Script struct {
 	// AuthUsers enables AUTH PLAIN and LOGIN with these username/password
 	// pairs, and requires AUTH before MAIL.
 	AuthUsers map[string]string
+	// MaxPerConn, when > 0, is the most messages one connection takes;
+	// every MAIL after that gets 421.
+	MaxPerConn int
 	// XOAUTH2, when set, offers AUTH XOAUTH2 only, accepting a user's
 	// access token when it returns true, and requires AUTH before MAIL.
 	XOAUTH2 func(user, token string) bool
@@ -404,6 +410,7 @@ type session struct {
 	user  string
 	from  string
 	to    []string
+	taken int // messages accepted on this connection
 }
 
 func (se *session) isTLS() bool {
@@ -458,6 +465,8 @@ func (se *session) Mail(from string, _ *smtp.MailOptions) error {
 	switch {
 	case sc.RequireTLS && !se.isTLS():
 		return Reply(530, 5, 7, 0, "Must issue a STARTTLS command first")
+	case sc.MaxPerConn > 0 && se.taken >= sc.MaxPerConn:
+		return Reply(421, 4, 7, 0, "Too many messages on this connection")
 	case sc.authRequired() && se.user == "":
 		return Reply(530, 5, 7, 0, "Authentication required")
 	case sc.MailReply != nil:
@@ -510,6 +519,7 @@ func (se *session) Data(r io.Reader) error {
 	se.s.mu.Lock()
 	se.s.messages = append(se.s.messages, m)
 	se.s.mu.Unlock()
+	se.taken++
 	if sc.DropAfterData {
 		se.c.Conn().Close()
 		return Reply(421, 4, 4, 0, "connection dropped")

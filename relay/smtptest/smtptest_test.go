@@ -257,3 +257,20 @@ func TestDownUp(t *testing.T) {
 		t.Fatal("message not recorded after Up")
 	}
 }
+
+func TestMaxPerConn(t *testing.T) {
+	srv := Start(t, Script{MaxPerConn: 1})
+	c, err := smtp.Dial(srv.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.SendMail("a@example.com", []string{"b@example.com"}, strings.NewReader("Subject: 1\r\n\r\nx\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	err = c.Mail("a@example.com", nil)
+	var se *smtp.SMTPError
+	if !errors.As(err, &se) || se.Code != 421 {
+		t.Fatalf("second MAIL: %v, want 421", err)
+	}
+}
