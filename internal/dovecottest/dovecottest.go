@@ -141,7 +141,7 @@ func (s *Server) waitReady() error {
 			return fmt.Errorf("dovecot exited at start:\n%s", s.Log())
 		default:
 		}
-		if greets(s.IMAPAddr) && greets(s.TLSAddr) {
+		if greets(s.IMAPAddr) && accepts(s.TLSAddr) { // IMAPS greets after TLS
 			return nil
 		}
 		time.Sleep(100 * time.Millisecond)

@@ -16,8 +16,17 @@ import (
 	"time"
 )
 
-// greets reports whether addr answers with an IMAP greeting (or, for the
-// IMAPS port, accepts the connection: the greeting comes after TLS).
+// accepts reports whether something listens on addr.
+func accepts(addr string) bool {
+	c, err := net.DialTimeout("tcp", addr, 2*time.Second)
+	if err != nil {
+		return false
+	}
+	c.Close()
+	return true
+}
+
+// greets reports whether addr answers with an IMAP greeting.
 func greets(addr string) bool {
 	c, err := net.DialTimeout("tcp", addr, 2*time.Second)
 	if err != nil {
@@ -26,11 +35,7 @@ func greets(addr string) bool {
 	defer c.Close()
 	c.SetDeadline(time.Now().Add(2 * time.Second))
 	line, err := bufio.NewReader(c).ReadString('\n')
-	if err != nil {
-		// IMAPS: the server waits for the TLS client hello.
-		return strings.Contains(err.Error(), "timeout")
-	}
-	return strings.HasPrefix(line, "* OK")
+	return err == nil && strings.HasPrefix(line, "* OK")
 }
 
 func userName(uid int) (string, error) {
