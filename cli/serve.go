@@ -193,16 +193,22 @@ func serve(flagPath string, trackerOnly bool, log *slog.Logger) error {
 
 	upstream := deliver.New(current, log)
 	defer upstream.Close()
+	sent, err := startSentFolder(cfg.DataDir, current, st, met, log)
+	if err != nil {
+		return fmt.Errorf("sent folder jobs: %w", err)
+	}
+	defer sent.Close()
 	q, err := queue.New(queue.Options{
-		Dir:      cfg.SpoolDir(),
-		Config:   current,
-		Upstream: func() relay.Upstream { return upstream },
-		Recorder: st,
-		Minter:   sp.minter(),
-		Links:    sp.linkMinter(),
-		Log:      log,
-		Metrics:  met,
-		NoFsync:  benchNoFsync(log),
+		SentFolder: sent.handOver,
+		Dir:        cfg.SpoolDir(),
+		Config:     current,
+		Upstream:   func() relay.Upstream { return upstream },
+		Recorder:   st,
+		Minter:     sp.minter(),
+		Links:      sp.linkMinter(),
+		Log:        log,
+		Metrics:    met,
+		NoFsync:    benchNoFsync(log),
 		// In-flight deliveries get this long after the SMTP side stopped;
 		// what is not done stays spooled for the next start.
 		ShutdownTimeout: 10 * time.Second,

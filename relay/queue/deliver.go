@@ -443,6 +443,11 @@ func (q *Queue) finish(m *message) {
 	if m.done {
 		return
 	}
+	if !q.handOver(m) {
+		minRetry, _, _, _ := q.limits()
+		q.later(minRetry, func() { q.finish(m) })
+		return
+	}
 	if err := q.sp.Delete(m.env.ID); err != nil {
 		q.log.Error("deleting finished message", "queue_id", m.env.ID, "err", err)
 	}

@@ -65,6 +65,12 @@ type Options struct {
 	Now      func() time.Time      // nil: time.Now
 	Metrics  *metrics.Metrics      // nil: nothing counted
 
+	// SentFolder, when set, gets each finished message that had copies
+	// accepted upstream (not bounces) before its files are deleted; while
+	// it fails the message stays in the spool and is handed again after
+	// min_retry (or at the next start).
+	SentFolder func(Finished) error
+
 	// ShutdownTimeout bounds how long Close waits for in-flight
 	// deliveries before cancelling them (default 30s).
 	ShutdownTimeout time.Duration

@@ -5,8 +5,10 @@ import (
 	"bytes"
 	"io"
 	"strings"
+	"time"
 
 	"github.com/emersion/go-message"
+	"github.com/emersion/go-message/mail"
 	"github.com/emersion/go-message/textproto"
 )
 
@@ -136,4 +138,17 @@ func dropTrace(raw []byte) []byte {
 		return raw
 	}
 	return raw[end:]
+}
+
+// DateOf is raw's Date header, or fallback when it has none that parses.
+func DateOf(raw []byte, fallback time.Time) time.Time {
+	h, err := textproto.ReadHeader(bufio.NewReader(bytes.NewReader(raw)))
+	if err != nil {
+		return fallback
+	}
+	mh := mail.Header{Header: message.Header{Header: h}}
+	if d, err := mh.Date(); err == nil && !d.IsZero() {
+		return d
+	}
+	return fallback
 }

@@ -16,7 +16,8 @@ import (
 
 	"github.com/emersion/go-imap"
 	"github.com/emersion/go-imap/client"
-	"github.com/emersion/go-sasl"
+
+	"pixelrelay/relay/oauth"
 )
 
 // TokenSource gives a current OAuth access token (XOAUTH2).
@@ -34,6 +35,9 @@ type Account struct {
 	Password string
 	// Token, when set, signs in with XOAUTH2 instead of the password.
 	Token TokenSource
+	// Err is why the account's credentials cannot be had (an unreadable
+	// password_file): signing in fails with it.
+	Err error
 }
 
 // SetupError is a failure of the account's own setup (its URL, its TLS
@@ -126,13 +130,20 @@ func loopback(host string) bool {
 
 // signIn logs in with the password, or with XOAUTH2 and a fresh token.
 func signIn(ctx context.Context, c *client.Client, a Account) error {
+	if a.Err != nil {
+		return &SetupError{a.Err}
+	}
 	var err error
 	if a.Token != nil {
 		var tok string
 		if tok, err = a.Token.Token(ctx); err != nil {
 			return &SetupError{fmt.Errorf("OAuth token: %w", err)}
 		}
-		err = c.Authenticate(xoauth2(a.Username, tok))
+		if err = c.Authenticate(oauth.XOAUTH2(a.Username, tok)); err != nil {
+			if inv, ok := a.Token.(interface{ Invalidate() }); ok {
+				inv.Invalidate() // the next run gets a fresh one
+			}
+		}
 	} else {
 		err = c.Login(a.Username, a.Password)
 	}
@@ -162,20 +173,6 @@ func tlsConfig(host, caFile string) (*tls.Config, error) {
 	tc.RootCAs = pool
 	return tc, nil
 }
-
-// xoauth2Client is the XOAUTH2 SASL mechanism (Google's and Microsoft's):
-// one initial response naming the user and the bearer token.
-type xoauth2Client struct{ user, token string }
-
-func xoauth2(user, token string) sasl.Client { return &xoauth2Client{user, token} }
-
-func (x *xoauth2Client) Start() (string, []byte, error) {
-	return "XOAUTH2", []byte("user=" + x.user + "\x01auth=Bearer " + x.token + "\x01\x01"), nil
-}
-
-// Next answers a challenge, which only comes with an error report (JSON):
-// an empty response ends the exchange so the server sends its NO.
-func (x *xoauth2Client) Next([]byte) ([]byte, error) { return []byte{}, nil }
 
 // Mailboxes are the ones a replacement works in ("" when there is none).
 type Mailboxes struct {

@@ -34,7 +34,10 @@ type Job struct {
 	Marks     []string  `json:"marks"` // the tracker's URL prefixes when the copies were made
 	// Expected is how many copies were accepted upstream: a provider
 	// files one in Sent for each.
-	Expected  int       `json:"expected"`
+	Expected int `json:"expected"`
+	// Records are the ids of the message's copy records, whose
+	// sent_folder Options.Status sets.
+	Records   []string  `json:"records,omitempty"`
 	Found     int       `json:"found,omitempty"`    // relayed copies removed from Sent so far
 	Appended  bool      `json:"appended,omitempty"` // the clean copy went in
 	Looks     int       `json:"looks,omitempty"`    // runs that found fewer than Expected
@@ -65,9 +68,9 @@ type Options struct {
 	// Account returns the current settings of the named account, and
 	// false when its Sent folder is off now (or it is gone).
 	Account func(name string) (Account, bool)
-	// Status reports a message's sent_folder (pending, replaced,
-	// failed: REASON, off) for its queue id.
-	Status   func(queueID, status string)
+	// Status reports a job's sent_folder (pending, replaced, failed:
+	// REASON, off) for its message's copy records.
+	Status   func(job *Job, status string)
 	Schedule func() Schedule // nil: DefaultSchedule
 	Log      *slog.Logger
 	// Replace does the IMAP work (nil: Replace); tests swap it.
@@ -102,7 +105,7 @@ func Open(opt Options) (*Jobs, error) {
 		opt.Schedule = func() Schedule { return DefaultSchedule }
 	}
 	if opt.Status == nil {
-		opt.Status = func(string, string) {}
+		opt.Status = func(*Job, string) {}
 	}
 	log := opt.Log
 	if log == nil {
@@ -185,7 +188,7 @@ func (j *Jobs) Add(job Job, raw []byte) error {
 	if err := syncDir(j.opt.Dir); err != nil {
 		return err
 	}
-	j.opt.Status(job.QueueID, StatusPending)
+	j.opt.Status(&job, StatusPending)
 	j.log.Info("sent folder job added", "queue_id", job.QueueID, "account", job.Account,
 		"message_id", job.MessageID, "copies", job.Expected)
 	j.schedule(&job, time.Time{})

@@ -19,7 +19,8 @@ type statuses struct {
 	got map[string][]string
 }
 
-func (s *statuses) set(id, st string) {
+func (s *statuses) set(job *Job, st string) {
+	id := job.QueueID
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.got == nil {

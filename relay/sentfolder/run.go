@@ -91,7 +91,7 @@ func (j *Jobs) end(job *Job, status, why string) {
 	if why != "" {
 		j.log.Info("sent folder job ended", "queue_id", job.QueueID, "status", status, "why", why)
 	}
-	j.opt.Status(job.QueueID, status)
+	j.opt.Status(job, status)
 	j.remove(job.QueueID)
 	j.mu.Lock()
 	delete(j.pending, job.QueueID)

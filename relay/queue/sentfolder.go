@@ -1,0 +1,83 @@
+package queue
+
+import (
+	"io"
+	"time"
+
+	"pixelrelay/relay/spool"
+	"pixelrelay/tracker/record"
+)
+
+// Finished is a message whose copies are all final, as Options.SentFolder
+// gets it before its files are deleted.
+type Finished struct {
+	QueueID   string
+	From      string // envelope sender
+	Account   string // the account it went through ("" for the default)
+	MessageID string // as its copies carry it
+	Received  time.Time
+	Sent      int  // copies accepted upstream
+	Tracked   bool // one of them carried a pixel
+	// Records are the ids of its copies' records (record.Copy.ID).
+	Records []string
+	// Raw is the message as spooled (pixelrelay's Received header first).
+	Raw []byte
+}
+
+// handOver gives a finished message that had copies accepted upstream to
+// Options.SentFolder, which keeps what it needs durably. false: it failed
+// and the message stays in the spool for another try. The caller holds
+// m.wmu.
+func (q *Queue) handOver(m *message) bool {
+	if q.opt.SentFolder == nil || m.env.DSN || m.env.From == "" {
+		return true
+	}
+	q.mu.Lock()
+	if m.damaged != "" {
+		q.mu.Unlock()
+		return true
+	}
+	f := Finished{QueueID: m.env.ID, From: m.env.From, MessageID: m.env.MessageID,
+		Received: m.env.Received}
+	if m.st != nil {
+		if m.st.MessageID != "" {
+			f.MessageID = m.st.MessageID
+		}
+		for _, c := range m.st.Copies {
+			f.Records = append(f.Records, recordIDs(m.env.ID, &c)...)
+			if c.Status == spool.Sent {
+				f.Sent++
+				f.Tracked = f.Tracked || c.TrackingID != ""
+			}
+		}
+	}
+	q.mu.Unlock()
+	if f.Sent == 0 {
+		return true
+	}
+	body, err := q.sp.Open(m.env.ID, m.off)
+	if err == nil {
+		f.Raw, err = io.ReadAll(body)
+		body.Close()
+	}
+	if err == nil {
+		err = q.opt.SentFolder(f)
+	}
+	if err != nil {
+		q.log.Error("handing the message to the sent folder job; will retry", "queue_id", m.env.ID, "err", err)
+		return false
+	}
+	return true
+}
+
+// recordIDs are the ids of the records of c's recipients.
+func recordIDs(queueID string, c *spool.Copy) []string {
+	if c.TrackingID != "" {
+		return []string{c.TrackingID}
+	}
+	ids := make([]string, len(c.Recipients))
+	for i, r := range c.Recipients {
+		ids[i] = record.UntrackedID(queueID, r)
+	}
+	return ids
+}
