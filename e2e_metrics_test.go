@@ -56,8 +56,8 @@ func sample(fams map[string]*dto.MetricFamily, name string, labels ...string) fl
 }
 
 // TestMetricsEndToEnd: the real binary counts what happened to SMTP
-// sessions, deliveries and pixel requests, serves it behind the admin key,
-// and shows no address or token.
+// sessions, deliveries, pixel and click requests and purges, serves it
+// behind the admin key, and shows no address, URL or token.
 func TestMetricsEndToEnd(t *testing.T) {
 	in := newInstanceTracking(t, `prefetch_window = "0s"`, "")
 	in.start()
@@ -72,7 +72,7 @@ func TestMetricsEndToEnd(t *testing.T) {
 	}
 
 	to := []string{"ann@example.org", "ben@example.org"}
-	if _, err := sendMail(t, in.smtpAddr, "me@example.com", to, htmlMessage("me@example.com", to, "metrics")); err != nil {
+	if _, err := sendMail(t, in.smtpAddr, "me@example.com", to, linkMessage("me@example.com", to, "metrics")); err != nil {
 		t.Fatal(err)
 	}
 	c, err := smtp.Dial(in.smtpAddr)
@@ -91,12 +91,23 @@ func TestMetricsEndToEnd(t *testing.T) {
 	fetchPixel(t, pixelURLs(copies[0])[0], uaThunderbird)
 	fetchPixel(t, pixelURLs(copies[0])[0], uaThunderbird) // duplicate
 	fetchPixel(t, "http://"+in.httpAddr+"/o/"+strings.Repeat("b", 48)+".gif", uaThunderbird)
+	links := clickURLRE.FindAllStringSubmatch(copies[1], -1) // the link, then the honeypot
+	if len(links) != 2 {
+		t.Fatalf("%d click URLs in a copy, want the link and the honeypot", len(links))
+	}
+	getClick(t, links[0][1], uaThunderbird)
+	getClick(t, links[1][1], uaThunderbird)
+	getClick(t, links[0][1]+"x", uaThunderbird) // damaged
+	if _, errOut, code := in.cli("purge", "--older-than", "30d"); code != 0 {
+		t.Fatalf("purge: exit %d: %s", code, errOut)
+	}
 
 	var fams map[string]*dto.MetricFamily
 	var body string
 	waitFor(t, func() bool {
 		fams, body = scrape(t, in)
-		return sample(fams, "pixelrelay_pixel_requests_total", "outcome", "duplicate") == 1
+		return sample(fams, "pixelrelay_pixel_requests_total", "outcome", "duplicate") == 1 &&
+			sample(fams, "pixelrelay_click_requests_total", "outcome", "stored") == 2
 	})
 	checks := []struct {
 		name   string
@@ -113,6 +124,16 @@ func TestMetricsEndToEnd(t *testing.T) {
 		{"pixelrelay_queue_copies", nil, 0},
 		{"pixelrelay_store_copies", nil, 2},
 		{"pixelrelay_store_opens", []string{"class", "human"}, 1},
+		{"pixelrelay_click_requests_total", []string{"outcome", "stored", "class", "human"}, 1},
+		{"pixelrelay_click_requests_total", []string{"outcome", "stored", "class", "honeypot"}, 1},
+		{"pixelrelay_click_requests_total", []string{"outcome", "forged"}, 1},
+		{"pixelrelay_store_clicks", nil, 2},
+		// The request counter keeps the verdict at the request; the store
+		// has what stands: the honeypot, fetched from the same network
+		// right after, turned the first click into a scanner's.
+		{"pixelrelay_store_clicks", []string{"class", "machine"}, 2},
+		{"pixelrelay_purge_runs_total", []string{"result", "ok"}, 1},
+		{"pixelrelay_purge_deleted_clicks_total", nil, 0},
 	}
 	for _, c := range checks {
 		got := sample(fams, c.name, c.labels...)
@@ -126,7 +147,7 @@ func TestMetricsEndToEnd(t *testing.T) {
 	if sample(fams, "pixelrelay_store_size_bytes") <= 0 {
 		t.Error("pixelrelay_store_size_bytes is not set")
 	}
-	for _, secret := range append(to, "me@example.com", "metrics") {
+	for _, secret := range append(to, "me@example.com", "metrics", "example.com/start", links[0][1], links[1][1]) {
 		if strings.Contains(body, secret) {
 			t.Errorf("/metrics shows %q", secret)
 		}

@@ -6,17 +6,11 @@ import (
 	"pixelrelay/tracker/store"
 )
 
-// hitClass is the class label of a pixel hit: "human", or the machine
-// class the classifier gave it.
-func hitClass(h *store.Hit) string {
-	switch {
-	case !h.Bot:
-		return "human"
-	case h.BotType == "":
-		return "machine"
-	}
-	return h.BotType
-}
+// hitClass is the class label of a pixel hit.
+func hitClass(h *store.Hit) string { return metrics.Class(h.Bot, h.BotType) }
+
+// clickClass is the class label of a click.
+func clickClass(h *store.ClickHit) string { return metrics.ClickClass(h.Link, h.Bot, h.BotType) }
 
 // watchMetrics lets the metrics read the queue's depth and the store's
 // size at each scrape.
@@ -36,6 +30,6 @@ func watchStoreMetrics(m *metrics.Metrics, st store.DB) {
 	m.WatchStore(func() (metrics.StoreStats, error) {
 		s, err := st.Stats()
 		return metrics.StoreStats{SizeBytes: s.SizeBytes, FreeBytes: s.FreeBytes, Copies: s.Copies,
-			Opens: s.Opens, OpensHuman: s.OpensHuman}, err
+			Opens: s.Opens, OpensHuman: s.OpensHuman, Clicks: s.Clicks, ClicksHuman: s.ClicksHuman}, err
 	})
 }

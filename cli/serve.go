@@ -178,6 +178,7 @@ func serve(flagPath string, trackerOnly bool, log *slog.Logger) error {
 	stOpt := storeOptions(cfg, log)
 	sp.storeOptions(&stOpt, current)
 	stOpt.OnHit = func(o store.HitOutcome, h *store.Hit) { met.Pixel(o.String(), hitClass(h)) }
+	stOpt.OnClick = func(o store.HitOutcome, h *store.ClickHit) { met.Click(o.String(), clickClass(h)) }
 	st, err := openStore(cfg, stOpt)
 	if err != nil {
 		return err

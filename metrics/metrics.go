@@ -5,9 +5,9 @@
 // care pass nil.
 //
 // Labels carry no personal data: SMTP reply codes, delivery results,
-// account names from the config, pixel outcomes and classes (bot types).
-// Counting is a few atomic adds; the pixel handler touches only
-// pre-resolved counters.
+// account names from the config, pixel and click outcomes and classes
+// (bot types). Counting is a few atomic adds; the pixel and click
+// handlers touch only pre-resolved counters.
 package metrics
 
 import (
@@ -32,20 +32,45 @@ type Metrics struct {
 	deliveries *prometheus.CounterVec   // result, account
 	upstream   *prometheus.HistogramVec // account
 
-	pixel       *prometheus.CounterVec // outcome, class
+	pixel       outcomes
 	pixelForged prometheus.Counter
 	pixelHead   prometheus.Counter
-	pixelMu     sync.RWMutex
-	pixelCache  map[[2]string]prometheus.Counter // outcome, class
 
-	purges       *prometheus.CounterVec // result
-	purgeDeleted prometheus.Counter
+	click       outcomes
+	clickForged prometheus.Counter
+	clickHead   prometheus.Counter
+
+	purges             *prometheus.CounterVec // result
+	purgeDeleted       prometheus.Counter
+	purgeDeletedClicks prometheus.Counter
+}
+
+// outcomes is a request counter by outcome and class whose series are
+// resolved once and then only looked up (a read lock and an atomic add).
+type outcomes struct {
+	vec   *prometheus.CounterVec // outcome, class
+	mu    sync.RWMutex
+	cache map[[2]string]prometheus.Counter
+}
+
+func (o *outcomes) inc(outcome, class string) {
+	key := [2]string{outcome, class}
+	o.mu.RLock()
+	c, ok := o.cache[key]
+	o.mu.RUnlock()
+	if !ok {
+		c = o.vec.WithLabelValues(outcome, class)
+		o.mu.Lock()
+		o.cache[key] = c
+		o.mu.Unlock()
+	}
+	c.Inc()
 }
 
 // New makes the metrics and their registry. version goes into
 // pixelrelay_build_info.
 func New(version string) *Metrics {
-	m := &Metrics{reg: prometheus.NewRegistry(), pixelCache: map[[2]string]prometheus.Counter{}}
+	m := &Metrics{reg: prometheus.NewRegistry()}
 	f := factory{m.reg}
 	info := f.gaugeVec("build_info", "Always 1; the version label says which pixelrelay runs.", "version")
 	info.WithLabelValues(version).Set(1)
@@ -62,14 +87,20 @@ func New(version string) *Metrics {
 		"Time of one delivery attempt to the upstream (connect, send, reply), by account.",
 		[]float64{.01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60}, "account")
 
-	m.pixel = f.counterVec("pixel_requests_total",
-		"Pixel requests by outcome (stored, duplicate, limited, unknown, failed, forged, head) and class (human, or the machine class).",
-		"outcome", "class")
-	m.pixelForged = m.pixel.WithLabelValues("forged", "")
-	m.pixelHead = m.pixel.WithLabelValues("head", "")
+	m.pixel = f.outcomes("pixel_requests_total",
+		"Pixel requests by outcome (stored, duplicate, limited, unknown, failed, forged, head) and class (human, or the machine class).")
+	m.pixelForged = m.pixel.vec.WithLabelValues("forged", "")
+	m.pixelHead = m.pixel.vec.WithLabelValues("head", "")
 
-	m.purges = f.counterVec("purge_runs_total", "Purges of old opens, by result (ok, error).", "result")
+	m.click = f.outcomes("click_requests_total",
+		"Click URL requests by outcome (stored, duplicate, limited, unknown, failed, forged, head) and class "+
+			"(human, the machine class the open rules gave it, or honeypot for the hidden link).")
+	m.clickForged = m.click.vec.WithLabelValues("forged", "")
+	m.clickHead = m.click.vec.WithLabelValues("head", "")
+
+	m.purges = f.counterVec("purge_runs_total", "Purges of old opens and clicks, by result (ok, error).", "result")
 	m.purgeDeleted = f.counter("purge_deleted_opens_total", "Opens deleted by purges.")
+	m.purgeDeletedClicks = f.counter("purge_deleted_clicks_total", "Clicks deleted by purges (older than the cutoff).")
 	return m
 }
 
@@ -86,6 +117,10 @@ func (f factory) counterVec(name, help string, labels ...string) *prometheus.Cou
 	c := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pixelrelay_" + name, Help: help}, labels)
 	f.reg.MustRegister(c)
 	return c
+}
+
+func (f factory) outcomes(name, help string) outcomes {
+	return outcomes{vec: f.counterVec(name, help, "outcome", "class"), cache: map[[2]string]prometheus.Counter{}}
 }
 
 func (f factory) gaugeVec(name, help string, labels ...string) *prometheus.GaugeVec {
@@ -156,20 +191,9 @@ func (m *Metrics) Delivery(result, account string, took time.Duration) {
 // store did with it (stored, duplicate, limited, unknown, failed), class
 // "human" or the machine class.
 func (m *Metrics) Pixel(outcome, class string) {
-	if m == nil {
-		return
+	if m != nil {
+		m.pixel.inc(outcome, class)
 	}
-	key := [2]string{outcome, class}
-	m.pixelMu.RLock()
-	c, ok := m.pixelCache[key]
-	m.pixelMu.RUnlock()
-	if !ok {
-		c = m.pixel.WithLabelValues(outcome, class)
-		m.pixelMu.Lock()
-		m.pixelCache[key] = c
-		m.pixelMu.Unlock()
-	}
-	c.Inc()
 }
 
 // PixelForged counts a pixel request whose token is not genuine.
@@ -186,8 +210,53 @@ func (m *Metrics) PixelHead() {
 	}
 }
 
-// Purge counts a purge run and the opens it deleted.
-func (m *Metrics) Purge(deleted int, err error) {
+// Class is the class label of a pixel or click request: "human", or the
+// machine class the classifier gave it ("machine" when it named none).
+func Class(bot bool, botType string) string {
+	switch {
+	case !bot:
+		return "human"
+	case botType == "":
+		return "machine"
+	}
+	return botType
+}
+
+// ClickClass is Class for a click of link n: "honeypot" for the hidden
+// link (0), whatever the open rules said of it.
+func ClickClass(n int, bot bool, botType string) string {
+	if n == 0 {
+		return "honeypot"
+	}
+	return Class(bot, botType)
+}
+
+// Click counts a request of a click URL whose token is genuine: outcome
+// is what became of it (stored, duplicate, limited, unknown, failed),
+// class "human", the machine class, or "honeypot" (the hidden link).
+func (m *Metrics) Click(outcome, class string) {
+	if m != nil {
+		m.click.inc(outcome, class)
+	}
+}
+
+// ClickForged counts a click URL request whose token is not genuine.
+func (m *Metrics) ClickForged() {
+	if m != nil {
+		m.clickForged.Inc()
+	}
+}
+
+// ClickHead counts a HEAD request of a genuine click URL (answered, never
+// recorded).
+func (m *Metrics) ClickHead() {
+	if m != nil {
+		m.clickHead.Inc()
+	}
+}
+
+// Purge counts a purge run and the opens and clicks it deleted.
+func (m *Metrics) Purge(deletedOpens, deletedClicks int, err error) {
 	if m == nil {
 		return
 	}
@@ -196,7 +265,8 @@ func (m *Metrics) Purge(deleted int, err error) {
 		result = "error"
 	}
 	m.purges.WithLabelValues(result).Inc()
-	m.purgeDeleted.Add(float64(deleted))
+	m.purgeDeleted.Add(float64(deletedOpens))
+	m.purgeDeletedClicks.Add(float64(deletedClicks))
 }
 
 // Value gathers the registry and returns the value of the counter or gauge

@@ -27,11 +27,16 @@ func TestCountsAndExposition(t *testing.T) {
 	m.Pixel("duplicate", "apple_mpp")
 	m.PixelForged()
 	m.PixelHead()
-	m.Purge(42, nil)
-	m.Purge(0, errors.New("disk"))
+	m.Click("stored", ClickClass(1, false, ""))
+	m.Click("stored", ClickClass(0, true, "scanner"))
+	m.Click("limited", ClickClass(2, true, ""))
+	m.ClickForged()
+	m.ClickHead()
+	m.Purge(42, 9, nil)
+	m.Purge(0, 0, errors.New("disk"))
 	m.WatchQueue(func() QueueDepth { return QueueDepth{ByState: map[string]int{"deferred": 2}, Damaged: 1} })
 	m.WatchStore(func() (StoreStats, error) {
-		return StoreStats{SizeBytes: 4096, Copies: 5, Opens: 7, OpensHuman: 3}, nil
+		return StoreStats{SizeBytes: 4096, Copies: 5, Opens: 7, OpensHuman: 3, Clicks: 6, ClicksHuman: 1}, nil
 	})
 
 	rec := httptest.NewRecorder()
@@ -66,6 +71,14 @@ func TestCountsAndExposition(t *testing.T) {
 		{"pixelrelay_purge_runs_total", []string{"result", "ok"}, 1},
 		{"pixelrelay_purge_runs_total", []string{"result", "error"}, 1},
 		{"pixelrelay_purge_deleted_opens_total", nil, 42},
+		{"pixelrelay_purge_deleted_clicks_total", nil, 9},
+		{"pixelrelay_click_requests_total", []string{"outcome", "stored", "class", "human"}, 1},
+		{"pixelrelay_click_requests_total", []string{"outcome", "stored", "class", "honeypot"}, 1},
+		{"pixelrelay_click_requests_total", []string{"outcome", "limited", "class", "machine"}, 1},
+		{"pixelrelay_click_requests_total", []string{"outcome", "forged"}, 1},
+		{"pixelrelay_click_requests_total", []string{"outcome", "head"}, 1},
+		{"pixelrelay_store_clicks", []string{"class", "human"}, 1},
+		{"pixelrelay_store_clicks", []string{"class", "machine"}, 5},
 		{"pixelrelay_queue_copies", []string{"state", "deferred"}, 2},
 		{"pixelrelay_queue_copies", []string{"state", "queued"}, 0},
 		{"pixelrelay_queue_damaged", nil, 1},
@@ -98,7 +111,7 @@ func TestNilRecordsNothing(t *testing.T) {
 	m.Pixel("stored", "human")
 	m.PixelForged()
 	m.PixelHead()
-	m.Purge(1, nil)
+	m.Purge(1, 0, nil)
 	m.WatchQueue(nil)
 	m.WatchStore(nil)
 	rec := httptest.NewRecorder()

@@ -17,8 +17,10 @@ type StoreStats struct {
 	SizeBytes  int64
 	FreeBytes  int64
 	Copies     int
-	Opens      int
-	OpensHuman int
+	Opens       int
+	OpensHuman  int
+	Clicks      int
+	ClicksHuman int
 }
 
 // WatchQueue adds pixelrelay_queue_copies{state} and
@@ -48,7 +50,8 @@ func (m *Metrics) WatchStore(stats func() (StoreStats, error)) {
 	free := prometheus.NewDesc("pixelrelay_store_free_bytes", "Bytes in free pages of the database file (a purge compacts them away).", nil, nil)
 	copies := prometheus.NewDesc("pixelrelay_store_copies", "Copies recorded in the database.", nil, nil)
 	opens := prometheus.NewDesc("pixelrelay_store_opens", "Opens stored in the database, by class (human, machine).", []string{"class"}, nil)
-	m.reg.MustRegister(&funcCollector{descs: []*prometheus.Desc{size, free, copies, opens}, collect: func(ch chan<- prometheus.Metric) {
+	clicks := prometheus.NewDesc("pixelrelay_store_clicks", "Clicks stored in the database, by class (human, machine) as the click rules last judged them.", []string{"class"}, nil)
+	m.reg.MustRegister(&funcCollector{descs: []*prometheus.Desc{size, free, copies, opens, clicks}, collect: func(ch chan<- prometheus.Metric) {
 		st, err := stats()
 		if err != nil {
 			return
@@ -58,6 +61,8 @@ func (m *Metrics) WatchStore(stats func() (StoreStats, error)) {
 		ch <- prometheus.MustNewConstMetric(copies, prometheus.GaugeValue, float64(st.Copies))
 		ch <- prometheus.MustNewConstMetric(opens, prometheus.GaugeValue, float64(st.OpensHuman), "human")
 		ch <- prometheus.MustNewConstMetric(opens, prometheus.GaugeValue, float64(st.Opens-st.OpensHuman), "machine")
+		ch <- prometheus.MustNewConstMetric(clicks, prometheus.GaugeValue, float64(st.ClicksHuman), "human")
+		ch <- prometheus.MustNewConstMetric(clicks, prometheus.GaugeValue, float64(st.Clicks-st.ClicksHuman), "machine")
 	}})
 }
 

@@ -65,6 +65,9 @@ func (s *Server) click(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	id, link, url, sentAt, ok := s.resolveClick(r.URL.Path)
+	if ok && r.Method == http.MethodHead {
+		s.opt.Metrics.ClickHead()
+	}
 	h := w.Header()
 	h["Cache-Control"] = hdrNoStore
 	h["Referrer-Policy"] = hdrNoRef
@@ -102,24 +105,30 @@ func (s *Server) click(w http.ResponseWriter, r *http.Request) {
 
 // resolveClick finds what the click URL path names: the copy, its link
 // and the link's URL, when the token is genuine and the store knows the
-// link (for the honeypot, link 0, url is "").
+// link (for the honeypot, link 0, url is ""). It counts the requests that
+// end here: forged tokens, unknown links, store errors.
 func (s *Server) resolveClick(path string) (id string, link int, url string, sentAt time.Time, ok bool) {
 	tok := path[len("/c/"):]
 	lv, okv := s.opt.Keys.(LinkVerifier)
 	cs, okc := s.opt.Store.(ClickStore)
 	if !okv || !okc || tok == "" || len(tok) > maxTokenLen || strings.IndexByte(tok, '/') >= 0 {
+		s.opt.Metrics.ClickForged()
 		return "", 0, "", time.Time{}, false
 	}
 	id, link, ok = lv.VerifyLink(tok)
 	if !ok {
+		s.opt.Metrics.ClickForged()
 		return "", 0, "", time.Time{}, false
 	}
 	url, sentAt, found, err := cs.LinkOf(id, link)
-	if err != nil {
+	switch {
+	case err != nil:
 		s.recordError(err)
-		return "", 0, "", time.Time{}, false
+		s.opt.Metrics.Click("failed", "")
+	case !found:
+		s.opt.Metrics.Click("unknown", "")
 	}
-	return id, link, url, sentAt, found
+	return id, link, url, sentAt, found && err == nil
 }
 
 // clickKey is the recentSet key of a copy's click URLs (its pixel's is

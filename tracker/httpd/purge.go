@@ -24,7 +24,7 @@ func (s *Server) Purge(ctx context.Context, age time.Duration) (store.PurgeResul
 	defer s.purgeMu.Unlock()
 	before := s.now().Add(-age).UTC()
 	res, err := s.opt.Store.Purge(ctx, before, nil)
-	s.opt.Metrics.Purge(res.Deleted, err)
+	s.opt.Metrics.Purge(res.Deleted, res.DeletedClicks, err)
 	if err != nil {
 		s.log.Error("purge failed", "older_than", age.String(), "err", err)
 	}

@@ -126,7 +126,8 @@ type Options struct {
 	// commit) even when the store can Enqueue.
 	WaitForRecord bool
 	// Metrics is served at /metrics (admin key required) and counts
-	// forged and HEAD pixel requests and purges; nil: no /metrics.
+	// forged and HEAD pixel and click requests, unknown click links and
+	// purges; nil: no /metrics.
 	Metrics *metrics.Metrics
 	// PurgeDelay is how long RunPurge waits before its first purge
 	// (default 1 minute); PurgeEvery is the interval after that (default 24h).

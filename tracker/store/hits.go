@@ -299,6 +299,9 @@ func (s *Store) commit(batch []request) {
 		if isHit && s.opt.OnHit != nil {
 			s.opt.OnHit(outcome[i], &batch[i].hit)
 		}
+		if r.click != nil && s.opt.OnClick != nil {
+			s.opt.OnClick(outcome[i], r.click)
+		}
 		if r.done != nil {
 			e := err
 			if e == nil {

@@ -77,6 +77,8 @@ type Options struct {
 	// committed (or failed), from the writer goroutine: it must be quick
 	// (metrics count outcomes with it).
 	OnHit func(HitOutcome, *Hit)
+	// OnClick is OnHit for clicks.
+	OnClick func(HitOutcome, *ClickHit)
 
 	// TrackerOnly is a public tracker that relays register their copies
 	// with (split.go): the opens of genuine tokens whose copy is not
