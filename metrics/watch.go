@@ -14,9 +14,9 @@ type QueueDepth struct {
 
 // StoreStats is what WatchStore reads.
 type StoreStats struct {
-	SizeBytes  int64
-	FreeBytes  int64
-	Copies     int
+	SizeBytes   int64
+	FreeBytes   int64
+	Copies      int
 	Opens       int
 	OpensHuman  int
 	Clicks      int
