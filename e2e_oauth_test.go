@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"os/exec"
 	"strings"
 	"syscall"
@@ -74,6 +75,19 @@ oauth_token_url = %q
 `, srv.Addr, p.ClientID, p.AuthURL, p.TokenURL)
 }
 
+func slowRetries(t *testing.T, in *instance) {
+	t.Helper()
+	b, err := os.ReadFile(in.cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := strings.Replace(string(b), `min_retry = "200ms"`, `min_retry = "10m"`, 1)
+	s = strings.Replace(s, `max_retry = "1s"`, `max_retry = "1h"`, 1)
+	if err := os.WriteFile(in.cfgPath, []byte(s), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
 type authStatus struct {
 	Accounts []struct {
 		Account   string    `json:"account"`
@@ -103,6 +117,9 @@ func TestOAuthEndToEnd(t *testing.T) {
 	srv := smtptest.Start(t, smtptest.Script{MaxPerConn: 1, // every copy signs in anew
 		XOAUTH2: func(user, tok string) bool { return user == "me@example.com" && p.Live(tok) }})
 	in := newInstance(t, oauthConfig(srv, p))
+	// Copies that wait are retried only after 10 minutes: the new sign-in
+	// below must send them at once.
+	slowRetries(t, in)
 	if st := readAuthStatus(t, in); st.Accounts[0].SignedIn || st.Accounts[0].Method != "oauth" {
 		t.Fatalf("before sign-in: %+v", st)
 	}
@@ -146,6 +163,9 @@ func TestOAuthEndToEnd(t *testing.T) {
 
 	authLogin(t, in)
 	waitMessages(t, srv, 6, 30*time.Second)
+	if !logged(in.logs, "new OAuth sign-in: retrying deferred copies now") {
+		t.Error("no log line for the new sign-in")
+	}
 	if st := readAuthStatus(t, in); st.Accounts[0].LastError != "" || !st.Accounts[0].SignedIn {
 		t.Errorf("after the new sign-in: %+v", st)
 	}

@@ -21,6 +21,7 @@ import (
 	"pixelrelay/metrics"
 	"pixelrelay/relay"
 	"pixelrelay/relay/deliver"
+	"pixelrelay/relay/oauth"
 	"pixelrelay/relay/queue"
 	"pixelrelay/relay/smtpd"
 	"pixelrelay/tracker/httpd"
@@ -267,6 +268,7 @@ func serve(flagPath string, trackerOnly bool, log *slog.Logger) error {
 
 	go func() { lns.report(watcher.Run(ctx)) }()
 	q.Start()
+	go watchSignIns(ctx, dataDir, q, log)
 	go web.RunPurge(ctx)
 	synced := sp.start(ctx)
 	// The listeners are bound: say so before the first client is answered.
@@ -339,6 +341,18 @@ func applyReload(old, new *config.Config, dataDir string, lns *listeners, st sto
 		log.Warn("data_dir changed; it takes effect after a restart", "data_dir", new.DataDir, "in_use", dataDir)
 	}
 	restartKeys(old, new, log)
+}
+
+// watchSignIns retries the deferred copies at once when `pixelrelay auth
+// login` stored a new sign-in (the copies that waited for it).
+func watchSignIns(ctx context.Context, dataDir string, q *queue.Queue, log *slog.Logger) {
+	err := oauth.WatchSignIns(ctx, dataDir, log, func(account string) {
+		log.Info("new OAuth sign-in: retrying deferred copies now", "account", account)
+		q.Kick()
+	})
+	if err != nil {
+		log.Warn("cannot watch for OAuth sign-ins; copies that wait for one are retried on their schedule", "err", err)
+	}
 }
 
 func storeOptions(cfg *config.Config, log *slog.Logger) store.Options {

@@ -154,7 +154,7 @@ func (f *flow) finish(ctx context.Context, code, errCode, errDesc string) result
 	}
 	now := time.Now().UTC()
 	st := stored{Account: f.opts.Account, Provider: f.opts.Provider, ClientID: f.opts.ClientID,
-		RefreshToken: tok.RefreshToken, SavedAt: now}
+		RefreshToken: tok.RefreshToken, SavedAt: now, From: "login"}
 	if err := writeToken(f.opts.DataDir, st); err != nil {
 		return result{err: fmt.Errorf("cannot store the refresh token: %w", err)}
 	}

@@ -163,7 +163,7 @@ func (s *Source) rotate(old stored, rt string) {
 	if err != nil || cur.RefreshToken != old.RefreshToken {
 		return
 	}
-	cur.RefreshToken, cur.SavedAt = rt, time.Now().UTC()
+	cur.RefreshToken, cur.SavedAt, cur.From = rt, time.Now().UTC(), "refresh"
 	if err := writeToken(s.opts.DataDir, cur); err != nil {
 		s.log.Error("cannot store the rotated refresh token", "err", err)
 	}

@@ -19,6 +19,8 @@ type stored struct {
 	ClientID     string    `json:"client_id"`
 	RefreshToken string    `json:"refresh_token"`
 	SavedAt      time.Time `json:"saved_at"`
+	// From is "login" (a sign-in) or "refresh" (a rotated refresh token).
+	From string `json:"from"`
 }
 
 // Status is what is known of an account's sign-in: the token file and the
