@@ -300,3 +300,43 @@ func TestLoginCommand(t *testing.T) {
 		}
 	}
 }
+
+// TestLoginMicrosoft: Microsoft's redirect is http://localhost:PORT/ (what
+// its app registrations accept for any port), reachable over 127.0.0.1
+// and, where the host has it, ::1; its scopes include offline_access.
+func TestLoginMicrosoft(t *testing.T) {
+	p := oauthtest.Start(t, oauthtest.Options{})
+	opts := options(t, p, "work")
+	opts.Provider, opts.Scopes = Microsoft, nil
+	login(t, opts)
+	q := p.LastAuthorize()
+	if !strings.HasPrefix(q.Get("redirect_uri"), "http://localhost:") {
+		t.Errorf("redirect_uri %q, want http://localhost:PORT/", q.Get("redirect_uri"))
+	}
+	if !strings.Contains(q.Get("scope"), "offline_access") || !strings.Contains(q.Get("scope"), "SMTP.Send") {
+		t.Errorf("scope %q", q.Get("scope"))
+	}
+	if q.Get("access_type") != "" {
+		t.Errorf("access_type %q is Google's", q.Get("access_type"))
+	}
+}
+
+// FuzzFileName: any account name makes one plain file name in the oauth
+// directory that names the account back.
+func FuzzFileName(f *testing.F) {
+	for _, s := range []string{"default", "work", "../x", "a/b", "..", ".", "%2F", "ä b"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, account string) {
+		if account == "" {
+			return
+		}
+		name := fileName("token", account)
+		if strings.ContainsAny(name, "/\\\x00") || name == "." || name == ".." {
+			t.Fatalf("fileName(%q) = %q: not one plain name", account, name)
+		}
+		if got, ok := accountOf(name); !ok || got != account {
+			t.Fatalf("accountOf(%q) = %q, %v; want %q", name, got, ok, account)
+		}
+	})
+}
