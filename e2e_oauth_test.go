@@ -123,10 +123,14 @@ func TestOAuthEndToEnd(t *testing.T) {
 	if st := readAuthStatus(t, in); st.Accounts[0].SignedIn || st.Accounts[0].Method != "oauth" {
 		t.Fatalf("before sign-in: %+v", st)
 	}
+	in.start()
+	if !logged(in.logs, "account default uses OAuth but is not signed in: run pixelrelay auth login") {
+		t.Error("serve did not warn about the account nobody signed in")
+	}
+	// Signed in while serve runs.
 	if out := authLogin(t, in); !strings.Contains(out, "Signed in account default") {
 		t.Fatalf("auth login said:\n%s", out)
 	}
-	in.start()
 
 	to := []string{"alice@example.org", "bob@example.org"}
 	send := func(subject string) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strings"
 	"time"
@@ -189,4 +190,17 @@ func methodName(r AuthAccount) string {
 		return "oauth (" + r.Provider + ")"
 	}
 	return "oauth"
+}
+
+// warnSignIns logs each OAuth account nobody signed in yet.
+func warnSignIns(log *slog.Logger, cfg *config.Config) {
+	for _, a := range cfg.Accounts() {
+		if a.Auth != "oauth" {
+			continue
+		}
+		if st, err := oauth.ReadStatus(cfg.DataDir, a.Name); err == nil && !st.SignedIn {
+			log.Warn("account "+a.Name+" uses OAuth but is not signed in: run "+oauth.LoginCommand(a.Name)+" (its copies wait until then)",
+				"account", a.Name)
+		}
+	}
 }

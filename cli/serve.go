@@ -387,6 +387,7 @@ func logStartup(log *slog.Logger, cfg *config.Config, path string, smtpAddr, htt
 	}
 	self := selfCommand()
 	log.Info("read opens with: " + self + " opens   (and " + self + " messages --unopened)")
+	warnSignIns(log, cfg)
 }
 
 // benchNoFsync reports whether PIXELRELAY_BENCH_NO_FSYNC=1 asks for a spool
