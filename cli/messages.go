@@ -111,5 +111,10 @@ func messagesTable(msgs []store.Message, now time.Time) *table {
 			strconv.Itoa(m.OpensHuman), strconv.Itoa(m.OpensTotal),
 			stampPtr(m.FirstHumanOpen, now, "-"), strconv.Itoa(m.ClicksHuman), m.TrackingID)
 	}
+	accounts := make([]string, len(msgs))
+	for i, m := range msgs {
+		accounts[i] = m.Account
+	}
+	t.accountColumn(2, accounts)
 	return t
 }

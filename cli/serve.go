@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"reflect"
 	"strings"
 	"syscall"
 	"time"
@@ -19,7 +20,6 @@ import (
 
 	"pixelrelay/config"
 	"pixelrelay/metrics"
-	"pixelrelay/relay"
 	"pixelrelay/relay/deliver"
 	"pixelrelay/relay/oauth"
 	"pixelrelay/relay/queue"
@@ -193,8 +193,8 @@ func serve(flagPath string, trackerOnly bool, log *slog.Logger) error {
 		return serveTracker(path, cfg, watcher, sp, st, hooks, met, sigc, log)
 	}
 
-	upstream := deliver.New(current, log)
-	defer upstream.Close()
+	upstreams := deliver.NewAccounts(current, log)
+	defer upstreams.Close()
 	sent, err := startSentFolder(cfg.DataDir, current, st, met, log)
 	if err != nil {
 		return fmt.Errorf("sent folder jobs: %w", err)
@@ -204,7 +204,7 @@ func serve(flagPath string, trackerOnly bool, log *slog.Logger) error {
 		SentFolder: sent.handOver,
 		Dir:        cfg.SpoolDir(),
 		Config:     current,
-		Upstream:   func() relay.Upstream { return upstream },
+		Upstream:   upstreams.For,
 		Recorder:   st,
 		Minter:     sp.minter(),
 		Links:      sp.linkMinter(),
@@ -332,8 +332,9 @@ func waitForStop(sigc <-chan os.Signal, errc <-chan error, w *config.Watcher, ln
 // is the data_dir in use.
 func applyReload(old, new *config.Config, dataDir string, lns *listeners, st store.DB, q *queue.Queue, log *slog.Logger) {
 	st.SetLimits(new.Tracking.DedupWindow.D(), new.Tracking.IPHourlyLimit)
-	if q != nil && old.Upstream != new.Upstream {
+	if q != nil && (old.Upstream != new.Upstream || !reflect.DeepEqual(old.Named, new.Named)) {
 		log.Info("upstream settings changed: retrying deferred copies now")
+		q.Reroute()
 		q.Kick()
 	}
 	lns.apply(new)

@@ -107,6 +107,11 @@ func statusRows(st *httpd.StatusResponse) [][]string {
 	if db.LimiterRefused > 0 {
 		rows = append(rows, []string{"refused opens", fmt.Sprintf("%d since start (dedup/per-IP tables full: a flood from many addresses? see the server log)", db.LimiterRefused)})
 	}
+	if len(st.Accounts) > 1 {
+		for _, a := range st.Accounts {
+			rows = append(rows, []string{"account " + a.Name, accountLine(a)})
+		}
+	}
 	for _, h := range st.Webhooks {
 		rows = append(rows, []string{"webhook " + h.Name, webhookLine(h)})
 	}
@@ -114,6 +119,28 @@ func statusRows(st *httpd.StatusResponse) [][]string {
 		r[1] = clean(r[1])
 	}
 	return rows
+}
+
+// accountLine is one account on the status page: "smtp://smtp.example:587
+// for @work.example, smtp user bob; oauth; Sent folder on; 2 waiting: 2
+// deferred".
+func accountLine(a httpd.AccountStatus) string {
+	parts := []string{a.Upstream}
+	var who []string
+	who = append(who, a.Senders...)
+	for _, u := range a.SMTPUsers {
+		who = append(who, "smtp user "+u)
+	}
+	if len(who) > 0 {
+		parts[0] += " for " + strings.Join(who, ", ")
+	} else if a.Name == config.DefaultAccount {
+		parts[0] += " for every other sender"
+	}
+	if a.Auth == "oauth" {
+		parts = append(parts, "OAuth")
+	}
+	parts = append(parts, "Sent folder "+a.SentFolder, "queue "+queueLine(a.Queue))
+	return strings.Join(parts, "; ")
 }
 
 // copiesLine is the number of tracked copies, and of the untracked ones
@@ -206,6 +233,11 @@ func queueTable(entries []record.QueueEntry, now time.Time) *table {
 		t.add(strings.Join(q.Recipients, ", "), q.Status, strconv.Itoa(q.Attempts),
 			stamp(q.QueuedAt, now), next, lastErr)
 	}
+	accounts := make([]string, len(entries))
+	for i, q := range entries {
+		accounts[i] = q.Account
+	}
+	t.accountColumn(1, accounts)
 	return t
 }
 

@@ -1,10 +1,13 @@
 package cli
 
 import (
+	"slices"
 	"strings"
 	"unicode"
 
 	"golang.org/x/text/width"
+
+	"pixelrelay/config"
 )
 
 // table is aligned text output: a header row and rows of cells. Columns
@@ -224,4 +227,32 @@ func kindPainter(on bool, col int) func(int, string) string {
 // NO_COLOR is set (https://no-color.org) or TERM is "dumb".
 func colorOn(terminal bool, getenv func(string) string) bool {
 	return terminal && getenv("NO_COLOR") == "" && getenv("TERM") != "dumb"
+}
+
+// accountColumn inserts an ACCOUNT column at col holding names[i] for row
+// i, when any of them is a named account; with [upstream] alone ("default"
+// or "" everywhere) the table stays as it was.
+func (t *table) accountColumn(col int, names []string) {
+	named := false
+	for _, n := range names {
+		named = named || (n != "" && n != config.DefaultAccount)
+	}
+	if !named || len(names) != len(t.rows) {
+		return
+	}
+	t.header = slices.Insert(slices.Clone(t.header), col, "ACCOUNT")
+	for i, n := range names {
+		if n == "" {
+			n = config.DefaultAccount
+		}
+		t.rows[i] = slices.Insert(t.rows[i], col, clean(n))
+	}
+	flex := map[int]int{}
+	for c, w := range t.flex {
+		if c >= col {
+			c++
+		}
+		flex[c] = w
+	}
+	t.flex = flex
 }

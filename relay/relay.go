@@ -87,3 +87,10 @@ func (e RecipientErrors) Error() string {
 type Spooler interface {
 	Spool(from string, to []string, body io.Reader) (queueID string, err error)
 }
+
+// UserSpooler is a Spooler that also takes the SMTP AUTH user (the
+// account a message goes through may be chosen by it). smtpd uses it
+// when its Spooler has it.
+type UserSpooler interface {
+	SpoolUser(user, from string, to []string, body io.Reader) (queueID string, err error)
+}

@@ -3,13 +3,16 @@
 // maildir-style folder (the default, upstream.url = "outbox"); SMTP relays
 // to an SMTP server (smtp:// with STARTTLS, smtps:// with implicit TLS)
 // over a pool of reused connections. New picks one from the current config
-// at every delivery.
+// at every delivery; Accounts keeps one such upstream per account.
 package deliver
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 	"sync"
 
 	"pixelrelay/config"
@@ -21,15 +24,20 @@ import (
 // made again at each Deliver, so a hot reload that changes upstream.url or
 // data_dir takes effect at once; the upstream it replaces is closed.
 func New(cfg func() *config.Config, log *slog.Logger) relay.Upstream {
+	return newSwitcher(cfg, config.DefaultAccount, log)
+}
+
+func newSwitcher(cfg func() *config.Config, account string, log *slog.Logger) *switcher {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &switcher{cfg: cfg, log: log}
+	return &switcher{cfg: cfg, account: account, log: log}
 }
 
 type switcher struct {
-	cfg func() *config.Config
-	log *slog.Logger
+	cfg     func() *config.Config
+	account string
+	log     *slog.Logger
 
 	mu  sync.Mutex
 	key string
@@ -44,7 +52,7 @@ func (sw *switcher) Deliver(ctx context.Context, from string, to []string, msg i
 func (sw *switcher) pick() relay.Upstream {
 	cfg := sw.cfg()
 	key, dir := "smtp", ""
-	if isOutbox(cfg.Upstream.URL) {
+	if isOutbox(upstreamOf(cfg, sw.account).URL) {
 		dir = cfg.OutboxDir()
 		key = "outbox:" + dir
 	}
@@ -54,13 +62,13 @@ func (sw *switcher) pick() relay.Upstream {
 		return sw.cur
 	}
 	if sw.cur != nil {
-		sw.log.Info("upstream changed", "from", sw.key, "to", key)
+		sw.log.Info("upstream changed", "account", sw.account, "from", sw.key, "to", key)
 		sw.cur.Close()
 	}
 	if dir != "" {
 		sw.cur = NewOutbox(dir)
 	} else {
-		sw.cur = NewSMTP(sw.cfg, sw.log)
+		sw.cur = NewAccountSMTP(sw.cfg, sw.account, sw.log)
 	}
 	sw.key = key
 	return sw.cur
@@ -78,3 +86,107 @@ func (sw *switcher) Close() error {
 }
 
 func isOutbox(url string) bool { return url == "" || url == "outbox" }
+
+// Accounts keeps one upstream per account ([upstream] is "default", see
+// config.Accounts), each with its own settings, credentials and connection
+// pool, made when first used. Safe for concurrent use.
+type Accounts struct {
+	cfg func() *config.Config
+	log *slog.Logger
+
+	mu   sync.Mutex
+	seen *config.Config // the config the set of upstreams was last checked against
+	by   map[string]*switcher
+}
+
+// NewAccounts returns the upstreams of cfg's accounts.
+func NewAccounts(cfg func() *config.Config, log *slog.Logger) *Accounts {
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Accounts{cfg: cfg, log: log, by: map[string]*switcher{}}
+}
+
+// For returns the upstream of the account called name: "" and an account
+// the config does not have (removed by a reload) get [upstream]'s. After a
+// reload the upstreams of removed accounts are closed.
+func (a *Accounts) For(name string) relay.Upstream {
+	cfg := a.cfg()
+	if _, ok := cfg.Account(name); !ok {
+		name = config.DefaultAccount
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if cfg != a.seen {
+		a.seen = cfg
+		for n, sw := range a.by {
+			if _, ok := cfg.Account(n); !ok {
+				a.log.Info("account removed: its upstream connections are closed", "account", n)
+				go sw.Close()
+				delete(a.by, n)
+			}
+		}
+	}
+	sw := a.by[name]
+	if sw == nil {
+		sw = newSwitcher(a.cfg, name, a.log)
+		a.by[name] = sw
+	}
+	if name == config.DefaultAccount {
+		return sw
+	}
+	return accountUpstream{sw, accountKey(cfg, name)}
+}
+
+// Close closes every account's upstream.
+func (a *Accounts) Close() error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	var errs []error
+	for n, sw := range a.by {
+		errs = append(errs, sw.Close())
+		delete(a.by, n)
+	}
+	return errors.Join(errs...)
+}
+
+// accountKey is the config key of the [[accounts]] block called name
+// ("accounts[1]").
+func accountKey(cfg *config.Config, name string) string {
+	for i, a := range cfg.Named {
+		if a.Name == name {
+			return fmt.Sprintf("accounts[%d]", i)
+		}
+	}
+	return "upstream"
+}
+
+// accountUpstream is a named account's upstream: the hints of its setup
+// failures name its own keys ("check accounts[1].username ..."), not
+// [upstream]'s.
+type accountUpstream struct {
+	relay.Upstream
+	key string
+}
+
+func (u accountUpstream) Deliver(ctx context.Context, from string, to []string, msg io.Reader) error {
+	err := u.Upstream.Deliver(ctx, from, to, msg)
+	if de, ok := err.(*relay.DeliveryError); ok && de.Class == relay.Setup {
+		cp := *de
+		cp.Err = keyedError{err: de.Err, key: u.key}
+		return &cp
+	}
+	return err
+}
+
+// keyedError names an account's keys in place of [upstream]'s.
+type keyedError struct {
+	err error
+	key string
+}
+
+func (e keyedError) Error() string {
+	return strings.ReplaceAll(e.err.Error(), "upstream.", e.key+".")
+}
+
+func (e keyedError) Unwrap() error { return e.err }

@@ -57,8 +57,9 @@ type SMTP struct {
 	DataTimeout    time.Duration
 	IdleTimeout    time.Duration
 
-	cfg func() *config.Config
-	log *slog.Logger
+	cfg     func() *config.Config
+	account string // whose upstream keys are used (config.DefaultAccount: [upstream])
+	log     *slog.Logger
 
 	mu       sync.Mutex
 	closed   bool
@@ -72,6 +73,13 @@ type SMTP struct {
 // NewSMTP returns an SMTP upstream reading upstream.* from cfg at every
 // delivery. A nil log means slog.Default().
 func NewSMTP(cfg func() *config.Config, log *slog.Logger) *SMTP {
+	return NewAccountSMTP(cfg, config.DefaultAccount, log)
+}
+
+// NewAccountSMTP is NewSMTP for the account called account: its own keys
+// ([upstream]'s for config.DefaultAccount, and for an account the config no
+// longer has), connections and pool.
+func NewAccountSMTP(cfg func() *config.Config, account string, log *slog.Logger) *SMTP {
 	if log == nil {
 		log = slog.Default()
 	}
@@ -81,9 +89,24 @@ func NewSMTP(cfg func() *config.Config, log *slog.Logger) *SMTP {
 		DataTimeout:    DefaultDataTimeout,
 		IdleTimeout:    DefaultIdleTimeout,
 		cfg:            cfg,
-		log:            log.With("component", "deliver"),
+		account:        account,
+		log:            log.With("component", "deliver", "account", account),
 		released:       make(chan struct{}),
 	}
+}
+
+// upstream returns the keys of s's account in cfg.
+func (s *SMTP) upstream(cfg *config.Config) config.Upstream {
+	return upstreamOf(cfg, s.account)
+}
+
+// upstreamOf returns the keys of the account called name, [upstream]'s
+// when cfg has no such account.
+func upstreamOf(cfg *config.Config, name string) config.Upstream {
+	if a, ok := cfg.Account(name); ok {
+		return a.Upstream
+	}
+	return cfg.Upstream
 }
 
 // settings is the part of the config a connection depends on.
@@ -100,9 +123,9 @@ type settings struct {
 
 // current returns the settings for cfg, reusing the pool's when unchanged.
 func (s *SMTP) current(cfg *config.Config) (*settings, error) {
-	u := cfg.Upstream
+	u := s.upstream(cfg)
 	key := strings.Join([]string{u.URL, u.Username, u.Password, u.PasswordFile,
-		os.Getenv(envPassword), u.TLS, u.CAFile, cfg.SMTP.Hostname,
+		s.envPassword(), u.TLS, u.CAFile, cfg.SMTP.Hostname,
 		u.Auth, u.OAuthProvider, u.OAuthClientID, u.OAuthClientSecret, u.OAuthAuthURL, u.OAuthTokenURL,
 		cfg.DataDir}, "\x00")
 	s.mu.Lock()
@@ -111,7 +134,7 @@ func (s *SMTP) current(cfg *config.Config) (*settings, error) {
 	if st != nil && st.key == key {
 		return st, nil
 	}
-	st, err := newSettings(cfg)
+	st, err := newSettings(u, s.account, cfg.SMTP.Hostname, s.envPassword(), cfg.DataDir)
 	if err != nil {
 		return nil, err
 	}
@@ -119,13 +142,24 @@ func (s *SMTP) current(cfg *config.Config) (*settings, error) {
 	return st, nil
 }
 
-func newSettings(cfg *config.Config) (*settings, error) {
-	u := cfg.Upstream
+// envPassword is $PIXELRELAY_UPSTREAM_PASSWORD for [upstream]; it is not
+// the password of any other account.
+func (s *SMTP) envPassword() string {
+	if s.account != config.DefaultAccount {
+		return ""
+	}
+	return os.Getenv(envPassword)
+}
+
+// newSettings makes the settings of account (its keys u) for a new
+// connection; helo is smtp.hostname, envPW $PIXELRELAY_UPSTREAM_PASSWORD
+// where it applies, dataDir where OAuth tokens are kept.
+func newSettings(u config.Upstream, account, helo, envPW, dataDir string) (*settings, error) {
 	pu, err := url.Parse(u.URL)
 	if err != nil || pu.Host == "" {
 		return nil, fmt.Errorf("upstream.url %q: want smtp://host:port or smtps://host:port", u.URL)
 	}
-	st := &settings{user: u.Username, helo: cfg.SMTP.Hostname}
+	st := &settings{user: u.Username, helo: helo}
 	if st.helo == "" {
 		st.helo = "localhost"
 	}
@@ -150,10 +184,10 @@ func newSettings(cfg *config.Config) (*settings, error) {
 		}
 	}
 	if u.Auth == "oauth" {
-		st.oauth = oauth.For(oauth.FromConfig(cfg.DataDir, config.Account{Name: config.DefaultAccount, Upstream: u}))
+		st.oauth = oauth.For(oauth.FromConfig(dataDir, config.Account{Name: account, Upstream: u}))
 		return st, nil
 	}
-	if st.password, err = password(u); err != nil {
+	if st.password, err = password(u, envPW); err != nil {
 		return nil, err
 	}
 	return st, nil
@@ -180,11 +214,12 @@ func tlsConfig(host, caFile string) (*tls.Config, error) {
 	return tc, nil
 }
 
-// password is $PIXELRELAY_UPSTREAM_PASSWORD, upstream.password or the
-// content of upstream.password_file, in that order.
-func password(u config.Upstream) (string, error) {
-	if p := os.Getenv(envPassword); p != "" {
-		return p, nil
+// password is envPW ($PIXELRELAY_UPSTREAM_PASSWORD for [upstream]),
+// upstream.password or the content of upstream.password_file, in that
+// order.
+func password(u config.Upstream, envPW string) (string, error) {
+	if envPW != "" {
+		return envPW, nil
 	}
 	if u.Password != "" || u.PasswordFile == "" {
 		return u.Password, nil
@@ -248,7 +283,7 @@ func stale(err error) bool {
 // acquire waits for one of upstream.connections slots.
 func (s *SMTP) acquire(ctx context.Context) error {
 	for {
-		limit := max(s.cfg().Upstream.Connections, 1)
+		limit := max(s.upstream(s.cfg()).Connections, 1)
 		s.mu.Lock()
 		if s.inUse < limit {
 			s.inUse++

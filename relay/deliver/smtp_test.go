@@ -293,7 +293,7 @@ func TestDeliverHostnameMismatch(t *testing.T) {
 	// The certificate names 127.0.0.1 and localhost, not this name.
 	_, port, _ := net.SplitHostPort(srv.Addr)
 	c.Upstream.URL = "smtp://127.0.0.1.nip.invalid:" + port
-	st, err := newSettings(c)
+	st, err := newSettings(c.Upstream, config.DefaultAccount, c.SMTP.Hostname, "", c.DataDir)
 	if err != nil {
 		t.Fatal(err)
 	}

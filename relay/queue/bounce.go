@@ -44,6 +44,7 @@ func (q *Queue) bounce(m *message, fails []spool.Failure) error {
 	}
 	env := q.newEnvelope("", []string{m.env.From})
 	env.DSN = true
+	env.Account = m.env.Account // the sender's own account takes it back
 	r.MessageID = env.MessageID
 	body, err := dsn.Build(r)
 	if err != nil {

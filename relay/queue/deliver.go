@@ -3,7 +3,6 @@ package queue
 import (
 	"bufio"
 	"bytes"
-	"container/heap"
 	"errors"
 	"fmt"
 	"io"
@@ -19,7 +18,7 @@ import (
 )
 
 // dispatch starts deliveries of due copies, never more at once than
-// upstream.connections (read again each time).
+// each account's upstream.connections (read again each time).
 func (q *Queue) dispatch() {
 	defer close(q.stopped)
 	timer := time.NewTimer(time.Hour)
@@ -38,33 +37,23 @@ func (q *Queue) dispatch() {
 
 // startDue starts what is due and returns how long to sleep.
 func (q *Queue) startDue() time.Duration {
-	_, _, _, conns := q.limits()
+	cfg := q.cfg()
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	now := q.opt.Now()
-	for q.active < conns && q.ready.Len() > 0 && !q.ready[0].c.Next.After(now) {
-		it := heap.Pop(&q.ready).(*item)
-		q.active++
-		it.m.busy++
-		q.flight.Add(1)
-		go q.deliver(it, snapshot(it.m.st, it.c))
-	}
-	if q.active >= conns || q.ready.Len() == 0 {
-		return time.Hour
-	}
-	return max(q.ready[0].c.Next.Sub(now), time.Millisecond)
+	return q.startLanes(cfg, q.opt.Now())
 }
 
 // attempt is what one delivery needs, copied under the lock.
 type attempt struct {
-	rcpts []string
-	token string
-	links int           // the message's links whose clicks are counted (spool.State.Links)
-	took  time.Duration // how long the upstream took (set after send)
+	account string // the account whose upstream takes it
+	rcpts   []string
+	token   string
+	links   int           // the message's links whose clicks are counted (spool.State.Links)
+	took    time.Duration // how long the upstream took (set after send)
 }
 
-func snapshot(st *spool.State, c *spool.Copy) attempt {
-	return attempt{rcpts: append([]string(nil), c.Recipients...), token: c.Token, links: st.Links}
+func snapshot(it *item) attempt {
+	return attempt{account: it.acct, rcpts: append([]string(nil), it.c.Recipients...), token: it.c.Token, links: it.m.st.Links}
 }
 
 // deliver sends one copy and records the outcome.
@@ -86,7 +75,7 @@ var errAborted = errors.New("queue: delivery aborted")
 // streamed from its spool file through rewrite.Rewrite and a pipe, never
 // whole in memory.
 func (q *Queue) send(m *message, a attempt) error {
-	up := q.opt.Upstream()
+	up := q.opt.Upstream(a.account)
 	if up == nil {
 		return &relay.DeliveryError{Class: relay.Setup, Stage: "connect", Err: errors.New("no upstream configured")}
 	}
@@ -173,7 +162,7 @@ func (q *Queue) result(it *item, a attempt, err error) {
 	m, c := it.m, it.c
 
 	q.mu.Lock()
-	q.active--
+	q.active[it.acct]--
 	m.busy--
 	c.Attempts++
 	q.dropData(m)
@@ -189,7 +178,7 @@ func (q *Queue) result(it *item, a attempt, err error) {
 		if deadline := m.env.Received.Add(maxAge); c.Next.After(deadline) {
 			c.Next = deadline // the last try is at max_age, then it expires
 		}
-		heap.Push(&q.ready, it)
+		q.ready.push(it)
 	case o.delivered > 0:
 		c.Status, c.SentAt = spool.Sent, now
 	default:
@@ -204,11 +193,11 @@ func (q *Queue) result(it *item, a attempt, err error) {
 	status := c.Status
 	q.mu.Unlock()
 	q.wakeUp() // the upstream slot is free: start the next copy now
-	q.opt.Metrics.Delivery(status, "", a.took)
+	q.opt.Metrics.Delivery(status, a.account, a.took)
 
 	if err != nil {
-		q.log.Info("delivery failed", "queue_id", m.env.ID, "rcpts", a.rcpts, "class", relay.ClassOf(err).String(),
-			"status", status, "err", err)
+		q.log.Info("delivery failed", "queue_id", m.env.ID, "account", a.account, "rcpts", a.rcpts,
+			"class", relay.ClassOf(err).String(), "status", status, "err", err)
 	}
 	// The spool's state first: it decides what is sent again after a
 	// crash. The recorder can be slow (it waits while the database is

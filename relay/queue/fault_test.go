@@ -367,7 +367,7 @@ func TestStateJournalDiskFull(t *testing.T) {
 	h.up.script["a@ex.test"] = []error{temporary("try later")}
 	gate := &faultGate{inner: h.up, rcpt: "c@ex.test", started: make(chan struct{}, 10), release: make(chan struct{})}
 	q, err := New(Options{
-		Dir: h.dir, Config: func() *config.Config { return h.cfg }, Upstream: func() relay.Upstream { return gate },
+		Dir: h.dir, Config: func() *config.Config { return h.cfg }, Upstream: func(string) relay.Upstream { return gate },
 		Recorder: h.rec, Minter: h.mint, Log: logs.logger(), SpoolFault: d.fault,
 	})
 	if err != nil {

@@ -55,7 +55,7 @@ func TestKillChild(t *testing.T) {
 	q, err := New(Options{
 		Dir:      dir,
 		Config:   testConfig,
-		Upstream: func() relay.Upstream { return up },
+		Upstream: func(string) relay.Upstream { return up },
 		Recorder: newFakeRecorder(),
 		Minter:   minter,
 		Log:      quiet,
@@ -334,7 +334,7 @@ func gracefulStopRound(t *testing.T) bool {
 	h.up.script["b@ex.test"] = []error{temporary("451 4.7.1 greylisted")}
 	release := make(chan struct{})
 	up := &heldUpstream{fakeUpstream: h.up, hold: map[string]chan struct{}{"a@ex.test": release}, accepted: map[string]int{}}
-	withUp := func(o *Options) { o.Upstream = func() relay.Upstream { return up } }
+	withUp := func(o *Options) { o.Upstream = func(string) relay.Upstream { return up } }
 	q := h.openWith(withUp, true)
 	h.spool("s@x.test", []string{"a@ex.test", "b@ex.test"}, htmlMsg)
 

@@ -2,7 +2,6 @@ package queue
 
 import (
 	"bytes"
-	"container/heap"
 	"fmt"
 	"io"
 	"strings"
@@ -131,7 +130,7 @@ func (q *Queue) publish(p planned) {
 	q.mu.Lock()
 	m.st = p.st
 	for i := range p.st.Copies {
-		heap.Push(&q.ready, &item{m: m, c: &p.st.Copies[i]})
+		q.ready.push(&item{m: m, c: &p.st.Copies[i]})
 	}
 	q.mu.Unlock()
 	m.wmu.Unlock()
@@ -286,10 +285,12 @@ func (q *Queue) makePlan(m *message) (*spool.State, []record.Copy, error) {
 		}}}, nil, nil
 	}
 	cfg := q.cfg()
+	acct := accountIn(cfg, m.env.Account)
 	pol := rewrite.Policy{
 		OptIn:   strings.EqualFold(cfg.Tracking.Policy, "opt-in"),
 		Exclude: cfg.Tracking.Exclude,
 		Sender:  m.env.From,
+		Own:     ownAddress(acct),
 	}
 	msgID := info.MessageID
 	if msgID == "" {
@@ -310,7 +311,7 @@ func (q *Queue) makePlan(m *message) (*spool.State, []record.Copy, error) {
 	var untracked []string
 	for _, rcpt := range m.env.To {
 		rec := record.Copy{QueueID: m.env.ID, Recipient: rcpt, From: m.env.From, Subject: info.Subject,
-			MessageID: msgID, QueuedAt: m.env.Received, Status: record.StatusQueued}
+			MessageID: msgID, QueuedAt: m.env.Received, Status: record.StatusQueued, Account: acct.Name}
 		ok, why := track(info, rcpt, pol)
 		if ok && q.opt.Minter == nil {
 			ok, why = false, "tracking unavailable"
@@ -345,6 +346,15 @@ func (q *Queue) makePlan(m *message) (*spool.State, []record.Copy, error) {
 		st.Copies = append(st.Copies, spool.Copy{Recipients: untracked, Status: spool.Queued})
 	}
 	return st, recs, nil
+}
+
+// ownAddress is the address of the account's own mailbox, its username
+// when that is an address ("" when not): mail to it is the sender's own.
+func ownAddress(a config.Account) string {
+	if strings.Contains(a.Username, "@") {
+		return a.Username
+	}
+	return ""
 }
 
 // logUntracked says once per message which recipients get no pixel and

@@ -37,6 +37,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"maps"
 	"path/filepath"
 	"runtime"
 	"slices"
@@ -55,15 +56,17 @@ import (
 
 // Options configures a Queue.
 type Options struct {
-	Dir      string                // the spool directory; "" means Config().SpoolDir()
-	Config   func() *config.Config // the current config (hot reload swaps it)
-	Upstream func() relay.Upstream // the current upstream; may change on reload
-	Recorder record.Recorder       // nil: nothing recorded
-	Minter   record.Minter         // nil: nothing tracked
-	Links    record.LinkMinter     // nil: links never rewritten (no clicks counted)
-	Log      *slog.Logger          // nil: slog.Default()
-	Now      func() time.Time      // nil: time.Now
-	Metrics  *metrics.Metrics      // nil: nothing counted
+	Dir    string                // the spool directory; "" means Config().SpoolDir()
+	Config func() *config.Config // the current config (hot reload swaps it)
+	// Upstream returns the upstream of the account called name
+	// (config.DefaultAccount for [upstream]); it may change on reload.
+	Upstream func(account string) relay.Upstream
+	Recorder record.Recorder   // nil: nothing recorded
+	Minter   record.Minter     // nil: nothing tracked
+	Links    record.LinkMinter // nil: links never rewritten (no clicks counted)
+	Log      *slog.Logger      // nil: slog.Default()
+	Now      func() time.Time  // nil: time.Now
+	Metrics  *metrics.Metrics  // nil: nothing counted
 
 	// SentFolder, when set, gets each finished message that had copies
 	// accepted upstream (not bounces) before its files are deleted; while
@@ -92,8 +95,11 @@ type Queue struct {
 
 	mu     sync.Mutex
 	msgs   map[string]*message
-	ready  readyHeap // copies waiting for an attempt, soonest first
-	active int       // deliveries running
+	ready  lanes          // copies waiting for an attempt, by account, soonest first
+	active map[string]int // deliveries running, by account
+	// moved: accounts a reload removed whose copies were logged as
+	// going to the default account.
+	moved  map[string]bool
 	closed bool
 
 	wake    chan struct{}
@@ -153,9 +159,10 @@ type message struct {
 
 // item is one copy in the ready heap.
 type item struct {
-	m   *message
-	c   *spool.Copy
-	idx int
+	m    *message
+	c    *spool.Copy
+	idx  int
+	acct string // the account delivering it while in flight; guarded by Queue.mu
 
 	// A deferred copy is back in the heap before its update reaches the
 	// recorder, so its next attempt may finish first. Updates are numbered
@@ -185,7 +192,7 @@ func New(opt Options) (*Queue, error) {
 		opt.Dir = opt.Config().SpoolDir()
 	}
 	if opt.Upstream == nil {
-		opt.Upstream = func() relay.Upstream { return nil }
+		opt.Upstream = func(string) relay.Upstream { return nil }
 	}
 	if opt.Now == nil {
 		opt.Now = time.Now
@@ -207,6 +214,9 @@ func New(opt Options) (*Queue, error) {
 		sp:      sp,
 		log:     log.With("component", "queue"),
 		msgs:    map[string]*message{},
+		ready:   lanes{},
+		active:  map[string]int{},
+		moved:   map[string]bool{},
 		wake:    make(chan struct{}, 1),
 		plans:   make(chan *message, 4096),
 		adds:    make(chan planned, 4096),
@@ -259,7 +269,7 @@ func (q *Queue) resume() {
 		for i := range m.st.Copies {
 			c := &m.st.Copies[i]
 			if !c.Final() {
-				heap.Push(&q.ready, &item{m: m, c: c})
+				q.ready.push(&item{m: m, c: c})
 				open++
 			}
 		}
@@ -369,6 +379,13 @@ func finalStates(m *message) []update {
 // are planned and delivered in the background. Errors are temporary for
 // the client (nothing was accepted).
 func (q *Queue) Spool(from string, to []string, body io.Reader) (string, error) {
+	return q.SpoolUser("", from, to, body)
+}
+
+// SpoolUser is Spool for a message submitted by the SMTP AUTH user user
+// ("" when none): the account it goes through is chosen now, by its
+// envelope sender or user (config.Route), and kept with it in the spool.
+func (q *Queue) SpoolUser(user, from string, to []string, body io.Reader) (string, error) {
 	q.mu.Lock()
 	closed := q.closed
 	q.mu.Unlock()
@@ -379,6 +396,7 @@ func (q *Queue) Spool(from string, to []string, body io.Reader) (string, error) 
 		return "", errors.New("queue: no recipients")
 	}
 	env := q.newEnvelope(from, slices.Clone(to))
+	env.Account = q.cfg().Route(from, user).Name
 	m, err := q.put(env, body)
 	if err != nil {
 		return "", err
@@ -483,12 +501,14 @@ func waitTimeout(wg *sync.WaitGroup, d time.Duration) bool {
 func (q *Queue) Kick() {
 	q.mu.Lock()
 	now := q.opt.Now()
-	for _, it := range q.ready {
-		if it.c.Status == spool.Deferred {
-			it.c.Next = now
+	for _, h := range q.ready {
+		for _, it := range *h {
+			if it.c.Status == spool.Deferred {
+				it.c.Next = now
+			}
 		}
+		heap.Init(h)
 	}
-	heap.Init(&q.ready)
 	q.mu.Unlock()
 	q.wakeUp()
 }
@@ -497,6 +517,35 @@ func (q *Queue) wakeUp() {
 	select {
 	case q.wake <- struct{}{}:
 	default:
+	}
+}
+
+// Reroute logs, once per account, the messages waiting for an account the
+// config no longer has (a reload removed it): their copies go to the
+// default account from now on (and back to the account should it return).
+// Call it after a reload; Kick then retries them at once.
+func (q *Queue) Reroute() {
+	cfg := q.cfg()
+	counts := map[string]int{}
+	q.mu.Lock()
+	for _, m := range q.msgs {
+		a := m.env.Account
+		if a == "" || a == config.DefaultAccount {
+			continue
+		}
+		if _, ok := cfg.Account(a); ok {
+			delete(q.moved, a)
+		} else if !q.moved[a] {
+			counts[a]++
+		}
+	}
+	for a := range counts {
+		q.moved[a] = true
+	}
+	q.mu.Unlock()
+	for _, a := range slices.Sorted(maps.Keys(counts)) {
+		q.log.Warn("account removed from the config: its queued messages go to the default account",
+			"account", a, "messages", counts[a])
 	}
 }
 
@@ -511,9 +560,11 @@ func (q *Queue) Entries() []record.QueueEntry {
 	}
 	sort.Strings(ids)
 	var out []record.QueueEntry
+	cfg := q.cfg()
 	for _, id := range ids {
 		m := q.msgs[id]
-		base := record.QueueEntry{QueueID: id, From: m.env.From, QueuedAt: m.env.Received}
+		base := record.QueueEntry{QueueID: id, From: m.env.From, QueuedAt: m.env.Received,
+			Account: accountIn(cfg, m.env.Account).Name}
 		if m.st == nil {
 			e := base
 			e.Recipients = slices.Clone(m.env.To)

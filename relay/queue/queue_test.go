@@ -221,7 +221,7 @@ func (h *harness) openWith(change func(*Options), start bool) *Queue {
 	opt := Options{
 		Dir:      h.dir,
 		Config:   func() *config.Config { return h.cfg },
-		Upstream: func() relay.Upstream { return h.up },
+		Upstream: func(string) relay.Upstream { return h.up },
 		Recorder: h.rec,
 		Minter:   h.mint,
 		Now:      h.now,
@@ -883,7 +883,7 @@ func TestRecorderBatching(t *testing.T) {
 	rec := &slowRecorder{fakeRecorder: h.rec, failFirst: true}
 	q, err := New(Options{
 		Dir: h.dir, Config: func() *config.Config { return h.cfg },
-		Upstream: func() relay.Upstream { return h.up }, Recorder: rec, Minter: h.mint, Log: quiet,
+		Upstream: func(string) relay.Upstream { return h.up }, Recorder: rec, Minter: h.mint, Log: quiet,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -951,7 +951,7 @@ func BenchmarkQueueEndToEnd(b *testing.B) {
 			q, err := New(Options{
 				Dir:      b.TempDir(),
 				Config:   func() *config.Config { return cfg },
-				Upstream: func() relay.Upstream { return up },
+				Upstream: func(string) relay.Upstream { return up },
 				Recorder: newFakeRecorder(),
 				Minter:   &fakeMinter{},
 				NoFsync:  noFsync,
@@ -1108,7 +1108,7 @@ func TestRecorderDownDeliversUntracked(t *testing.T) {
 	h := newHarness(t, testConfig())
 	q, err := New(Options{
 		Dir: h.dir, Config: func() *config.Config { return h.cfg },
-		Upstream: func() relay.Upstream { return h.up }, Recorder: brokenRecorder{h.rec}, Minter: h.mint, Log: quiet,
+		Upstream: func(string) relay.Upstream { return h.up }, Recorder: brokenRecorder{h.rec}, Minter: h.mint, Log: quiet,
 	})
 	if err != nil {
 		t.Fatal(err)

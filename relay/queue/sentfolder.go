@@ -32,12 +32,13 @@ func (q *Queue) handOver(m *message) bool {
 	if q.opt.SentFolder == nil || m.env.DSN || m.env.From == "" {
 		return true
 	}
+	account := accountIn(q.cfg(), m.env.Account).Name
 	q.mu.Lock()
 	if m.damaged != "" {
 		q.mu.Unlock()
 		return true
 	}
-	f := Finished{QueueID: m.env.ID, From: m.env.From, MessageID: m.env.MessageID,
+	f := Finished{QueueID: m.env.ID, From: m.env.From, Account: account, MessageID: m.env.MessageID,
 		Received: m.env.Received}
 	if m.st != nil {
 		if m.st.MessageID != "" {

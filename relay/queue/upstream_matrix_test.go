@@ -254,7 +254,7 @@ func startMatrix(t *testing.T, row matrixRow) *matrixRun {
 	q, err := New(Options{
 		Dir:             filepath.Join(t.TempDir(), "spool"),
 		Config:          m.cfg.Load,
-		Upstream:        func() relay.Upstream { return up },
+		Upstream:        func(string) relay.Upstream { return up },
 		Recorder:        m.rec,
 		Minter:          &fakeMinter{},
 		Log:             quiet,

@@ -84,6 +84,9 @@ type Policy struct {
 	// Sender is the envelope sender: a recipient that is the sender's
 	// own address is never tracked (their views are not a recipient's).
 	Sender string
+	// Own is the address of the upstream account's mailbox (its
+	// username), the sender's own too; "" when not an address.
+	Own string
 }
 
 // Inspect reads a whole message and reports what Track and Rewrite need.
@@ -165,7 +168,7 @@ func Track(info Info, rcpt string, p Policy) (bool, string) {
 		}
 	}
 	switch {
-	case addr != "" && addr == normAddr(p.Sender):
+	case addr != "" && (addr == normAddr(p.Sender) || addr == normAddr(p.Own)):
 		return false, ReasonSender
 	case info.Track == "no":
 		return false, ReasonHeaderNo

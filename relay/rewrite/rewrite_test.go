@@ -470,6 +470,8 @@ func TestTrack(t *testing.T) {
 		{"sender", ok, "<me@example.COM>", me, "sender"},
 		{"not the sender", ok, "me@example.org", me, ""},
 		{"null sender tracks", ok, "bob@example.com", Policy{Sender: ""}, ""},
+		{"the account's own address", ok, "Box@Gmail.example", Policy{Sender: "alias@example.com", Own: "box@gmail.example"}, "sender"},
+		{"no own address tracks", ok, "bob@example.com", Policy{Sender: "me@example.com", Own: ""}, ""},
 		{"excluded before sender", ok, "me@example.com", Policy{Sender: "me@example.com", Exclude: []string{"@example.com"}}, "excluded"},
 		{"sender before the message", Info{Untouchable: "dkim"}, "me@example.com", me, "sender"},
 		{"opt-in without header", ok, "bob@example.com", Policy{OptIn: true}, "policy opt-in"},

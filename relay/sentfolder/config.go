@@ -26,7 +26,7 @@ func FromConfig(cfg *config.Config, name string) (Account, bool) {
 	}
 	// A password that cannot be read fails the sign-in with the reason,
 	// as it fails delivery.
-	acct.Password, acct.Err = deliver.Password(a.Upstream)
+	acct.Password, acct.Err = deliver.Password(a)
 	return acct, true
 }
 

@@ -107,7 +107,7 @@ func diskFullStart(t *testing.T, dir string, fault bool) *diskFullRelay {
 	opt := queue.Options{
 		Dir:      dir,
 		Config:   h.get,
-		Upstream: func() relay.Upstream { return r.up },
+		Upstream: func(string) relay.Upstream { return r.up },
 		Log:      slog.New(slog.DiscardHandler),
 	}
 	if fault {

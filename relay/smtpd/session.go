@@ -16,6 +16,8 @@ import (
 
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
+
+	"pixelrelay/relay"
 )
 
 // Replies the session gives. Every error a session method returns is an
@@ -189,6 +191,15 @@ func sameAddress(a, b string) bool {
 	return ia >= 0 && ib >= 0 && a[:ia] == b[:ib] && strings.EqualFold(a[ia:], b[ib:])
 }
 
+// spool hands the message to the spooler, with the SMTP AUTH user when
+// it takes one.
+func (se *session) spool(from string, rcpts []string, body io.Reader) (string, error) {
+	if us, ok := se.s.spool.(relay.UserSpooler); ok && se.user != "" {
+		return us.SpoolUser(se.user, from, rcpts, body)
+	}
+	return se.s.spool.Spool(from, rcpts, body)
+}
+
 // Data streams the message, with a Received header in front, into the
 // spool. The reply names the queue id.
 func (se *session) Data(r io.Reader) error {
@@ -203,7 +214,7 @@ func (se *session) Data(r io.Reader) error {
 		se.conn.startData()
 	}
 	hdr := receivedHeader(se.sc.Hostname(), se.remote, hostname(cfg), se.tls, se.user != "", start)
-	id, err := se.s.spool.Spool(from, rcpts, withReceived(hdr, body))
+	id, err := se.spool(from, rcpts, withReceived(hdr, body))
 	attrs := []any{"from", from, "rcpts", len(rcpts), "size", body.n,
 		"duration", time.Since(start).Round(time.Microsecond)}
 	if se.user != "" {

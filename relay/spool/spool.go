@@ -57,6 +57,10 @@ type Envelope struct {
 	// DSN marks a delivery status notification made by the queue itself:
 	// never tracked, and its own failures never bounce.
 	DSN bool `json:"dsn,omitempty"`
+	// Account names the upstream account chosen for the message when it
+	// was spooled (config.Route); "" in messages spooled before accounts
+	// existed, which is the default one.
+	Account string `json:"account,omitempty"`
 }
 
 // Copy is one copy of a message on its way upstream: one tracked recipient,

@@ -236,7 +236,8 @@ func (s *Server) status() (StatusResponse, error) {
 		return StatusResponse{}, err
 	}
 	counts := map[string]int{record.StatusQueued: 0, record.StatusDeferred: 0}
-	for _, e := range s.queue() {
+	entries := s.queue()
+	for _, e := range entries {
 		counts[e.Status]++
 	}
 	if d, ok := s.opt.Queue.(DamagedCounter); ok {
@@ -251,8 +252,9 @@ func (s *Server) status() (StatusResponse, error) {
 		remote = s.opt.Remote()
 	}
 	upstream := cfg.UpstreamRedacted()
+	accounts := accountStatus(cfg, entries)
 	if s.opt.Role == "tracker" {
-		smtpListen, upstream = "", ""
+		smtpListen, upstream, accounts = "", "", nil
 	}
 	return StatusResponse{
 		Remote:             remote,
@@ -268,7 +270,40 @@ func (s *Server) status() (StatusResponse, error) {
 		Queue:              counts,
 		Database:           db,
 		Webhooks:           hooks,
+		Accounts:           accounts,
 	}, nil
+}
+
+// accountStatus describes each account, with its waiting copies.
+func accountStatus(cfg *config.Config, entries []record.QueueEntry) []AccountStatus {
+	var out []AccountStatus
+	for _, a := range cfg.Accounts() {
+		sent := "off"
+		if a.SentFolderOn() {
+			sent = "on"
+		}
+		out = append(out, AccountStatus{
+			Name: a.Name, Upstream: config.RedactURL(a.URL), Senders: nonNil(a.Senders),
+			SMTPUsers: nonNil(a.SMTPUsers), Auth: a.Auth, SentFolder: sent,
+			Queue: map[string]int{record.StatusQueued: 0, record.StatusDeferred: 0},
+		})
+	}
+	for _, e := range entries {
+		for i := range out {
+			if out[i].Name == e.Account || (e.Account == "" && i == 0) {
+				out[i].Queue[e.Status]++
+				break
+			}
+		}
+	}
+	return out
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
 }
 
 func (s *Server) queue() []record.QueueEntry {

@@ -20,7 +20,7 @@ import (
 var (
 	contractOpen    = []string{"tracking_id", "recipient", "subject", "message_id", "sent_at", "opened_at", "ip", "user_agent", "bot", "bot_type", "proxy", "first", "reason"}
 	contractMessage = []string{"tracking_id", "recipient", "from", "subject", "message_id", "queued_at", "sent_at", "status", "last_error", "opens_total", "opens_human", "first_human_open",
-		"tracked", "untracked_reason", "clicks_total", "clicks_human", "first_human_click"} // the last from "Added fields"
+		"tracked", "untracked_reason", "clicks_total", "clicks_human", "first_human_click", "account"} // the last from "Added fields"
 )
 
 func (f *fixture) api(method, path string) (*http.Response, []byte) {
@@ -297,7 +297,10 @@ func TestAPIStatusQueueRotate(t *testing.T) {
 	if strings.Contains(string(body), "secret") || !strings.Contains(st.Upstream, "smtp.example.com:465") {
 		t.Errorf("upstream %q (body leaks credentials: %v)", st.Upstream, strings.Contains(string(body), "secret"))
 	}
-	checkFields(t, "status", keysOf(t, body), []string{"version", "config_file", "data_dir", "smtp_listen", "http_listen", "upstream", "tracking_key_version", "queue", "database", "webhooks"})
+	checkFields(t, "status", keysOf(t, body), []string{"version", "config_file", "data_dir", "smtp_listen", "http_listen", "upstream", "tracking_key_version", "queue", "database", "webhooks", "accounts"})
+	if len(st.Accounts) != 1 || st.Accounts[0].Name != "default" || st.Accounts[0].Queue["queued"] != 1 || st.Accounts[0].Queue["deferred"] != 1 {
+		t.Errorf("status accounts %+v, want default with the queue", st.Accounts)
+	}
 
 	resp, body = f.api("GET", "/api/queue")
 	var q QueueResponse

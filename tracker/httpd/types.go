@@ -47,6 +47,9 @@ type StatusResponse struct {
 	// and, under QueueDamaged, the damaged spool entries kept aside.
 	Queue    map[string]int `json:"queue"`
 	Database store.Stats    `json:"database"`
+	// Accounts are the upstream accounts: [upstream] ("default") first,
+	// then each [[accounts]] block.
+	Accounts []AccountStatus `json:"accounts"`
 	// Webhooks is each endpoint's state, as GET /api/webhooks.
 	Webhooks []webhook.Status `json:"webhooks"`
 	// Remote is, on a relay whose tracker runs elsewhere, how it stands
@@ -54,6 +57,19 @@ type StatusResponse struct {
 	Remote any `json:"remote,omitempty"`
 	// Role is "tracker" for `serve --tracker-only`, else absent.
 	Role string `json:"role,omitempty"`
+}
+
+// AccountStatus is one upstream account in GET /api/status.
+type AccountStatus struct {
+	Name       string   `json:"name"`
+	Upstream   string   `json:"upstream"` // URL without credentials
+	Senders    []string `json:"senders"`
+	SMTPUsers  []string `json:"smtp_users"`
+	Auth       string   `json:"auth"`        // "password" | "oauth"
+	SentFolder string   `json:"sent_folder"` // "on" | "off", as sent_folder resolves
+	// Queue counts the account's waiting copies by status ("queued",
+	// "deferred").
+	Queue map[string]int `json:"queue"`
 }
 
 // QueueDamaged is the key, in StatusResponse.Queue, of the number of

@@ -36,6 +36,9 @@ type Copy struct {
 	// "header no", "no HTML part", "signed", "encrypted", "dkim",
 	// "malformed: ..."; "" for a tracked copy.
 	UntrackedReason string
+	// Account names the upstream account the copy goes through
+	// ("default" for [upstream]; "" in records made before accounts).
+	Account string
 	// Links are the URLs of the copy's tracked links: link n of its click
 	// URLs leads to Links[n-1] (see relay/rewrite). Copies of one message
 	// share the slice; nil when clicks are not counted.
@@ -106,6 +109,7 @@ type QueueEntry struct {
 	QueuedAt    time.Time `json:"queued_at"`
 	NextAttempt time.Time `json:"next_attempt"`
 	LastError   string    `json:"last_error"`
+	Account     string    `json:"account"` // the upstream account that delivers it
 }
 
 // Queue is implemented by the relay's queue: what is waiting now.

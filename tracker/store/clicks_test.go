@@ -387,7 +387,8 @@ func TestLinksWithoutQueueID(t *testing.T) {
 }
 
 // TestCopyRecordVersions: a version 2 copy record (before clicks) reads
-// with no clicks, and is written back as version 3.
+// with no clicks, a version 3 one (before accounts) with no account, and
+// both are written back as version 4.
 func TestCopyRecordVersions(t *testing.T) {
 	c := copyRec{Copy: record.Copy{TrackingID: "a", QueueID: "q", Recipient: "b@c", Status: record.StatusSent,
 		QueuedAt: time.Unix(5, 0).UTC()}, OpensTotal: 2, OpensHuman: 1, DoneAt: time.Unix(9, 0).UTC()}
@@ -409,10 +410,18 @@ func TestCopyRecordVersions(t *testing.T) {
 	c.ClicksTotal, c.ClicksHuman, c.FirstHumanClick = 4, 2, time.Unix(7, 0).UTC()
 	enc := encodeCopy(&c)
 	if enc[0] != copyVersion || !bytes.HasPrefix(enc[1:], b[1:]) {
-		t.Fatal("version 3 does not extend version 2")
+		t.Fatal("version 4 does not extend version 2")
 	}
 	if got, err := decodeCopy(enc); err != nil || got.ClicksHuman != 2 || !got.FirstHumanClick.Equal(c.FirstHumanClick) {
-		t.Fatalf("v3 round trip: %+v, %v", got, err)
+		t.Fatalf("round trip: %+v, %v", got, err)
+	}
+	v3 := append([]byte{copyV3}, enc[1:len(enc)-1]...) // without the account's length (0)
+	if got, err := decodeCopy(v3); err != nil || got.ClicksHuman != 2 || got.Account != "" {
+		t.Fatalf("v3 record: %+v, %v", got, err)
+	}
+	c.Account = "work"
+	if got, err := decodeCopy(encodeCopy(&c)); err != nil || got.Account != "work" || got.ClicksHuman != 2 {
+		t.Fatalf("v4 round trip: %+v, %v", got, err)
 	}
 }
 

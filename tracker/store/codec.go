@@ -46,11 +46,13 @@ const (
 // written as copyVersion: version 1 (tracked copies only, before untracked
 // copies were recorded) is read as a tracked copy; version 2 appends the
 // untracked reason and the time the copy was done (sent or failed);
-// version 3 the click counters (older records have none).
+// version 3 the click counters (older records have none); version 4 the
+// account (older records have "").
 const (
 	recVersion  = 1
 	copyV2      = 2
-	copyVersion = 3
+	copyV3      = 3
+	copyVersion = 4
 )
 
 // Open records carry their own version: 2 adds the reason after the city.
@@ -179,7 +181,7 @@ func (d *decoder) byte() byte {
 func (d *decoder) time() time.Time { return fromTS(d.uvarint()) }
 
 func encodeCopy(c *copyRec) []byte {
-	b := make([]byte, 0, 112+len(c.Recipient)+len(c.From)+len(c.Subject)+len(c.MessageID)+len(c.LastError)+len(c.UntrackedReason))
+	b := make([]byte, 0, 112+len(c.Recipient)+len(c.From)+len(c.Subject)+len(c.MessageID)+len(c.LastError)+len(c.UntrackedReason)+len(c.Account))
 	b = append(b, copyVersion)
 	for _, s := range []string{c.TrackingID, c.QueueID, c.Recipient, c.From, c.Subject, c.MessageID, c.Status, c.LastError} {
 		b = appendStr(b, s)
@@ -193,7 +195,8 @@ func encodeCopy(c *copyRec) []byte {
 	b = appendTime(b, c.DoneAt)
 	b = binary.AppendUvarint(b, uint64(c.ClicksTotal))
 	b = binary.AppendUvarint(b, uint64(c.ClicksHuman))
-	return appendTime(b, c.FirstHumanClick)
+	b = appendTime(b, c.FirstHumanClick)
+	return appendStr(b, c.Account)
 }
 
 func decodeCopy(v []byte) (copyRec, error) {
@@ -217,10 +220,13 @@ func decodeCopy(v []byte) (copyRec, error) {
 	} else {
 		c.DoneAt = doneAtV1(&c.Copy)
 	}
-	if version >= copyVersion {
+	if version >= copyV3 {
 		c.ClicksTotal = int(d.uvarint())
 		c.ClicksHuman = int(d.uvarint())
 		c.FirstHumanClick = d.time()
+	}
+	if version >= copyVersion {
+		c.Account = d.str()
 	}
 	if d.err == nil && len(d.b) != 0 {
 		return c, errCorrupt

@@ -198,7 +198,7 @@ func (c *copyRec) message() Message {
 		TrackingID: c.TrackingID, Recipient: c.Recipient, From: c.From, Subject: c.Subject,
 		MessageID: c.MessageID, QueuedAt: c.QueuedAt, SentAt: timePtr(c.SentAt),
 		Status: c.Status, LastError: c.LastError,
-		Tracked: c.Tracked(), UntrackedReason: c.UntrackedReason,
+		Tracked: c.Tracked(), UntrackedReason: c.UntrackedReason, Account: c.Account,
 		OpensTotal: c.OpensTotal, OpensHuman: c.OpensHuman, FirstHumanOpen: timePtr(c.FirstHumanOpen),
 		Key:         c.ID(),
 		ClicksTotal: c.ClicksTotal, ClicksHuman: c.ClicksHuman, FirstHumanClick: timePtr(c.FirstHumanClick),

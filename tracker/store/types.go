@@ -62,6 +62,9 @@ type Message struct {
 	ClicksTotal     int        `json:"clicks_total"`
 	ClicksHuman     int        `json:"clicks_human"`
 	FirstHumanClick *time.Time `json:"first_human_click"`
+	// Account names the upstream account of the copy ("default" for
+	// [upstream]; "" in records made before accounts existed).
+	Account string `json:"account"`
 }
 
 // Click is one recorded click, joined with its copy and link, as
