@@ -73,7 +73,7 @@ func (p *pair) mintCopy(t *testing.T, rcpt string) (id, tok string) {
 		t.Fatal(err)
 	}
 	err = p.relay.Add([]record.Copy{{TrackingID: id, QueueID: "q1", Recipient: rcpt, From: "me@example.com",
-		Subject: "Quarterly numbers", MessageID: "<m1@example.com>", QueuedAt: time.Now()}})
+		Subject: "Quarterly numbers", MessageID: "<m1@example.com>", QueuedAt: time.Now(), Account: "work"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -171,7 +171,7 @@ func mustMessages(t *testing.T, s *store.Store) []store.Message {
 }
 
 // TestShareDetails: with tracker.share_details the tracker gets the
-// recipient, sender, subject and Message-ID.
+// recipient, sender, subject, Message-ID and account.
 func TestShareDetails(t *testing.T) {
 	p := newPair(t, 0)
 	s := p.syncer()
@@ -181,7 +181,7 @@ func TestShareDetails(t *testing.T) {
 	eventually(t, "registration", func() bool {
 		m, _ := p.tracker.Messages(store.MessageQuery{ID: id})
 		return len(m) == 1 && m[0].Recipient == "dave@example.org" && m[0].Subject == "Quarterly numbers" &&
-			m[0].From == "me@example.com" && m[0].MessageID == "<m1@example.com>"
+			m[0].From == "me@example.com" && m[0].MessageID == "<m1@example.com>" && m[0].Account == "work"
 	})
 }
 

@@ -64,6 +64,7 @@ type CopyState struct {
 	Subject    string     `json:"subject,omitempty"`
 	MessageID  string     `json:"message_id,omitempty"`
 	LastError  string     `json:"last_error,omitempty"` // may name the recipient: only with share_details
+	Account    string     `json:"account,omitempty"`    // the relay's upstream account: only with share_details
 	// Links are the URLs of the copy's tracked links, which the tracker
 	// redirects clicks to: always sent (a click could not be answered
 	// without them).
@@ -114,6 +115,7 @@ func stateOf(c *record.Copy, details bool) CopyState {
 	}
 	if details {
 		s.Recipient, s.From, s.Subject, s.MessageID, s.LastError = c.Recipient, c.From, c.Subject, c.MessageID, c.LastError
+		s.Account = c.Account
 	}
 	return s
 }
@@ -122,7 +124,7 @@ func stateOf(c *record.Copy, details bool) CopyState {
 func copyOf(s *CopyState, skew time.Duration) record.Copy {
 	c := record.Copy{TrackingID: s.TrackingID, QueuedAt: s.QueuedAt.Add(skew).UTC(), Status: s.Status,
 		Recipient: s.Recipient, From: s.From, Subject: s.Subject, MessageID: s.MessageID, LastError: s.LastError,
-		Links: s.Links}
+		Account: s.Account, Links: s.Links}
 	if s.SentAt != nil && !s.SentAt.IsZero() {
 		c.SentAt = s.SentAt.Add(skew).UTC()
 	}
