@@ -171,6 +171,10 @@ func TestAccountsEndToEnd(t *testing.T) {
 	if !logged(in.logs, "account removed from the config") {
 		t.Errorf("no log line about the removed account:\n%s", in.logs.String())
 	}
+	in.api("/api/messages?to=r4@example.org", &msgs)
+	if len(msgs.Messages) != 1 || msgs.Messages[0].Account != "default" {
+		t.Errorf("r4's MESSAGE after the move: %+v, want account default", msgs.Messages)
+	}
 }
 
 // waitReceived waits until srv received a message for rcpt and returns it.

@@ -383,6 +383,9 @@ func logStartup(log *slog.Logger, cfg *config.Config, path string, smtpAddr, htt
 	host, port, _ := net.SplitHostPort(smtpAddr.String())
 	log.Info(fmt.Sprintf("point your mail client at SMTP server %s port %s (no TLS needed on loopback), e.g.: swaks --server %s --port %s --to you@example.com --h-Subject hello --body '<html><body>hi</body></html>' --add-header 'Content-Type: text/html'",
 		host, port, host, port))
+	for _, a := range cfg.Named {
+		log.Info("account", "name", a.Name, "upstream", config.RedactURL(a.URL), "senders", a.Senders, "smtp_users", a.SMTPUsers)
+	}
 	if cfg.Upstream.URL == "outbox" {
 		log.Info("upstream is the outbox: every outgoing copy is written as an .eml file under " + cfg.OutboxDir() + "/new (configure [upstream] url to send for real)")
 	}

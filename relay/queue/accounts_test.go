@@ -173,6 +173,30 @@ func TestAccountConnections(t *testing.T) {
 	}
 }
 
+// SetAccount makes fakeRecorder a record.AccountSetter.
+func (r *fakeRecorder) SetAccount(ids []string, account string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, id := range ids {
+		if c, ok := r.copies[id]; ok {
+			c.Account = account
+			r.copies[id] = c
+		}
+	}
+	return nil
+}
+
+func (r *fakeRecorder) accountOf(rcpt string) string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, c := range r.copies {
+		if c.Recipient == rcpt {
+			return c.Account
+		}
+	}
+	return ""
+}
+
 // lockedBuffer is a log destination safe for concurrent writes.
 type lockedBuffer struct {
 	mu sync.Mutex
@@ -192,8 +216,8 @@ func (l *lockedBuffer) String() string {
 }
 
 // TestAccountRemoved: a reload that removes an account sends its deferred
-// copies to the default account (logged once), and the queue shows them
-// there.
+// copies to the default account (logged once), and the queue and their
+// records show them there.
 func TestAccountRemoved(t *testing.T) {
 	var logs lockedBuffer
 	h := newAccountsHarness(t, slog.New(slog.NewTextHandler(&logs, nil)))
@@ -214,8 +238,14 @@ func TestAccountRemoved(t *testing.T) {
 	if e := h.q.Entries(); len(e) != 1 || e[0].Account != "default" {
 		t.Errorf("entries after the reload: %+v, want the copy under default", e)
 	}
+	if a := h.rec.accountOf("a@ex.test"); a != "work" {
+		t.Errorf("record's account before the move: %q", a)
+	}
 	h.q.Reroute()
 	h.q.Reroute()
+	if a := h.rec.accountOf("a@ex.test"); a != "default" {
+		t.Errorf("record's account after the move: %q, want default", a)
+	}
 	h.q.Kick()
 	waitFor(t, "spool to empty", func() bool { return h.q.Len() == 0 })
 	if d := h.ups["default"].deliveries(); len(d) != 1 || d[0].to[0] != "a@ex.test" {

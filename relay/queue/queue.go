@@ -527,6 +527,7 @@ func (q *Queue) wakeUp() {
 func (q *Queue) Reroute() {
 	cfg := q.cfg()
 	counts := map[string]int{}
+	var ids []string // the records of the moved copies
 	q.mu.Lock()
 	for _, m := range q.msgs {
 		a := m.env.Account
@@ -537,6 +538,7 @@ func (q *Queue) Reroute() {
 			delete(q.moved, a)
 		} else if !q.moved[a] {
 			counts[a]++
+			ids = append(ids, waitingRecords(m)...)
 		}
 	}
 	for a := range counts {
@@ -547,6 +549,27 @@ func (q *Queue) Reroute() {
 		q.log.Warn("account removed from the config: its queued messages go to the default account",
 			"account", a, "messages", counts[a])
 	}
+	if as, ok := q.opt.Recorder.(record.AccountSetter); ok && len(ids) > 0 {
+		if err := as.SetAccount(ids, config.DefaultAccount); err != nil {
+			q.log.Error("recording the moved copies' account", "copies", len(ids), "err", err)
+		}
+	}
+}
+
+// waitingRecords are the record ids of m's copies not final yet (none
+// before m is planned: its records will name the account it has then).
+// The caller holds q.mu.
+func waitingRecords(m *message) []string {
+	if m.st == nil || m.env.DSN {
+		return nil
+	}
+	var ids []string
+	for i := range m.st.Copies {
+		if c := &m.st.Copies[i]; !c.Final() {
+			ids = append(ids, recordIDs(m.env.ID, c)...)
+		}
+	}
+	return ids
 }
 
 // Entries lists the copies not delivered yet (queued or deferred), oldest

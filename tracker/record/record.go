@@ -84,6 +84,14 @@ type Recorder interface {
 	Update(id, status, lastError string, at time.Time) error
 }
 
+// AccountSetter is implemented by a Recorder that can change the account
+// of recorded copies: the queue moves the copies waiting for an account a
+// reload removed to the default one. ids are Copy.ID values; unknown ids
+// are skipped.
+type AccountSetter interface {
+	SetAccount(ids []string, account string) error
+}
+
 // Minter is implemented by the tracker's token keyring: it makes a fresh
 // tracking id and the authenticated token that goes into the pixel URL.
 type Minter interface {

@@ -117,6 +117,32 @@ func (s *Store) Update(id, status, lastError string, at time.Time) error {
 	return (<-done).err
 }
 
+// SetAccount implements record.AccountSetter: the copies with these ids
+// (record.Copy.ID) now go through account. Unknown ids are skipped.
+func (s *Store) SetAccount(ids []string, account string) error {
+	return s.update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bCopies)
+		for _, id := range ids {
+			v := b.Get([]byte(id))
+			if v == nil {
+				continue
+			}
+			c, err := decodeCopy(v)
+			if err != nil {
+				return fmt.Errorf("store: copy %s: %w", id, err)
+			}
+			if c.Account == account {
+				continue
+			}
+			c.Account = account
+			if err := b.Put([]byte(id), encodeCopy(&c)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
 // Copy returns the stored tracked copy with this tracking id (never an
 // untracked one: they have no tracking id).
 func (s *Store) Copy(id string) (record.Copy, bool, error) {
