@@ -211,3 +211,27 @@ func TestColor(t *testing.T) {
 		t.Error("kindPainter(false) should be nil")
 	}
 }
+
+// TestAccountColumn: the ACCOUNT column appears only when a named account
+// is among the rows, and "" reads as default.
+func TestAccountColumn(t *testing.T) {
+	tests := []struct {
+		names []string
+		want  string
+	}{
+		{[]string{"", "default"}, "A  B\n1  x\n2  y\n"},
+		{[]string{"work", ""}, "A  ACCOUNT  B\n1  work     x\n2  default  y\n"},
+	}
+	for _, tt := range tests {
+		tb := &table{header: []string{"A", "B"}, flex: map[int]int{1: 3}}
+		tb.add("1", "x")
+		tb.add("2", "y")
+		tb.accountColumn(1, tt.names)
+		if got := tb.render(0); got != tt.want {
+			t.Errorf("names %q:\n%s\nwant\n%s", tt.names, got, tt.want)
+		}
+		if _, ok := tb.flex[1]; ok && len(tb.header) == 3 {
+			t.Errorf("flex not moved with its column: %v", tb.flex)
+		}
+	}
+}

@@ -33,6 +33,11 @@ func (s *Server) uiStatus() (ui.Status, error) {
 	u := ui.Status{Version: st.Version, ConfigFile: st.ConfigFile, DataDir: st.DataDir, SMTPListen: st.SMTPListen,
 		HTTPListen: st.HTTPListen, Upstream: st.Upstream, TrackingKeyVersion: st.TrackingKeyVersion,
 		Queue: st.Queue, Database: st.Database, ConfigProblem: st.ConfigProblem}
+	if len(st.Accounts) > 1 {
+		for _, a := range st.Accounts {
+			u.Accounts = append(u.Accounts, a.Name+" ("+a.Upstream+")")
+		}
+	}
 	for _, w := range st.Webhooks {
 		h := ui.Webhook{Name: w.Name, URL: w.URL, State: w.State, LastError: w.LastError, Backlog: w.Backlog}
 		if w.LastSuccess != nil {
