@@ -662,6 +662,7 @@ func FuzzParse(f *testing.F) {
 		"", "[smtp]\nlisten = \"0.0.0.0:25\"\n", "smtp = 1", "[[smtp.users]]\n[[smtp.users]]\nusername=1",
 		"[upstream]\nurl = \"smtp://u:p@h:1\"\ntls=\"none\"", "[tracking]\nexclude=[[1]]\nretention=\"1e9d\"",
 		"[queue]\nmax_age=\"-1d\"", "[smtp]\nmax_message_size=\"1.5GB\"", "a.b.c = 1", "[smtp.users]\nx=1",
+		"[[accounts]]\nname=\"w\"\nsenders=[\"@X\"]\nurl=\"smtp://u:p@h:1\"\nimap_url=\"imap://h\"\nauth=\"oauth\"",
 	} {
 		f.Add([]byte(s))
 	}
