@@ -56,6 +56,7 @@ type command struct {
 // commands lists the commands in the order `pixelrelay help` shows them.
 func commands() []*command {
 	return []*command{
+		initCommand(),
 		serveCommand(),
 		opensCommand(),
 		clicksCommand(),

@@ -1,0 +1,190 @@
+package cli
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"pixelrelay/config"
+)
+
+// setupFiles are the files init writes; "" = none.
+type setupFiles struct {
+	config       string
+	password     string // upstream.password_file
+	clientSecret string // upstream.oauth_client_secret_file
+}
+
+// secretPath is the secret file called kind beside the config file
+// ("config.toml" → "config.password").
+func secretPath(configPath, kind string) string {
+	stem := strings.TrimSuffix(configPath, filepath.Ext(configPath))
+	return stem + "." + kind
+}
+
+// writeSetup writes the secrets (0600) and then the config file, which
+// must pass the checks of `config check` first.
+func writeSetup(path string, a *answers) (setupFiles, error) {
+	f := setupFiles{config: path}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return f, err
+	}
+	if a.password != "" {
+		f.password = secretPath(path, "password")
+		if err := writeAtomic(f.password, []byte(a.password+"\n"), 0o600); err != nil {
+			return f, fmt.Errorf("writing the password file: %w", err)
+		}
+	}
+	if a.clientSecret != "" {
+		f.clientSecret = secretPath(path, "oauth-secret")
+		if err := writeAtomic(f.clientSecret, []byte(a.clientSecret+"\n"), 0o600); err != nil {
+			return f, fmt.Errorf("writing the client secret file: %w", err)
+		}
+	}
+	text := renderConfig(a, f, time.Now())
+	if _, err := config.ParseValid([]byte(text), path); err != nil {
+		var ps config.Problems
+		if errors.As(err, &ps) && len(ps) > 0 {
+			return f, fmt.Errorf("the config init made has a problem: %s (%d in all); nothing was written to %s", ps[0], len(ps), displayPath(path))
+		}
+		return f, err
+	}
+	if err := writeAtomic(path, []byte(text), 0o644); err != nil {
+		return f, fmt.Errorf("writing %s: %w", displayPath(path), err)
+	}
+	return f, nil
+}
+
+// writeAtomic replaces path with data (mode perm): a temporary file in
+// the same directory, synced, renamed over path.
+func writeAtomic(path string, data []byte, perm os.FileMode) error {
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, ".init-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name())
+	err = f.Chmod(perm)
+	if err == nil {
+		_, err = f.Write(data)
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), path)
+	}
+	if err != nil {
+		return err
+	}
+	if d, err := os.Open(dir); err == nil {
+		d.Sync()
+		d.Close()
+	}
+	return nil
+}
+
+// renderConfig is the commented config file for a.
+func renderConfig(a *answers, f setupFiles, now time.Time) string {
+	p, _ := presetOf(a.provider)
+	var b strings.Builder
+	fmt.Fprintf(&b, "# pixelrelay configuration, written by `pixelrelay init` on %s for %s.\n", now.UTC().Format("2006-01-02"), p.title)
+	b.WriteString("# `pixelrelay config check` checks it; every key is described in the README's Configuration\n")
+	b.WriteString("# section. While `pixelrelay serve` runs, saving this file applies it.\n\n")
+	b.WriteString("[upstream]\n")
+	writeUpstream(&b, a, f, p)
+	b.WriteString("\n[tracking]\n")
+	b.WriteString("# Where recipients' mail clients load the pixel and follow links: a public https:// URL\n")
+	b.WriteString("# reaching this machine's port 8025 (README: Expose the tracker over HTTPS).\n")
+	kv(&b, "base_url", a.baseURL)
+	return b.String()
+}
+
+func writeUpstream(b *strings.Builder, a *answers, f setupFiles, p preset) {
+	if p.name == "outbox" {
+		b.WriteString("# Each copy is written as an .eml file under data_dir/outbox/new: nothing is sent.\n")
+		kv(b, "url", "outbox")
+		return
+	}
+	who := p.title + "'s submission server"
+	if p.name == "smtp" {
+		who = "Your provider's submission server"
+	}
+	fmt.Fprintf(b, "# %s (smtp:// is STARTTLS; the certificate is verified).\n", who)
+	kv(b, "url", a.upstream)
+	if a.address != "" {
+		kv(b, "username", a.address)
+	}
+	writeAuth(b, a, f, p)
+	if a.caFile != "" {
+		b.WriteString("# More CA certificates to trust for the SMTP and IMAP servers.\n")
+		kv(b, "ca_file", a.caFile)
+	}
+	writeSentFolder(b, a, p)
+}
+
+func writeAuth(b *strings.Builder, a *answers, f setupFiles, p preset) {
+	switch {
+	case a.oauth:
+		b.WriteString("# Sign in with OAuth (XOAUTH2): run `pixelrelay auth login` once; it keeps the refresh\n")
+		b.WriteString("# token in data_dir/oauth, readable by you only.\n")
+		kv(b, "auth", "oauth")
+		kv(b, "oauth_provider", p.oauth)
+		kv(b, "oauth_client_id", a.clientID)
+		if f.clientSecret != "" {
+			b.WriteString("# The client secret, in a file only you can read (0600).\n")
+			kv(b, "oauth_client_secret_file", f.clientSecret)
+		}
+	case f.password != "":
+		fmt.Fprintf(b, "# The %s, in a file only you can read (0600); PIXELRELAY_UPSTREAM_PASSWORD overrides it.\n", p.secret)
+		kv(b, "password_file", f.password)
+	}
+}
+
+func writeSentFolder(b *strings.Builder, a *answers, p preset) {
+	switch {
+	case p.imap != "":
+		fmt.Fprintf(b, "# %s files every copy it sends, pixel included, in your Sent folder: pixelrelay\n", p.title)
+		b.WriteString("# replaces them with one copy without pixels, over IMAP with the same login.\n")
+		kv(b, "sent_folder", "auto")
+		kv(b, "imap_url", a.imapURL)
+	case a.imapURL != "":
+		b.WriteString("# After sending, pixelrelay replaces the copies with pixels that the server filed in\n")
+		b.WriteString("# your Sent folder with one copy without pixels, over IMAP with the same login.\n")
+		kv(b, "sent_folder", "on")
+		kv(b, "imap_url", a.imapURL)
+	default:
+		b.WriteString("# Set imap_url and sent_folder = \"on\" if this server files sent mail in your Sent folder.\n")
+		kv(b, "sent_folder", "auto")
+	}
+}
+
+// kv writes key = "value" as TOML.
+func kv(b *strings.Builder, key, value string) {
+	fmt.Fprintf(b, "%s = %s\n", key, tomlString(value))
+}
+
+// tomlString quotes s as a TOML basic string.
+func tomlString(s string) string {
+	var b strings.Builder
+	b.WriteByte('"')
+	for _, r := range s {
+		switch {
+		case r == '"' || r == '\\':
+			b.WriteByte('\\')
+			b.WriteRune(r)
+		case r < 0x20 || r == 0x7f:
+			fmt.Fprintf(&b, "\\u%04X", r)
+		default:
+			b.WriteRune(r)
+		}
+	}
+	b.WriteByte('"')
+	return b.String()
+}
