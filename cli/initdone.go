@@ -105,14 +105,10 @@ func (e *env) printNext(path string, a *answers) {
 		flag = " --config " + displayPath(path)
 	}
 	fmt.Fprintln(e.stdout, "\nNext:")
-	var rows [][]string
 	if a.oauth {
-		rows = append(rows,
-			[]string{"  (first)", "create the OAuth client (README: OAuth sign-in), if not done yet"},
-			[]string{"  pixelrelay auth login" + flag, "sign in once; the refresh token is kept in data_dir"})
+		fmt.Fprintln(e.stdout, "  create the OAuth client if not done yet (README: OAuth sign-in), then sign in once:")
+		fmt.Fprintf(e.stdout, "    pixelrelay auth login%s\n", flag)
 	}
-	rows = append(rows,
-		[]string{"  pixelrelay serve" + flag, "run the relay and the tracker (README: Run as a service)"},
-		[]string{"  pixelrelay config check" + flag, "check the file after editing it"})
-	fmt.Fprint(e.stdout, renderPlain(rows))
+	fmt.Fprintln(e.stdout, "  run the relay and the tracker (README: Run as a service, to keep it running):")
+	fmt.Fprintf(e.stdout, "    pixelrelay serve%s\n", flag)
 }
