@@ -262,7 +262,7 @@ func TestInitAsks(t *testing.T) {
 				password: "secret", baseURL: "http://127.0.0.1:8025"},
 			prompt: []string{"account.apple.com", "App-specific password (not shown)"}},
 		{name: "smtp", input: "smtp\nmail.example.org\nsmtp://mail.example.org:587\n\n\nhttp://track.example.org\n",
-			want: answers{provider: "smtp", upstream: "smtp://mail.example.org:587", baseURL: "http://track.example.org"},
+			want:   answers{provider: "smtp", upstream: "smtp://mail.example.org:587", baseURL: "http://track.example.org"},
 			prompt: []string{"SMTP server URL", "want smtp://host:587", "IMAP server URL (empty: none)", "Login name (empty: none)"}},
 	}
 	for _, tc := range cases {

@@ -43,7 +43,7 @@ var presets = []preset{
 		help: "The mailbox's password, or an app password where your organisation uses them; SMTP AUTH must be on for the mailbox."},
 	{name: "icloud", title: "iCloud", smtp: "smtp://smtp.mail.me.com:587", imap: "imaps://imap.mail.me.com:993",
 		secret: "app-specific password",
-		help: "An app-specific password: account.apple.com, Sign-In and Security, App-Specific Passwords."},
+		help:   "An app-specific password: account.apple.com, Sign-In and Security, App-Specific Passwords."},
 	{name: "smtp", title: "the SMTP server", secret: "password",
 		help: "The password of that login at the server."},
 	{name: "outbox", title: "the outbox"},
