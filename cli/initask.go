@@ -251,7 +251,7 @@ func gatherLogin(a *answers, set map[string]bool, q *asker, p preset) error {
 func gatherMethod(a *answers, set map[string]bool, q *asker, p preset) error {
 	if set["oauth"] {
 		if a.oauth && p.oauth == "" {
-			return usagef("--oauth is for gmail and microsoft; for another provider set the oauth_* keys in the config (README: OAuth)")
+			return usagef("--oauth is for gmail and microsoft; for another provider set the oauth_* keys in the config (README: Sign in with OAuth)")
 		}
 		return nil
 	}
@@ -281,7 +281,7 @@ func gatherMethod(a *answers, set map[string]bool, q *asker, p preset) error {
 // gatherClient settles the OAuth client.
 func gatherClient(a *answers, set map[string]bool, q *asker, p preset) error {
 	if err := askOrCheck(q, set, &a.clientID, question{flag: "client-id", prompt: "OAuth client id",
-		help: "The id of the OAuth client you created for pixelrelay (README: OAuth sign-in: " + oauthHowTo(p) + ")."}); err != nil {
+		help: "The id of the OAuth client you created for pixelrelay (README: Sign in with OAuth: " + oauthHowTo(p) + ")."}); err != nil {
 		return err
 	}
 	if set["client-secret-file"] {

@@ -1,8 +1,10 @@
 package cli
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -41,7 +43,7 @@ func TestInitChecks(t *testing.T) {
 			say: []string{"... ok", "... ok (Sent)"}},
 		{name: "wrong password", smtpURL: up.URL("smtp"), imapURL: "imap://" + imap.IMAPAddr, password: "wrong", code: 1,
 			say:    []string{"Checking the SMTP login", "failed:", "the SMTP server refused the login (535 5.7.8 Authentication credentials invalid)", "Point your mail client"},
-			stderr: "is written, but the SMTP login failed: the SMTP server refused the login (535 5.7.8"},
+			stderr: "is written, but the SMTP login check failed: the SMTP server refused the login (535 5.7.8"},
 		{name: "IMAP refuses", user: "other@example.org", smtpURL: up.URL("smtp"), imapURL: "imap://" + imap.IMAPAddr, password: "smtp password", code: 1,
 			say: []string{"... ok", "failed:", "the IMAP server refused the login (IMAP login as other@example.org refused"}, stderr: "the Sent folder check failed: the IMAP server refused the login"},
 		{name: "no Sent mailbox", smtpURL: up.URL("smtp"), imapURL: "imap://" + bare.IMAPAddr, password: pass, code: 1,
@@ -142,5 +144,26 @@ func inOrder(t *testing.T, out string, want []string) {
 			return
 		}
 		rest = rest[i+len(w):]
+	}
+}
+
+// TestInitJSON: --json prints the files, the checks and the next commands.
+func TestInitJSON(t *testing.T) {
+	up := smtptest.Start(t, smtptest.Script{StartTLS: true, AuthUsers: map[string]string{"me": "pw"}})
+	dir := initEnv(t)
+	path := filepath.Join(dir, "c.toml")
+	code, out, errOut := runStdin("pw\n", "init", "--json", "--config", path, "--provider", "smtp", "--upstream", up.URL("smtp"),
+		"--ca-file", up.CAFile, "--address", "me", "--password-stdin", "--base-url", "https://t.example.com")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	var r InitResponse
+	if err := json.Unmarshal([]byte(out), &r); err != nil {
+		t.Fatalf("%v: %q", err, out)
+	}
+	want := InitResponse{ConfigFile: path, PasswordFile: filepath.Join(dir, "c.password"),
+		Checks: []InitCheck{{"smtp_login", "ok", ""}}, SMTPListen: "127.0.0.1:2525", Next: []string{"pixelrelay serve --config " + path}}
+	if !reflect.DeepEqual(r, want) {
+		t.Errorf("got  %+v\nwant %+v", r, want)
 	}
 }

@@ -16,7 +16,8 @@ import (
 
 const initHelp = `Usage: pixelrelay init [--provider P] [--address ADDR] [--upstream URL] [--base-url URL]
                        [--password-stdin] [--oauth] [--client-id ID] [--client-secret-file FILE]
-                       [--imap-url URL] [--ca-file FILE] [--force] [--no-check] [--config FILE]
+                       [--imap-url URL] [--ca-file FILE] [--force] [--no-check] [--json]
+                       [--config FILE]
 
 Guided setup. Asks for what it needs (on a terminal; answers given as flags
 are not asked), writes a commented config file, keeps the password in a
@@ -51,6 +52,9 @@ Flags:
   --ca-file FILE           extra CA certificates (PEM) to trust for the servers
   --force                  replace an existing config file (and its password file)
   --no-check               do not sign in to check the login and the Sent folder
+  --json                   print {"config_file", "password_file", "client_secret_file",
+                           "checks": [{"check", "result", "detail"}], "smtp_listen",
+                           "next"} instead of the text (questions go to stderr)
   --config FILE            where to write the config file
 
 Examples:
@@ -76,6 +80,7 @@ type initFlags struct {
 	passwordStdin    bool
 	clientSecretFile string
 	force, noCheck   bool
+	asJSON           bool
 	configPath       string
 	set              map[string]bool // the flags given on the command line
 }
@@ -95,6 +100,7 @@ func parseInitFlags(args []string) (*initFlags, error) {
 	fs.StringVar(&f.caFile, "ca-file", "", "")
 	fs.BoolVar(&f.force, "force", false, "")
 	fs.BoolVar(&f.noCheck, "no-check", false, "")
+	fs.BoolVar(&f.asJSON, "json", false, "")
 	pos, err := parseArgs(fs, args)
 	if err != nil {
 		return nil, err
@@ -130,6 +136,9 @@ func runInit(e *env, args []string) error {
 		return err
 	}
 	q := e.asker()
+	if f.asJSON {
+		q.out = e.stderr // stdout is for the JSON
+	}
 	if f.passwordStdin {
 		if q.interactive {
 			return usagef("--password-stdin needs the password piped in, not a terminal")
@@ -145,7 +154,7 @@ func runInit(e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	return e.finishInit(files, &f.answers, f.noCheck)
+	return e.finishInit(files, &f.answers, f.noCheck, f.asJSON)
 }
 
 // initTarget is where init writes: --config, $PIXELRELAY_CONFIG, else

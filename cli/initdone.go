@@ -2,77 +2,132 @@ package cli
 
 import (
 	"fmt"
+	"io"
 	"net"
 
 	"pixelrelay/config"
 	"pixelrelay/relay/oauth"
 )
 
-// finishInit reports what was written, runs the checks unless noCheck,
-// and prints the mail client settings and the next commands. A failed
+// InitResponse is what `init --json` prints.
+type InitResponse struct {
+	ConfigFile       string `json:"config_file"`
+	PasswordFile     string `json:"password_file,omitempty"`
+	ClientSecretFile string `json:"client_secret_file,omitempty"`
+	// Checks: the SMTP login and the Sent folder, in that order; none
+	// with --no-check or the outbox.
+	Checks []InitCheck `json:"checks"`
+	// SMTPListen is where mail clients submit (no TLS, no AUTH unless
+	// smtp.users).
+	SMTPListen string `json:"smtp_listen"`
+	// Next are the commands to run next.
+	Next []string `json:"next"`
+}
+
+// InitCheck is one check of init.
+type InitCheck struct {
+	Check  string `json:"check"`  // "smtp_login" | "sent_folder"
+	Result string `json:"result"` // "ok" | "failed" | "not checked"
+	Detail string `json:"detail"` // the mailbox, or why it failed or was not checked
+}
+
+// finishInit runs the checks unless noCheck and reports what was written,
+// how to point mail clients at the relay and the next commands. A failed
 // check fails the command (exit 1) after all that was printed.
-func (e *env) finishInit(files setupFiles, a *answers, noCheck bool) error {
+func (e *env) finishInit(files setupFiles, a *answers, noCheck, asJSON bool) error {
 	p, _ := presetOf(a.provider)
-	fmt.Fprintf(e.stdout, "\nWrote %s\n", displayPath(files.config))
-	if files.password != "" {
-		fmt.Fprintf(e.stdout, "  and %s (the %s, readable by you only)\n", displayPath(files.password), p.secret)
-	}
-	if files.clientSecret != "" {
-		fmt.Fprintf(e.stdout, "  and %s (the OAuth client secret, readable by you only)\n", displayPath(files.clientSecret))
-	}
+	r := InitResponse{ConfigFile: files.config, PasswordFile: files.password, ClientSecretFile: files.clientSecret,
+		Checks: []InitCheck{}, Next: nextCommands(files.config, a)}
 	cfg, err := validConfig(files.config)
 	if err != nil {
 		return err
 	}
-	var failure string
-	if !noCheck && p.name != "outbox" {
-		failure = e.runChecks(cfg, p)
+	r.SMTPListen = cfg.SMTP.Listen
+	progress := e.stdout
+	if asJSON {
+		progress = io.Discard
+	} else {
+		e.printWritten(r, p)
 	}
-	e.printClientSettings(cfg, p)
-	e.printNext(files.config, a)
+	if !noCheck && p.name != "outbox" {
+		r.Checks = runChecks(progress, cfg, p)
+	}
+	if asJSON {
+		err = printJSON(e.stdout, r)
+	} else {
+		e.printClientSettings(cfg, p)
+		e.printNext(r.Next, a)
+	}
+	if err != nil {
+		return err
+	}
 	if loopbackURL(a.baseURL) && p.name != "outbox" {
 		e.note("tracking.base_url %s is reached from this machine only: opens elsewhere are not counted until it is a public URL (README: Expose the tracker over HTTPS)", a.baseURL)
 	}
-	if failure != "" {
-		return fmt.Errorf("%s is written, but %s; fix it and run pixelrelay init --force again, or edit the file", displayPath(files.config), failure)
+	for _, c := range r.Checks {
+		if c.Result == "failed" {
+			return fmt.Errorf("%s is written, but the %s check failed: %s; fix it and run pixelrelay init --force again, or edit the file",
+				displayPath(files.config), checkNames[c.Check], c.Detail)
+		}
 	}
 	return nil
 }
 
-// runChecks checks the SMTP login and the Sent folder, printing each
-// result; it returns the first failure ("" when none).
-func (e *env) runChecks(cfg *config.Config, p preset) string {
+func (e *env) printWritten(r InitResponse, p preset) {
+	fmt.Fprintf(e.stdout, "\nWrote %s\n", displayPath(r.ConfigFile))
+	if r.PasswordFile != "" {
+		fmt.Fprintf(e.stdout, "  and %s (the %s, readable by you only)\n", displayPath(r.PasswordFile), p.secret)
+	}
+	if r.ClientSecretFile != "" {
+		fmt.Fprintf(e.stdout, "  and %s (the OAuth client secret, readable by you only)\n", displayPath(r.ClientSecretFile))
+	}
+}
+
+var checkNames = map[string]string{"smtp_login": "SMTP login", "sent_folder": "Sent folder"}
+
+// runChecks checks the SMTP login and then the Sent folder, telling w
+// about each as it goes.
+func runChecks(w io.Writer, cfg *config.Config, p preset) []InitCheck {
 	up := cfg.Upstream
-	fmt.Fprintln(e.stdout)
+	fmt.Fprintln(w)
+	sent := up.SentFolderOn() && up.IMAP() != ""
 	if up.Auth == "oauth" {
-		st, err := oauth.ReadStatus(cfg.DataDir, config.DefaultAccount)
-		if err != nil || !st.SignedIn {
-			fmt.Fprintln(e.stdout, "Not checked yet: the SMTP login and the Sent folder need the OAuth sign-in (pixelrelay auth login) first.")
-			return ""
+		if st, err := oauth.ReadStatus(cfg.DataDir, config.DefaultAccount); err != nil || !st.SignedIn {
+			const why = "needs the OAuth sign-in first (pixelrelay auth login)"
+			fmt.Fprintln(w, "Not checked yet: the SMTP login and the Sent folder "+why+".")
+			out := []InitCheck{{"smtp_login", "not checked", why}}
+			if sent {
+				out = append(out, InitCheck{"sent_folder", "not checked", why})
+			}
+			return out
 		}
 	}
 	who := up.Username
 	if who == "" {
 		who = "no login"
 	}
-	fmt.Fprintf(e.stdout, "Checking the SMTP login (%s at %s)... ", who, hostPort(up.URL))
-	failure := checkLogin(cfg, p)
-	if failure != "" {
-		fmt.Fprintf(e.stdout, "failed:\n  %s\n", failure)
-		return "the SMTP login failed: " + failure
+	fmt.Fprintf(w, "Checking the SMTP login (%s at %s)... ", who, hostPort(up.URL))
+	out := []InitCheck{result(w, "smtp_login", "", checkLogin(cfg, p))}
+	if !sent || out[0].Result != "ok" {
+		return out
 	}
-	fmt.Fprintln(e.stdout, "ok")
-	if !up.SentFolderOn() || up.IMAP() == "" {
-		return ""
-	}
-	fmt.Fprintf(e.stdout, "Checking the Sent folder (IMAP at %s)... ", hostPort(up.IMAP()))
+	fmt.Fprintf(w, "Checking the Sent folder (IMAP at %s)... ", hostPort(up.IMAP()))
 	mailbox, failure := checkSent(cfg, p)
+	return append(out, result(w, "sent_folder", mailbox, failure))
+}
+
+// result is one check's outcome, printed to w.
+func result(w io.Writer, check, detail, failure string) InitCheck {
 	if failure != "" {
-		fmt.Fprintf(e.stdout, "failed:\n  %s\n", failure)
-		return "the Sent folder check failed: " + failure
+		fmt.Fprintf(w, "failed:\n  %s\n", failure)
+		return InitCheck{check, "failed", failure}
 	}
-	fmt.Fprintf(e.stdout, "ok (%s)\n", mailbox)
-	return ""
+	if detail != "" {
+		fmt.Fprintf(w, "ok (%s)\n", detail)
+	} else {
+		fmt.Fprintln(w, "ok")
+	}
+	return InitCheck{check, "ok", detail}
 }
 
 // printClientSettings tells how to point mail clients at the relay.
@@ -98,17 +153,27 @@ func (e *env) printClientSettings(cfg *config.Config, p preset) {
 	}))
 }
 
-// printNext prints the commands to run next.
-func (e *env) printNext(path string, a *answers) {
+// nextCommands are the commands to run after init.
+func nextCommands(path string, a *answers) []string {
 	flag := ""
 	if found, err := config.Find(""); err != nil || found != path {
 		flag = " --config " + displayPath(path)
 	}
+	var out []string
+	if a.oauth {
+		out = append(out, "pixelrelay auth login"+flag)
+	}
+	return append(out, "pixelrelay serve"+flag)
+}
+
+// printNext prints the commands to run next.
+func (e *env) printNext(cmds []string, a *answers) {
 	fmt.Fprintln(e.stdout, "\nNext:")
 	if a.oauth {
-		fmt.Fprintln(e.stdout, "  create the OAuth client if not done yet (README: OAuth sign-in), then sign in once:")
-		fmt.Fprintf(e.stdout, "    pixelrelay auth login%s\n", flag)
+		fmt.Fprintln(e.stdout, "  create the OAuth client if not done yet (README: Sign in with OAuth), then sign in once:")
+		fmt.Fprintf(e.stdout, "    %s\n", cmds[0])
+		cmds = cmds[1:]
 	}
 	fmt.Fprintln(e.stdout, "  run the relay and the tracker (README: Run as a service, to keep it running):")
-	fmt.Fprintf(e.stdout, "    pixelrelay serve%s\n", flag)
+	fmt.Fprintf(e.stdout, "    %s\n", cmds[0])
 }

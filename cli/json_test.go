@@ -46,6 +46,9 @@ func TestEveryCommandTakesJSON(t *testing.T) {
 			args = append(args, "check")
 		case "auth":
 			args = append(args, "status")
+		case "init": // a new file; nothing left to ask
+			args = []string{"init", "--json", "--config", filepath.Join(t.TempDir(), "init.toml"), "--provider", "outbox",
+				"--base-url", "http://127.0.0.1:8025"}
 		case "serve":
 			args = append(args, "--log-level", "nonsense") // stops before serving
 		}

@@ -1,0 +1,168 @@
+package main
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/creack/pty"
+	"golang.org/x/sys/unix"
+
+	"pixelrelay/internal/dovecottest"
+	"pixelrelay/relay/smtptest"
+)
+
+// initServers are a mail account's SMTP server (go-smtp, STARTTLS and
+// AUTH) and IMAP server (Dovecot), and a CA file trusting both.
+func initServers(t *testing.T, user, pass string) (up *smtptest.Server, imap *dovecottest.Server, caFile string) {
+	t.Helper()
+	up = smtptest.Start(t, smtptest.Script{RequireTLS: true, AuthUsers: map[string]string{user: pass}})
+	imap = dovecottest.Start(t, dovecottest.Options{Users: map[string]string{user: pass}, Mailboxes: dovecottest.GmailLike})
+	caFile = filepath.Join(t.TempDir(), "ca.pem")
+	a, _ := os.ReadFile(up.CAFile)
+	b, _ := os.ReadFile(imap.CAFile)
+	if err := os.WriteFile(caFile, slices.Concat(a, b), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return up, imap, caFile
+}
+
+// initCmd is the real binary's init with its own home.
+func initCmd(t *testing.T, args ...string) (*exec.Cmd, string) {
+	dir := t.TempDir()
+	cmd := exec.Command(binPath, append([]string{"init"}, args...)...)
+	cmd.Env = append(os.Environ(), "HOME="+dir, "XDG_CONFIG_HOME="+filepath.Join(dir, "config"),
+		"XDG_STATE_HOME="+filepath.Join(dir, "state"), "PIXELRELAY_CONFIG=", "PIXELRELAY_UPSTREAM_PASSWORD=")
+	cmd.Dir = dir
+	return cmd, dir
+}
+
+// TestInitAtTerminal answers init's questions on a terminal (a pty): the
+// password is read with echo off, the config lands at the default place,
+// and the checks sign in to the real servers.
+func TestInitAtTerminal(t *testing.T) {
+	const user, pass = "me@example.org", "s3cret-app-password"
+	up, imap, caFile := initServers(t, user, pass)
+	cmd, dir := initCmd(t, "--ca-file", caFile)
+	ptmx, tty, err := pty.Open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ptmx.Close()
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = tty, tty, tty
+	cmd.SysProcAttr = &unix.SysProcAttr{Setsid: true, Setctty: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			cmd.Process.Kill()
+			<-done
+		}
+	})
+	term := &syncBuffer{}
+	go func() {
+		buf := make([]byte, 4096)
+		for {
+			n, err := ptmx.Read(buf)
+			term.Write(buf[:n])
+			if err != nil {
+				return
+			}
+		}
+	}()
+	answer := func(prompt, line string) {
+		t.Helper()
+		waitFor(t, func() bool { return strings.Contains(term.String(), prompt) })
+		ptmx.WriteString(line + "\r")
+	}
+	answer("Provider (gmail, microsoft, icloud, smtp, outbox): ", "smtp")
+	answer("SMTP server URL: ", up.URL("smtp"))
+	answer("IMAP server URL (empty: none): ", "imap://"+imap.IMAPAddr)
+	answer("Login name (empty: none): ", user)
+	waitFor(t, func() bool { return strings.Contains(term.String(), "Password (not shown): ") })
+	// The prompt is out; type only once the terminal stopped echoing.
+	waitFor(t, func() bool {
+		st, err := unix.IoctlGetTermios(int(tty.Fd()), unix.TCGETS)
+		return err == nil && st.Lflag&unix.ECHO == 0
+	})
+	ptmx.WriteString(pass + "\r")
+	answer("Tracker URL [http://127.0.0.1:8025]: ", "https://track.example.com")
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("init: %v\n%s", err, term.String())
+		}
+	case <-time.After(3 * time.Minute):
+		t.Fatalf("init did not finish:\n%s", term.String())
+	}
+	tty.Close()
+	out := term.String()
+	if strings.Contains(out, pass) {
+		t.Errorf("the password was echoed:\n%s", out)
+	}
+	path := filepath.Join(dir, "config", "pixelrelay", "config.toml")
+	for _, w := range []string{"Wrote " + path, "Checking the SMTP login (" + user + " at " + up.Addr + ")... ok",
+		"Checking the Sent folder (IMAP at " + imap.IMAPAddr + ")... ok ([Gmail]/Sent Mail)", "2525", "pixelrelay serve\r\n"} {
+		if !strings.Contains(out, w) {
+			t.Errorf("%q missing from:\n%s", w, out)
+		}
+	}
+	pw := filepath.Join(dir, "config", "pixelrelay", "config.password")
+	if st, err := os.Stat(pw); err != nil || st.Mode().Perm() != 0o600 {
+		t.Errorf("password file: %v %v", st, err)
+	}
+	check, _ := initCmd(t, "--config", path)
+	check.Args = []string{binPath, "config", "check", "--config", path}
+	if b, err := check.CombinedOutput(); err != nil {
+		t.Errorf("config check: %v\n%s", err, b)
+	}
+}
+
+// TestInitScripted runs init from a script: the password on stdin, a
+// wrong one failing the check (exit 1, one line), --force fixing it.
+func TestInitScripted(t *testing.T) {
+	const user, pass = "me@example.org", "right"
+	up, imap, caFile := initServers(t, user, pass)
+	args := []string{"--provider", "smtp", "--upstream", up.URL("smtp"), "--imap-url", "imaps://" + imap.TLSAddr,
+		"--ca-file", caFile, "--address", user, "--password-stdin", "--base-url", "https://track.example.com"}
+
+	cmd, dir := initCmd(t, args...)
+	cmd.Stdin = strings.NewReader("wrong\n")
+	var stdout, stderr syncBuffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	if code := exitCode(err); code != 1 || strings.Count(stderr.String(), "\n") != 1 ||
+		!strings.Contains(stderr.String(), "the SMTP login check failed: the SMTP server refused the login (535") {
+		t.Fatalf("wrong password: exit %d, stderr %q\n%s", code, stderr.String(), stdout.String())
+	}
+	again := exec.Command(binPath, append([]string{"init"}, args...)...)
+	again.Env, again.Dir = cmd.Env, dir
+	again.Stdin = strings.NewReader(pass + "\n")
+	if b, err := again.CombinedOutput(); exitCode(err) != 1 || !strings.Contains(string(b), "already exists: pass --force") {
+		t.Fatalf("without --force: %v\n%s", err, b)
+	}
+	again = exec.Command(binPath, append([]string{"init", "--force"}, args...)...)
+	again.Env, again.Dir = cmd.Env, dir
+	again.Stdin = strings.NewReader(pass + "\n")
+	b, err := again.CombinedOutput()
+	if err != nil || !strings.Contains(string(b), "... ok ([Gmail]/Sent Mail)") {
+		t.Fatalf("--force with the right password: %v\n%s", err, b)
+	}
+}
+
+func exitCode(err error) int {
+	if err == nil {
+		return 0
+	}
+	if ee, ok := err.(*exec.ExitError); ok {
+		return ee.ExitCode()
+	}
+	return -1
+}
