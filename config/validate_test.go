@@ -244,6 +244,8 @@ func TestWarnings(t *testing.T) {
 		{"defaults", "", nil, "", nil},
 		{"loopback base_url with real upstream", "[upstream]\nurl = \"smtps://smtp.gmail.com:465\"", nil, "", []Problem{
 			{"tracking.base_url", "http://127.0.0.1:8025 is a loopback address: recipients' mail clients cannot reach it, so no open will be recorded"}}},
+		{"loopback base_url with a real account", "[[accounts]]\nname = \"w\"\nsenders = [\"@w.example\"]\nurl = \"smtps://smtp.gmail.com:465\"", nil, "", []Problem{
+			{"tracking.base_url", "http://127.0.0.1:8025 is a loopback address: recipients' mail clients cannot reach it, so no open will be recorded"}}},
 		{"public base_url", "[upstream]\nurl = \"smtps://smtp.gmail.com:465\"\n[tracking]\nbase_url = \"https://px.example.com\"", nil, "", nil},
 		{"shared password file", "[upstream]\npassword_file = \"pw\"", map[string]os.FileMode{"pw": 0o644}, "", []Problem{
 			{"upstream.password_file", "{dir}/pw is readable by other users (mode 0644); chmod 600 it"}}},

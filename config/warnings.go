@@ -18,7 +18,7 @@ import (
 //     passwords would travel in clear text.
 func (c *Config) Warnings() Problems {
 	v := &validator{}
-	if u, err := url.Parse(c.Tracking.BaseURL); err == nil && c.Upstream.URL != "outbox" && IsLoopback(u.Host) {
+	if u, err := url.Parse(c.Tracking.BaseURL); err == nil && c.realUpstream() && IsLoopback(u.Host) {
 		v.add("tracking.base_url", "%s is a loopback address: recipients' mail clients cannot reach it, so no open will be recorded", c.Tracking.BaseURL)
 	}
 	if os.Getenv(EnvUpstreamPassword) == "" {
@@ -57,4 +57,15 @@ func warnShared(v *validator, key, path string) {
 		return
 	}
 	v.add(key, "%s is readable by other users (mode %04o); chmod 600 it", path, st.Mode().Perm())
+}
+
+// realUpstream reports whether any account sends to a real upstream (not
+// the outbox).
+func (c *Config) realUpstream() bool {
+	for _, a := range c.Accounts() {
+		if a.URL != "outbox" {
+			return true
+		}
+	}
+	return false
 }

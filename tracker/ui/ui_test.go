@@ -65,7 +65,7 @@ func newFixture(t *testing.T) *fixture {
 		},
 		Queue: func() []record.QueueEntry {
 			return []record.QueueEntry{{QueueID: "q1", TrackingID: "aaaaaaaaaaaaaaaa", Recipients: []string{"slow@example.com"},
-				Status: record.StatusDeferred, Attempts: 3, LastError: "451 4.7.1 over quota"}}
+				Status: record.StatusDeferred, Attempts: 3, LastError: "451 4.7.1 over quota", Account: "work"}}
 		}})
 	ts := httptest.NewServer(h)
 	t.Cleanup(ts.Close)
@@ -260,7 +260,7 @@ func TestPages(t *testing.T) {
 		{"/ui/m/../../etc/passwd", 404, []string{"no copy"}},
 		{"/ui/m/not-an-id", 404, []string{"not a tracking id"}},
 		{"/ui/activity?range=24h", 200, []string{"Opens over time", "rect class=\"human\"", "user0@example.com"}},
-		{"/ui/queue", 200, []string{"slow@example.com", "451 4.7.1 over quota"}},
+		{"/ui/queue", 200, []string{"slow@example.com", "451 4.7.1 over quota", `via <span class="acct">work</span>`}},
 		{"/ui/status", 200, []string{"127.0.0.1:2525", "1.0 MB", "12 (5 by people)", "crm", "Retrying", "2 events wait", "503 Service Unavailable"}},
 		{"/ui/?f=everything", 400, []string{"f: want"}},
 		{"/ui/?in=sideways&q=x", 400, []string{"in: want"}},
