@@ -1,19 +1,24 @@
 package cli
 
 import (
+	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/emersion/go-smtp"
 
 	"pixelrelay/config"
 	"pixelrelay/internal/dovecottest"
+	"pixelrelay/internal/oauthtest"
 	"pixelrelay/internal/testport"
+	"pixelrelay/relay/oauth"
 	"pixelrelay/relay/smtptest"
 )
 
@@ -165,5 +170,59 @@ func TestInitJSON(t *testing.T) {
 		Checks: []InitCheck{{"smtp_login", "ok", ""}}, SMTPListen: "127.0.0.1:2525", Next: []string{"pixelrelay serve --config " + path}}
 	if !reflect.DeepEqual(r, want) {
 		t.Errorf("got  %+v\nwant %+v", r, want)
+	}
+}
+
+// TestInitCheckOnly: init --check checks the config in use and writes
+// nothing; for OAuth after the sign-in.
+func TestInitCheckOnly(t *testing.T) {
+	dir := initEnv(t)
+	up := smtptest.Start(t, smtptest.Script{StartTLS: true, AuthUsers: map[string]string{"me": "right"}})
+	path := filepath.Join(dir, "c.toml")
+	if code, _, errOut := runStdin("wrong\n", "init", "--no-check", "--config", path, "--provider", "smtp", "--upstream", up.URL("smtp"),
+		"--ca-file", up.CAFile, "--address", "me", "--password-stdin"); code != 0 {
+		t.Fatal(errOut)
+	}
+	before := readFile(t, path)
+	code, out, errOut := runStdin("", "init", "--check", "--config", path)
+	if code != 1 || !strings.Contains(errOut, "c.toml: the SMTP login check failed: the SMTP server refused the login (535") {
+		t.Errorf("wrong password: exit %d, stderr %q\n%s", code, errOut, out)
+	}
+	os.WriteFile(filepath.Join(dir, "c.password"), []byte("right\n"), 0o600)
+	if code, out, errOut := runStdin("", "init", "--check", "--config", path); code != 0 || !strings.Contains(out, "... ok") {
+		t.Errorf("right password: exit %d, stderr %q\n%s", code, errOut, out)
+	}
+	if readFile(t, path) != before {
+		t.Errorf("--check changed the config")
+	}
+	if code, _, errOut := runStdin("", "init", "--check", "--config", path, "--provider", "gmail"); code != 2 {
+		t.Errorf("--check with --provider: exit %d, %s", code, errOut)
+	}
+
+	// OAuth: not checked before the sign-in, checked with XOAUTH2 after.
+	p := oauthtest.Start(t, oauthtest.Options{})
+	xo := smtptest.Start(t, smtptest.Script{StartTLS: true, XOAUTH2: func(_, tok string) bool { return p.Live(tok) }})
+	op := filepath.Join(dir, "oauth.toml")
+	os.WriteFile(op, []byte(fmt.Sprintf("data_dir = %q\n[upstream]\nurl = %q\nca_file = %q\nusername = \"me@example.com\"\nauth = \"oauth\"\n"+
+		"oauth_client_id = %q\noauth_auth_url = %q\noauth_token_url = %q\n", filepath.Join(dir, "data"), xo.URL("smtp"), xo.CAFile,
+		p.ClientID, p.AuthURL, p.TokenURL)), 0o600)
+	if code, out, errOut := runStdin("", "init", "--check", "--config", op); code != 1 || !strings.Contains(errOut, "not signed in with OAuth: run pixelrelay auth login") {
+		t.Errorf("before the sign-in: exit %d, stderr %q\n%s", code, errOut, out)
+	}
+	cfg, err := config.LoadValid(op)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, _ := cfg.Account(config.DefaultAccount)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := oauth.Login(ctx, oauth.FromConfig(cfg.DataDir, a), oauthtest.Browser(t)); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut = runStdin("", "init", "--check", "--json", "--config", op)
+	var r InitResponse
+	json.Unmarshal([]byte(out), &r)
+	if code != 0 || len(r.Checks) != 1 || r.Checks[0] != (InitCheck{"smtp_login", "ok", ""}) {
+		t.Errorf("after the sign-in: exit %d, stderr %q\n%s", code, errOut, out)
 	}
 }

@@ -16,7 +16,7 @@ import (
 
 const initHelp = `Usage: pixelrelay init [--provider P] [--address ADDR] [--upstream URL] [--base-url URL]
                        [--password-stdin] [--oauth] [--client-id ID] [--client-secret-file FILE]
-                       [--imap-url URL] [--ca-file FILE] [--force] [--no-check] [--json]
+                       [--imap-url URL] [--ca-file FILE] [--force] [--no-check] [--check] [--json]
                        [--config FILE]
 
 Guided setup. Asks for what it needs (on a terminal; answers given as flags
@@ -52,6 +52,8 @@ Flags:
   --ca-file FILE           extra CA certificates (PEM) to trust for the servers
   --force                  replace an existing config file (and its password file)
   --no-check               do not sign in to check the login and the Sent folder
+  --check                  write nothing: check the login and the Sent folder of the
+                           config file in use (after pixelrelay auth login, or an edit)
   --json                   print {"config_file", "password_file", "client_secret_file",
                            "checks": [{"check", "result", "detail"}], "smtp_listen",
                            "next"} instead of the text (questions go to stderr)
@@ -81,6 +83,7 @@ type initFlags struct {
 	clientSecretFile string
 	force, noCheck   bool
 	asJSON           bool
+	checkOnly        bool
 	configPath       string
 	set              map[string]bool // the flags given on the command line
 }
@@ -101,6 +104,7 @@ func parseInitFlags(args []string) (*initFlags, error) {
 	fs.BoolVar(&f.force, "force", false, "")
 	fs.BoolVar(&f.noCheck, "no-check", false, "")
 	fs.BoolVar(&f.asJSON, "json", false, "")
+	fs.BoolVar(&f.checkOnly, "check", false, "")
 	pos, err := parseArgs(fs, args)
 	if err != nil {
 		return nil, err
@@ -130,6 +134,9 @@ func runInit(e *env, args []string) error {
 	f, err := parseInitFlags(args)
 	if err != nil {
 		return err
+	}
+	if f.checkOnly {
+		return e.checkExisting(f)
 	}
 	path := initTarget(f.configPath)
 	if err := refuseExisting(path, f.force); err != nil {

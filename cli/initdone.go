@@ -50,7 +50,7 @@ func (e *env) finishInit(files setupFiles, a *answers, noCheck, asJSON bool) err
 		e.printWritten(r, p)
 	}
 	if !noCheck && p.name != "outbox" {
-		r.Checks = runChecks(progress, cfg, p)
+		r.Checks = runChecks(progress, cfg, p, true)
 	}
 	if asJSON {
 		err = printJSON(e.stdout, r)
@@ -64,11 +64,8 @@ func (e *env) finishInit(files setupFiles, a *answers, noCheck, asJSON bool) err
 	if loopbackURL(a.baseURL) && p.name != "outbox" {
 		e.note("tracking.base_url %s is reached from this machine only: opens elsewhere are not counted until it is a public URL (README: Expose the tracker over HTTPS)", a.baseURL)
 	}
-	for _, c := range r.Checks {
-		if c.Result == "failed" {
-			return fmt.Errorf("%s is written, but the %s check failed: %s; fix it and run pixelrelay init --force again, or edit the file",
-				displayPath(files.config), checkNames[c.Check], c.Detail)
-		}
+	if err := failedCheck(r); err != nil {
+		return fmt.Errorf("%s is written, but %w; fix it and run pixelrelay init --force again, or edit the file and check it with pixelrelay init --check", displayPath(files.config), err)
 	}
 	return nil
 }
@@ -86,12 +83,13 @@ func (e *env) printWritten(r InitResponse, p preset) {
 var checkNames = map[string]string{"smtp_login": "SMTP login", "sent_folder": "Sent folder"}
 
 // runChecks checks the SMTP login and then the Sent folder, telling w
-// about each as it goes.
-func runChecks(w io.Writer, cfg *config.Config, p preset) []InitCheck {
+// about each as it goes. With waitSignIn an OAuth account nobody signed
+// in yet is not checked (init just wrote it); else that fails the check.
+func runChecks(w io.Writer, cfg *config.Config, p preset, waitSignIn bool) []InitCheck {
 	up := cfg.Upstream
 	fmt.Fprintln(w)
 	sent := up.SentFolderOn() && up.IMAP() != ""
-	if up.Auth == "oauth" {
+	if up.Auth == "oauth" && waitSignIn {
 		if st, err := oauth.ReadStatus(cfg.DataDir, config.DefaultAccount); err != nil || !st.SignedIn {
 			const why = "needs the OAuth sign-in first (pixelrelay auth login)"
 			fmt.Fprintln(w, "Not checked yet: the SMTP login and the Sent folder "+why+".")
@@ -176,4 +174,55 @@ func (e *env) printNext(cmds []string, a *answers) {
 	}
 	fmt.Fprintln(e.stdout, "  run the relay and the tracker (README: Run as a service, to keep it running):")
 	fmt.Fprintf(e.stdout, "    %s\n", cmds[0])
+}
+
+// checkExisting is init --check: the checks of the config file in use.
+func (e *env) checkExisting(f *initFlags) error {
+	for name := range f.set {
+		if name != "check" && name != "json" && name != "config" {
+			return usagef("--check takes no other flag than --config and --json, not --%s", name)
+		}
+	}
+	path, err := config.Find(f.configPath)
+	if err != nil {
+		return err
+	}
+	if path == "" {
+		return fmt.Errorf("no config file to check (run pixelrelay init first)")
+	}
+	cfg, err := validConfig(path)
+	if err != nil {
+		return err
+	}
+	p, ok := presetOf(cfg.Upstream.Provider())
+	if !ok {
+		p, _ = presetOf("smtp")
+	}
+	r := InitResponse{ConfigFile: path, Checks: []InitCheck{}, SMTPListen: cfg.SMTP.Listen}
+	progress := e.stdout
+	if f.asJSON {
+		progress = io.Discard
+	}
+	if cfg.Upstream.URL != "outbox" && cfg.Upstream.URL != "" {
+		r.Checks = runChecks(progress, cfg, p, false)
+	}
+	if f.asJSON {
+		if err := printJSON(e.stdout, r); err != nil {
+			return err
+		}
+	}
+	if err := failedCheck(r); err != nil {
+		return fmt.Errorf("%s: %w", displayPath(path), err)
+	}
+	return nil
+}
+
+// failedCheck is the error of the first failed check, nil when none.
+func failedCheck(r InitResponse) error {
+	for _, c := range r.Checks {
+		if c.Result == "failed" {
+			return fmt.Errorf("the %s check failed: %s", checkNames[c.Check], c.Detail)
+		}
+	}
+	return nil
 }
