@@ -218,6 +218,7 @@ func serve(flagPath string, trackerOnly bool, log *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("spool %s: %w", cfg.SpoolDir(), err)
 	}
+	q.Reroute() // messages spooled for an account the config no longer has
 
 	smtpLn, err := net.Listen("tcp", cfg.SMTP.Listen)
 	if err != nil {

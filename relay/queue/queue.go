@@ -521,9 +521,10 @@ func (q *Queue) wakeUp() {
 }
 
 // Reroute logs, once per account, the messages waiting for an account the
-// config no longer has (a reload removed it): their copies go to the
-// default account from now on (and back to the account should it return).
-// Call it after a reload; Kick then retries them at once.
+// config no longer has (a reload, or a restart with another config,
+// removed it): their copies go to the default account from now on (and
+// back to the account should it return), and their records say so. Call
+// it at start and after a reload; Kick then retries them at once.
 func (q *Queue) Reroute() {
 	cfg := q.cfg()
 	counts := map[string]int{}
