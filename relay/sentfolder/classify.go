@@ -25,17 +25,23 @@ const (
 	// clean: no pixel and not relayed by pixelrelay (the client's own
 	// copy, or the one pixelrelay appended): kept.
 	clean copyKind = iota
-	// relayed: one of the copies pixelrelay sent, filed by the provider
-	// (with a pixel and rewritten links, or the untracked recipients'
-	// copy without Bcc): removed.
+	// relayed: a copy pixelrelay sent without a pixel (the untracked
+	// recipients' copy, without Bcc): removed from Sent only (on Gmail
+	// it is the same message as a copy to the sender's own inbox).
 	relayed
+	// tracked: a copy with a pixel or rewritten links: removed from
+	// Sent, All Mail and Trash.
+	tracked
 )
 
-// classify tells a relayed copy (pixelrelay's trace header, or any of
-// marks, the tracker's pixel and click URL prefixes, in its decoded text)
-// from a clean one.
+// classify tells a tracked copy (any of marks, the tracker's pixel and
+// click URL prefixes, in its text) and a relayed one (pixelrelay's
+// Received trace) from a clean one.
 func classify(raw []byte, marks []string) copyKind {
-	if hasTrace(raw) || hasMark(raw, marks) {
+	switch {
+	case hasMark(raw, marks):
+		return tracked
+	case hasTrace(raw):
 		return relayed
 	}
 	return clean

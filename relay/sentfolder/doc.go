@@ -11,10 +11,13 @@
 // \Sent, else by its usual names), appends the message as the client
 // submitted it (Bcc kept, \Seen, its own Date as internal date) unless a
 // clean copy of that Message-ID is there already (the client saved its
-// own), and removes every copy pixelrelay relayed (the Received header
+// own), removes every copy pixelrelay relayed (the Received header
 // pixelrelay puts in front, or the tracker's pixel or click URLs in the
-// text) from Sent, from All Mail (\All, through Trash: on Gmail an expunge
-// from All Mail only archives) and from Trash.
+// text) from Sent, and every tracked one (with a pixel or rewritten links)
+// from All Mail (\All, through Trash: on Gmail an expunge from All Mail
+// only archives) and from Trash. The untracked recipients' copy stays in
+// All Mail: on Gmail it is also the copy in the sender's own inbox when
+// the sender was a recipient.
 //
 // Providers file asynchronously: a job that finds fewer relayed copies in
 // Sent than were sent looks again a few times before it ends. Failures are

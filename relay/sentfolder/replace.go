@@ -33,9 +33,9 @@ type Result struct {
 
 // Replace signs in to the account, appends msg to its Sent mailbox (\Seen,
 // msg.Date) unless a clean copy of that Message-ID is there already, and
-// removes every copy of it that pixelrelay relayed from Sent, from All Mail
-// (through Trash, so that Gmail deletes it rather than archive it) and
-// from Trash. It is safe to run again: a second run appends nothing and
+// removes every copy of it that pixelrelay relayed from Sent, and every
+// tracked one from All Mail (through Trash, so that Gmail deletes it
+// rather than archive it) and from Trash. It is safe to run again: a second run appends nothing and
 // removes what was filed since.
 func Replace(ctx context.Context, a Account, msg Message) (Result, error) {
 	var res Result
@@ -55,23 +55,24 @@ func Replace(ctx context.Context, a Account, msg Message) (Result, error) {
 	if err != nil {
 		return res, err
 	}
-	res.Found = len(sent.relayed)
+	fromSent := append(sent.relayed, sent.tracked...)
+	res.Found = len(fromSent)
 	if sent.clean == 0 {
 		if err := c.Append(mb.Sent, []string{imap.SeenFlag}, msg.Date, bytes.NewBuffer(msg.Raw)); err != nil {
 			return res, fmt.Errorf("APPEND to %s: %w", mb.Sent, err)
 		}
 		res.Appended = true
 	}
-	if err := remove(c, sent.relayed); err != nil {
+	if err := remove(c, fromSent); err != nil {
 		return res, fmt.Errorf("removing from %s: %w", mb.Sent, err)
 	}
-	res.Removed += len(sent.relayed)
+	res.Removed += len(fromSent)
 	n, err := cleanAllMail(c, mb, msg)
 	res.Removed += n
 	return res, err
 }
 
-// cleanAllMail removes relayed copies from All Mail (moved to Trash
+// cleanAllMail removes tracked copies from All Mail (moved to Trash
 // first when there is one: on Gmail an expunge from All Mail only
 // archives) and then from Trash.
 func cleanAllMail(c *client.Client, mb Mailboxes, msg Message) (int, error) {
@@ -81,14 +82,14 @@ func cleanAllMail(c *client.Client, mb Mailboxes, msg Message) (int, error) {
 		if err != nil {
 			return removed, err
 		}
-		if len(all.relayed) > 0 && mb.Trash != "" {
-			if err := c.UidMove(uidSet(all.relayed), mb.Trash); err != nil {
+		if len(all.tracked) > 0 && mb.Trash != "" {
+			if err := c.UidMove(uidSet(all.tracked), mb.Trash); err != nil {
 				return removed, fmt.Errorf("moving from %s to %s: %w", mb.All, mb.Trash, err)
 			}
-		} else if err := remove(c, all.relayed); err != nil {
+		} else if err := remove(c, all.tracked); err != nil {
 			return removed, fmt.Errorf("removing from %s: %w", mb.All, err)
 		} else {
-			removed += len(all.relayed)
+			removed += len(all.tracked)
 		}
 	}
 	if mb.Trash == "" || mb.Trash == mb.Sent {
@@ -98,16 +99,17 @@ func cleanAllMail(c *client.Client, mb Mailboxes, msg Message) (int, error) {
 	if err != nil {
 		return removed, err
 	}
-	if err := remove(c, trash.relayed); err != nil {
+	if err := remove(c, trash.tracked); err != nil {
 		return removed, fmt.Errorf("removing from %s: %w", mb.Trash, err)
 	}
-	return removed + len(trash.relayed), nil
+	return removed + len(trash.tracked), nil
 }
 
 // found are the copies of a Message-ID in one mailbox.
 type found struct {
-	relayed []uint32 // UIDs of copies pixelrelay relayed
-	clean   int      // copies without pixel or trace
+	tracked []uint32 // UIDs of copies with a pixel or rewritten links
+	relayed []uint32 // UIDs of other copies pixelrelay relayed
+	clean   int      // copies without either
 }
 
 // scan selects mailbox and sorts the copies of msg's Message-ID in it.
@@ -142,9 +144,12 @@ func scan(c *client.Client, mailbox string, msg Message) (found, error) {
 		if err != nil || !sameID(raw, msg.MessageID) {
 			continue
 		}
-		if classify(raw, msg.Marks) == relayed {
+		switch classify(raw, msg.Marks) {
+		case tracked:
+			f.tracked = append(f.tracked, m.Uid)
+		case relayed:
 			f.relayed = append(f.relayed, m.Uid)
-		} else {
+		default:
 			f.clean++
 		}
 	}

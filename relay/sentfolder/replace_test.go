@@ -148,13 +148,13 @@ func checkSent(t *testing.T, s *dovecottest.Server, box string, want [][]byte, a
 	}
 }
 
-// checkNoRelayed: no mailbox holds a copy pixelrelay relayed.
+// checkNoRelayed: no mailbox holds a tracked copy.
 func checkNoRelayed(t *testing.T, s *dovecottest.Server, boxes []dovecottest.Mailbox) {
 	t.Helper()
 	for _, b := range append(boxes, dovecottest.Mailbox{Name: "INBOX"}) {
 		for _, m := range s.Messages(t, testUser, testPass, b.Name) {
-			if classify(m.Raw, Marks(testBase)) == relayed {
-				t.Errorf("%s still holds a relayed copy:\n%s", b.Name, m.Raw)
+			if classify(m.Raw, Marks(testBase)) == tracked {
+				t.Errorf("%s still holds a tracked copy:\n%s", b.Name, m.Raw)
 			}
 		}
 	}
