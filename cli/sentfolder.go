@@ -53,6 +53,16 @@ func (s *sentFolder) status(ids []string, status string) {
 	}
 }
 
+// on is queue.Options.SentFolderOn.
+func (s *sentFolder) on(account, from string) bool {
+	cfg := s.current()
+	if account == "" {
+		account = cfg.Route(from, "").Name
+	}
+	_, on := sentfolder.FromConfig(cfg, account)
+	return on
+}
+
 // handOver is queue.Options.SentFolder: a finished message whose account
 // has the Sent folder on becomes a job (kept durably before the queue
 // deletes the message); one without a tracked copy needs none.
@@ -62,7 +72,9 @@ func (s *sentFolder) handOver(f queue.Finished) error {
 	if name == "" {
 		name = cfg.Route(f.From, "").Name
 	}
-	if _, on := sentfolder.FromConfig(cfg, name); !on {
+	if !s.on(name, f.From) {
+		// Off now; its records may say pending from when it was on.
+		s.status(f.Records, sentfolder.StatusOff)
 		return nil
 	}
 	if !f.Tracked {

@@ -201,7 +201,8 @@ func serve(flagPath string, trackerOnly bool, log *slog.Logger) error {
 	}
 	defer sent.Close()
 	q, err := queue.New(queue.Options{
-		SentFolder: sent.handOver,
+		SentFolder:   sent.handOver,
+		SentFolderOn: sent.on,
 		Dir:        cfg.SpoolDir(),
 		Config:     current,
 		Upstream:   upstreams.For,

@@ -250,6 +250,7 @@ ssl_cert = <%[1]s/cert.pem
 ssl_key = <%[1]s/key.pem
 disable_plaintext_auth = no
 auth_mechanisms = plain login
+auth_failure_delay = 0
 default_internal_user = %[2]s
 default_internal_group = %[8]s
 default_login_user = %[2]s

@@ -345,6 +345,7 @@ func (q *Queue) makePlan(m *message) (*spool.State, []record.Copy, error) {
 	if len(untracked) > 0 {
 		st.Copies = append(st.Copies, spool.Copy{Recipients: untracked, Status: spool.Queued})
 	}
+	q.markSentFolder(m, recs, len(untracked) < len(m.env.To))
 	return st, recs, nil
 }
 

@@ -73,6 +73,10 @@ type Options struct {
 	// it fails the message stays in the spool and is handed again after
 	// min_retry (or at the next start).
 	SentFolder func(Finished) error
+	// SentFolderOn reports whether the Sent folder of a message's account
+	// (its name, "" before accounts, and its envelope sender) is cleaned:
+	// its records start with sent_folder "pending" then, else "off".
+	SentFolderOn func(account, from string) bool
 
 	// ShutdownTimeout bounds how long Close waits for in-flight
 	// deliveries before cancelling them (default 30s).

@@ -24,6 +24,22 @@ type Finished struct {
 	Raw []byte
 }
 
+// markSentFolder gives m's records their first sent_folder: "pending"
+// when the Sent folder of m's account is on and a copy is tracked, else
+// "off"; nothing when Options.SentFolderOn is not set.
+func (q *Queue) markSentFolder(m *message, recs []record.Copy, tracked bool) {
+	if q.opt.SentFolderOn == nil {
+		return
+	}
+	st := "off"
+	if tracked && q.opt.SentFolderOn("", m.env.From) {
+		st = "pending"
+	}
+	for i := range recs {
+		recs[i].SentFolder = st
+	}
+}
+
 // handOver gives a finished message that had copies accepted upstream to
 // Options.SentFolder, which keeps what it needs durably. false: it failed
 // and the message stays in the spool for another try. The caller holds

@@ -50,8 +50,9 @@ func (j *Jobs) run(job *Job) {
 	j.again(job, time.Now().Add(delay))
 }
 
-// failedRun retries job with a growing delay, or gives it up once it is
-// older than the schedule's MaxAge.
+// failedRun retries job with a growing delay, or gives it up once its
+// next attempt would come after the schedule's MaxAge (but always tries
+// twice).
 func (j *Jobs) failedRun(job *Job, err error) {
 	reason := err.Error()
 	if errors.Is(err, context.DeadlineExceeded) {
@@ -61,7 +62,7 @@ func (j *Jobs) failedRun(job *Job, err error) {
 	job.LastError = reason
 	sched := j.opt.Schedule()
 	next := time.Now().Add(backoff(job.Attempts, sched.MinRetry, sched.MaxRetry))
-	if next.Sub(job.Created) > sched.MaxAge {
+	if job.Attempts > 1 && next.Sub(job.Created) > sched.MaxAge { // one retry at least
 		j.log.Warn("sent folder job failed; giving up", "queue_id", job.QueueID, "account", job.Account,
 			"attempts", job.Attempts, "err", reason)
 		j.failed.Add(1)

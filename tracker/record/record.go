@@ -39,6 +39,11 @@ type Copy struct {
 	// Account names the upstream account the copy goes through
 	// ("default" for [upstream]; "" in records made before accounts).
 	Account string
+	// SentFolder is MESSAGE's sent_folder: "pending" (the sender's Sent
+	// folder will be cleaned once the message is delivered), "replaced",
+	// "failed: REASON" or "off" (see relay/sentfolder); "" in records
+	// made before it was kept.
+	SentFolder string
 	// Links are the URLs of the copy's tracked links: link n of its click
 	// URLs leads to Links[n-1] (see relay/rewrite). Copies of one message
 	// share the slice; nil when clicks are not counted.

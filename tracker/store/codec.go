@@ -47,12 +47,14 @@ const (
 // copies were recorded) is read as a tracked copy; version 2 appends the
 // untracked reason and the time the copy was done (sent or failed);
 // version 3 the click counters (older records have none); version 4 the
-// account (older records have "").
+// account (older records have ""); version 5 the sent folder status
+// (older records have "").
 const (
 	recVersion  = 1
 	copyV2      = 2
 	copyV3      = 3
-	copyVersion = 4
+	copyV4      = 4
+	copyVersion = 5
 )
 
 // Open records carry their own version: 2 adds the reason after the city.
@@ -181,7 +183,7 @@ func (d *decoder) byte() byte {
 func (d *decoder) time() time.Time { return fromTS(d.uvarint()) }
 
 func encodeCopy(c *copyRec) []byte {
-	b := make([]byte, 0, 112+len(c.Recipient)+len(c.From)+len(c.Subject)+len(c.MessageID)+len(c.LastError)+len(c.UntrackedReason)+len(c.Account))
+	b := make([]byte, 0, 112+len(c.Recipient)+len(c.From)+len(c.Subject)+len(c.MessageID)+len(c.LastError)+len(c.UntrackedReason)+len(c.Account)+len(c.SentFolder))
 	b = append(b, copyVersion)
 	for _, s := range []string{c.TrackingID, c.QueueID, c.Recipient, c.From, c.Subject, c.MessageID, c.Status, c.LastError} {
 		b = appendStr(b, s)
@@ -196,7 +198,8 @@ func encodeCopy(c *copyRec) []byte {
 	b = binary.AppendUvarint(b, uint64(c.ClicksTotal))
 	b = binary.AppendUvarint(b, uint64(c.ClicksHuman))
 	b = appendTime(b, c.FirstHumanClick)
-	return appendStr(b, c.Account)
+	b = appendStr(b, c.Account)
+	return appendStr(b, c.SentFolder)
 }
 
 func decodeCopy(v []byte) (copyRec, error) {
@@ -225,8 +228,11 @@ func decodeCopy(v []byte) (copyRec, error) {
 		c.ClicksHuman = int(d.uvarint())
 		c.FirstHumanClick = d.time()
 	}
-	if version >= copyVersion {
+	if version >= copyV4 {
 		c.Account = d.str()
+	}
+	if version >= copyVersion {
+		c.SentFolder = d.str()
 	}
 	if d.err == nil && len(d.b) != 0 {
 		return c, errCorrupt

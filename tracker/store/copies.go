@@ -228,6 +228,7 @@ func (c *copyRec) message() Message {
 		OpensTotal: c.OpensTotal, OpensHuman: c.OpensHuman, FirstHumanOpen: timePtr(c.FirstHumanOpen),
 		Key:         c.ID(),
 		ClicksTotal: c.ClicksTotal, ClicksHuman: c.ClicksHuman, FirstHumanClick: timePtr(c.FirstHumanClick),
+		SentFolder: c.SentFolder,
 	}
 }
 

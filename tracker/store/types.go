@@ -65,6 +65,9 @@ type Message struct {
 	// Account names the upstream account of the copy ("default" for
 	// [upstream]; "" in records made before accounts existed).
 	Account string `json:"account"`
+	// SentFolder: "pending", "replaced", "failed: REASON" or "off" (see
+	// record.Copy.SentFolder).
+	SentFolder string `json:"sent_folder"`
 }
 
 // Click is one recorded click, joined with its copy and link, as

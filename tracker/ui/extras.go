@@ -6,7 +6,7 @@ import "pixelrelay/tracker/store"
 // the work (clicks, account, Sent folder: zero until the store has them).
 func messageExtras(m store.Message) extras {
 	e := extras{Tracked: m.Tracked, UntrackedReason: m.UntrackedReason, ClicksTotal: m.ClicksTotal, ClicksHuman: m.ClicksHuman,
-		Account: m.Account}
+		Account: m.Account, SentFolder: m.SentFolder}
 	if e.Account == "default" { // [upstream]: named only where there are others
 		e.Account = ""
 	}
