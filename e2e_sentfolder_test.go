@@ -51,7 +51,8 @@ func startGmailLike(t *testing.T, delay time.Duration) *gmailLike {
 func (g *gmailLike) file(m smtptest.Message) {
 	defer g.wg.Done()
 	time.Sleep(g.delay)
-	boxes := []string{sentBox, allBox}
+	// All Mail first: on Gmail both are one message, visible at once.
+	boxes := []string{allBox, sentBox}
 	for _, to := range m.To {
 		if strings.EqualFold(to, m.AuthUser) {
 			boxes = append(boxes, "INBOX")

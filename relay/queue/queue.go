@@ -74,7 +74,7 @@ type Options struct {
 	// min_retry (or at the next start).
 	SentFolder func(Finished) error
 	// SentFolderOn reports whether the Sent folder of a message's account
-	// (its name, "" before accounts, and its envelope sender) is cleaned:
+	// (its name, and its envelope sender) is cleaned:
 	// its records start with sent_folder "pending" then, else "off".
 	SentFolderOn func(account, from string) bool
 

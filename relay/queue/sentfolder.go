@@ -13,7 +13,7 @@ import (
 type Finished struct {
 	QueueID   string
 	From      string // envelope sender
-	Account   string // the account it went through ("" for the default)
+	Account   string // the account it went through (config.DefaultAccount for [upstream])
 	MessageID string // as its copies carry it
 	Received  time.Time
 	Sent      int  // copies accepted upstream
@@ -32,7 +32,7 @@ func (q *Queue) markSentFolder(m *message, recs []record.Copy, tracked bool) {
 		return
 	}
 	st := "off"
-	if tracked && q.opt.SentFolderOn("", m.env.From) {
+	if tracked && q.opt.SentFolderOn(accountIn(q.cfg(), m.env.Account).Name, m.env.From) {
 		st = "pending"
 	}
 	for i := range recs {

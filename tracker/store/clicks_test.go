@@ -410,18 +410,22 @@ func TestCopyRecordVersions(t *testing.T) {
 	c.ClicksTotal, c.ClicksHuman, c.FirstHumanClick = 4, 2, time.Unix(7, 0).UTC()
 	enc := encodeCopy(&c)
 	if enc[0] != copyVersion || !bytes.HasPrefix(enc[1:], b[1:]) {
-		t.Fatal("version 4 does not extend version 2")
+		t.Fatal("version 5 does not extend version 2")
 	}
 	if got, err := decodeCopy(enc); err != nil || got.ClicksHuman != 2 || !got.FirstHumanClick.Equal(c.FirstHumanClick) {
 		t.Fatalf("round trip: %+v, %v", got, err)
 	}
-	v3 := append([]byte{copyV3}, enc[1:len(enc)-1]...) // without the account's length (0)
+	v3 := append([]byte{copyV3}, enc[1:len(enc)-2]...) // without the account's and sent folder's lengths (0)
 	if got, err := decodeCopy(v3); err != nil || got.ClicksHuman != 2 || got.Account != "" {
 		t.Fatalf("v3 record: %+v, %v", got, err)
 	}
-	c.Account = "work"
-	if got, err := decodeCopy(encodeCopy(&c)); err != nil || got.Account != "work" || got.ClicksHuman != 2 {
-		t.Fatalf("v4 round trip: %+v, %v", got, err)
+	v4 := append([]byte{copyV4}, enc[1:len(enc)-1]...) // without the sent folder's length (0)
+	if got, err := decodeCopy(v4); err != nil || got.ClicksHuman != 2 || got.SentFolder != "" {
+		t.Fatalf("v4 record: %+v, %v", got, err)
+	}
+	c.Account, c.SentFolder = "work", "failed: no Sent mailbox found"
+	if got, err := decodeCopy(encodeCopy(&c)); err != nil || got.Account != "work" || got.SentFolder != c.SentFolder || got.ClicksHuman != 2 {
+		t.Fatalf("v5 round trip: %+v, %v", got, err)
 	}
 }
 
