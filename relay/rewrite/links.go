@@ -112,6 +112,9 @@ func hasAnchor(text []byte) bool {
 // bytes) and returns its href span within raw and the URL to store, when
 // it is an <a> whose clicks are counted.
 func anchor(z *xhtml.Tokenizer, raw []byte, utf8OK bool) (link, string, bool) {
+	if !maybeAnchor(raw) {
+		return link{}, "", false // TagName would copy the name of every other tag
+	}
 	name, hasAttr := z.TagName()
 	if len(name) != 1 || name[0] != 'a' || !hasAttr {
 		return link{}, "", false
@@ -142,6 +145,17 @@ func anchor(z *xhtml.Tokenizer, raw []byte, utf8OK bool) (link, string, bool) {
 	}
 	s := spans[hrefAt]
 	return link{start: s.start, end: s.end, quoted: s.quoted}, u, true
+}
+
+// maybeAnchor reports whether the raw start tag may be an <a>: false
+// only when its name, as the tokenizer reads it (from the byte after '<'
+// to white space, '/' or '>'), is not a single 'a' or 'A'.
+func maybeAnchor(raw []byte) bool {
+	if len(raw) < 3 {
+		return true // the tokenizer decides
+	}
+	c := raw[2]
+	return raw[1]|0x20 == 'a' && (isTagSpace(c) || c == '/' || c == '>')
 }
 
 // trackable returns the URL a link's href (entities decoded) leads to,

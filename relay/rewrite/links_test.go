@@ -505,3 +505,28 @@ func b64(s string) string {
 	}
 	return b.String() + enc + "\r\n"
 }
+
+// FuzzMaybeAnchor: the quick look at a start tag's bytes never turns away
+// a tag the tokenizer names "a".
+func FuzzMaybeAnchor(f *testing.F) {
+	for _, s := range []string{"<a href=x>", "<A\thref=x>", "<a/>", "<a>", "<abbr title=x>", "<b>", "<a\x00 href=x>",
+		"<img src=x>", "<a\fhref=x>", "<\u00e0 href=x>", "<aa>", "<p><a\nhref='x'>y</a>"} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, html []byte) {
+		z := xhtml.NewTokenizer(bytes.NewReader(html))
+		for {
+			tt := z.Next()
+			if tt == xhtml.ErrorToken {
+				return
+			}
+			if tt != xhtml.StartTagToken && tt != xhtml.SelfClosingTagToken {
+				continue
+			}
+			raw := bytes.Clone(z.Raw())
+			if name, _ := z.TagName(); string(name) == "a" && !maybeAnchor(raw) {
+				t.Fatalf("maybeAnchor(%q) = false, but the tokenizer reads an <a>", raw)
+			}
+		}
+	})
+}
