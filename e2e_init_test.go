@@ -48,61 +48,25 @@ func TestInitAtTerminal(t *testing.T) {
 	const user, pass = "me@example.org", "s3cret-app-password"
 	up, imap, caFile := initServers(t, user, pass)
 	cmd, dir := initCmd(t, "--ca-file", caFile)
-	ptmx, tty, err := pty.Open()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ptmx.Close()
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = tty, tty, tty
-	cmd.SysProcAttr = &unix.SysProcAttr{Setsid: true, Setctty: true}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	t.Cleanup(func() {
-		if cmd.ProcessState == nil {
-			cmd.Process.Kill()
-			<-done
-		}
-	})
-	term := &syncBuffer{}
-	go func() {
-		buf := make([]byte, 4096)
-		for {
-			n, err := ptmx.Read(buf)
-			term.Write(buf[:n])
-			if err != nil {
-				return
-			}
-		}
-	}()
-	answer := func(prompt, line string) {
-		t.Helper()
-		waitFor(t, func() bool { return strings.Contains(term.String(), prompt) })
-		ptmx.WriteString(line + "\r")
-	}
+	pt := startPTY(t, cmd)
+	answer, term := pt.answer, pt.out
 	answer("Provider (gmail, microsoft, icloud, smtp, outbox): ", "smtp")
 	answer("SMTP server URL: ", up.URL("smtp"))
 	answer("IMAP server URL (empty: none): ", "imap://"+imap.IMAPAddr)
 	answer("Login name (empty: none): ", user)
-	waitFor(t, func() bool { return strings.Contains(term.String(), "Password (not shown): ") })
-	// The prompt is out; type only once the terminal stopped echoing.
-	waitFor(t, func() bool {
-		st, err := unix.IoctlGetTermios(int(tty.Fd()), unix.TCGETS)
-		return err == nil && st.Lflag&unix.ECHO == 0
-	})
-	ptmx.WriteString(pass + "\r")
+	pt.waitNoEcho("Password (not shown): ")
+	pt.ptmx.WriteString(pass + "\r")
 	answer("Tracker URL [http://127.0.0.1:8025]: ", "https://track.example.com")
 	select {
-	case err := <-done:
+	case err := <-pt.done:
 		if err != nil {
 			t.Fatalf("init: %v\n%s", err, term.String())
 		}
 	case <-time.After(3 * time.Minute):
 		t.Fatalf("init did not finish:\n%s", term.String())
 	}
-	tty.Close()
+	// The last lines may still be on their way through the terminal.
+	waitFor(t, func() bool { return strings.Contains(term.String(), "pixelrelay serve\r\n") })
 	out := term.String()
 	if strings.Contains(out, pass) {
 		t.Errorf("the password was echoed:\n%s", out)
@@ -122,6 +86,92 @@ func TestInitAtTerminal(t *testing.T) {
 	check.Args = []string{binPath, "config", "check", "--config", path}
 	if b, err := check.CombinedOutput(); err != nil {
 		t.Errorf("config check: %v\n%s", err, b)
+	}
+}
+
+// ptyRun is a command on a pseudo-terminal.
+type ptyRun struct {
+	t         *testing.T
+	ptmx, tty *os.File
+	out       *syncBuffer // what the command wrote to the terminal
+	done      chan error
+}
+
+// startPTY starts cmd with a new terminal as its stdin, stdout and stderr.
+func startPTY(t *testing.T, cmd *exec.Cmd) *ptyRun {
+	t.Helper()
+	ptmx, tty, err := pty.Open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ptmx.Close(); tty.Close() })
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = tty, tty, tty
+	cmd.SysProcAttr = &unix.SysProcAttr{Setsid: true, Setctty: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	pt := &ptyRun{t: t, ptmx: ptmx, tty: tty, out: &syncBuffer{}, done: make(chan error, 1)}
+	go func() { pt.done <- cmd.Wait() }()
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			cmd.Process.Kill()
+			<-pt.done
+		}
+	})
+	go func() {
+		buf := make([]byte, 4096)
+		for {
+			n, err := ptmx.Read(buf)
+			pt.out.Write(buf[:n])
+			if err != nil {
+				return
+			}
+		}
+	}()
+	return pt
+}
+
+// answer types line once prompt is on the terminal.
+func (pt *ptyRun) answer(prompt, line string) {
+	pt.t.Helper()
+	waitFor(pt.t, func() bool { return strings.Contains(pt.out.String(), prompt) })
+	pt.ptmx.WriteString(line + "\r")
+}
+
+// waitNoEcho waits for prompt and for the terminal to stop echoing.
+func (pt *ptyRun) waitNoEcho(prompt string) {
+	pt.t.Helper()
+	waitFor(pt.t, func() bool { return strings.Contains(pt.out.String(), prompt) })
+	waitFor(pt.t, func() bool { return !pt.echo() })
+}
+
+func (pt *ptyRun) echo() bool {
+	st, err := unix.IoctlGetTermios(int(pt.tty.Fd()), unix.TCGETS)
+	return err != nil || st.Lflag&unix.ECHO != 0
+}
+
+// TestInitInterrupted: Ctrl-C at the password gives the terminal its echo
+// back, and nothing is written.
+func TestInitInterrupted(t *testing.T) {
+	cmd, dir := initCmd(t)
+	pt := startPTY(t, cmd)
+	pt.answer("Provider (gmail, microsoft, icloud, smtp, outbox): ", "icloud")
+	pt.answer("Your address: ", "me@icloud.com")
+	pt.waitNoEcho("App-specific password (not shown): ")
+	pt.ptmx.WriteString("\x03")
+	select {
+	case err := <-pt.done:
+		if exitCode(err) != 130 {
+			t.Errorf("exit %v, want 130\n%s", err, pt.out.String())
+		}
+	case <-time.After(time.Minute):
+		t.Fatalf("init did not stop at Ctrl-C:\n%s", pt.out.String())
+	}
+	if !pt.echo() {
+		t.Errorf("the terminal was left without echo")
+	}
+	if _, err := os.Stat(filepath.Join(dir, "config", "pixelrelay")); err == nil {
+		t.Errorf("something was written")
 	}
 }
 

@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 	"unicode/utf8"
+
+	"pixelrelay/config"
 )
 
 func FuzzParseWhen(f *testing.F) {
@@ -125,6 +127,39 @@ func FuzzParseArgs(f *testing.F) {
 				t.Fatalf("parseArgs(%q) = %q: %q out of order or invented", args, pos, p)
 			}
 			i++
+		}
+	})
+}
+
+// FuzzInitConfig: whatever init is given, the file it writes is TOML
+// that reads back the same values.
+func FuzzInitConfig(f *testing.F) {
+	f.Add("you@gmail.com", "https://track.example.com", "client-1", "gmail")
+	f.Add(`a"b\c@x`, "http://h/\x01", "\u2028id", "smtp")
+	f.Add("", "", "", "outbox")
+	f.Fuzz(func(t *testing.T, addr, base, clientID, provider string) {
+		if !utf8.ValidString(addr) || !utf8.ValidString(base) || !utf8.ValidString(clientID) {
+			return // from a terminal or flags: text
+		}
+		p, ok := presetOf(provider)
+		if !ok {
+			return
+		}
+		a := answers{provider: p.name, address: addr, upstream: "smtp://mail.example.org:587", imapURL: p.imap,
+			baseURL: base, oauth: clientID != "" && p.oauth != "", clientID: clientID}
+		if p.smtp != "" {
+			a.upstream = p.smtp
+		}
+		text := renderConfig(&a, setupFiles{}, time.Unix(0, 0))
+		c, err := config.Parse([]byte(text), "/x/c.toml")
+		if err != nil {
+			t.Fatalf("%v\n%s", err, text)
+		}
+		if want := strings.TrimRight(strings.TrimSpace(base), "/"); c.Tracking.BaseURL != want { // as config tidies it
+			t.Errorf("base_url %q, want %q", c.Tracking.BaseURL, want)
+		}
+		if p.name != "outbox" && (c.Upstream.Username != addr || (a.oauth && c.Upstream.OAuthClientID != clientID)) {
+			t.Errorf("username %q client %q, want %q %q", c.Upstream.Username, c.Upstream.OAuthClientID, addr, clientID)
 		}
 	})
 }

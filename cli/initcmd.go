@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strings"
+	"syscall"
 
 	"golang.org/x/term"
 
@@ -209,14 +211,36 @@ func (e *env) asker() *asker {
 		fd := int(os.Stdin.Fd())
 		if term.IsTerminal(fd) {
 			q.interactive = true
-			q.readSecret = func() (string, error) {
-				b, err := term.ReadPassword(fd)
-				fmt.Fprintln(q.out)
-				return string(b), err
-			}
+			q.readSecret = func() (string, error) { return readNoEcho(fd, q.out) }
 		}
 	}
 	return q
+}
+
+// readNoEcho reads a line from the terminal fd without echo. Interrupted
+// (Ctrl-C), it gives the terminal its echo back before exiting.
+func readNoEcho(fd int, out io.Writer) (string, error) {
+	st, err := term.GetState(fd)
+	if err != nil {
+		return "", err
+	}
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(sig)
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		select {
+		case <-sig:
+			term.Restore(fd, st)
+			fmt.Fprintln(out)
+			os.Exit(130) // as a shell reports SIGINT; nothing was written yet
+		case <-done:
+		}
+	}()
+	b, err := term.ReadPassword(fd)
+	fmt.Fprintln(out)
+	return string(b), err
 }
 
 // expandTilde expands a leading "~/".
