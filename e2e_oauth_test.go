@@ -198,3 +198,47 @@ func TestAuthCommandErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestOAuthNamedAccount: an [[accounts]] block with OAuth is signed in by
+// name, its mail goes out with its own token, and its revocation names
+// the command with --account.
+func TestOAuthNamedAccount(t *testing.T) {
+	p := oauthtest.Start(t, oauthtest.Options{})
+	srv := smtptest.Start(t, smtptest.Script{MaxPerConn: 1,
+		XOAUTH2: func(user, tok string) bool { return user == "me@work.example" && p.Live(tok) }})
+	in := newInstance(t, fmt.Sprintf(`
+[[accounts]]
+name = "work"
+senders = ["@work.example"]
+url = "smtp://%s"
+tls = "none"
+auth = "oauth"
+username = "me@work.example"
+oauth_client_id = %q
+oauth_auth_url = %q
+oauth_token_url = %q
+`, srv.Addr, p.ClientID, p.AuthURL, p.TokenURL))
+	if out := authLogin(t, in, "--account", "work"); !strings.Contains(out, "Signed in account work") {
+		t.Fatalf("auth login said:\n%s", out)
+	}
+	in.start()
+	to := []string{"alice@example.org"}
+	if _, err := sendMail(t, in.smtpAddr, "me@work.example", to, htmlMessage("me@work.example", to, "work")); err != nil {
+		t.Fatal(err)
+	}
+	if m := waitMessages(t, srv, 1, 30*time.Second); m[0].AuthUser != "me@work.example" {
+		t.Errorf("sent as %q", m[0].AuthUser)
+	}
+	p.Revoke()
+	if _, err := sendMail(t, in.smtpAddr, "me@work.example", to, htmlMessage("me@work.example", to, "revoked")); err != nil {
+		t.Fatal(err)
+	}
+	waitQueue(t, in, func(out string) bool { return strings.Contains(out, "run pixelrelay auth login --account work") })
+	out, _, code := in.cli("auth", "status")
+	if code != 0 || !strings.Contains(out, "default") || !strings.Contains(out, "work") || !strings.Contains(out, "--account work") {
+		t.Errorf("auth status:\n%s", out)
+	}
+	if err := in.stop(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+}
