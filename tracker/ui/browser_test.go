@@ -50,7 +50,11 @@ func demoStore(t *testing.T, st *store.Store, now time.Time) (ids map[string]str
 			id := strings.NewReplacer("0", "a", "1", "b", "8", "c", "9", "d").Replace(fmt.Sprintf("demo%012d", n))
 			ids[m.subject+"|"+rcpt] = id
 			c := record.Copy{TrackingID: id, QueueID: fmt.Sprint("q", mi), Recipient: rcpt, From: "maria@example.com",
-				Subject: m.subject, MessageID: fmt.Sprintf("<demo-%d@example.com>", mi), QueuedAt: sent.Add(-2 * time.Second)}
+				Subject: m.subject, MessageID: fmt.Sprintf("<demo-%d@example.com>", mi), QueuedAt: sent.Add(-2 * time.Second),
+				Links: demoLinks[m.subject]}
+			if strings.HasPrefix(m.subject, "Proposal") || strings.HasPrefix(m.subject, "Re: contract") {
+				c.Account = "work"
+			}
 			if err := st.Add([]record.Copy{c}); err != nil {
 				t.Fatal(err)
 			}
@@ -70,9 +74,51 @@ func demoStore(t *testing.T, st *store.Store, now time.Time) (ids map[string]str
 					t.Fatal(err)
 				}
 			}
+			for _, c := range demoClicks(id, len(c.Links), sent, now, mi*10+ri) {
+				if _, err := st.RecordClick(c); err != nil {
+					t.Fatal(err)
+				}
+			}
 		}
 	}
 	return ids
+}
+
+// demoLinks are the links of the demo's messages that have some.
+var demoLinks = map[string][]string{
+	"Your March newsletter":      {"https://northwind.example/blog/spring-roadmap", "https://northwind.example/events/march-meetup?utm_source=mail", "https://northwind.example/pricing"},
+	"Proposal: website redesign": {"https://drive.example/proposal-v3.pdf"},
+	"Slides from today's call":   {"https://slides.example/d/quarterly-review"},
+}
+
+// demoClicks decides, by k, who followed a copy's links: a reader some
+// time after opening it, or a security gateway following every link (and
+// the hidden one) at delivery.
+func demoClicks(id string, links int, sent, now time.Time, k int) []store.ClickHit {
+	if links == 0 {
+		return nil
+	}
+	const safari = "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_5) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Safari/605.1.15"
+	at := func(d time.Duration) time.Time {
+		if t := sent.Add(d); t.Before(now) {
+			return t
+		}
+		return now.Add(-time.Minute)
+	}
+	switch k % 5 {
+	case 0, 2:
+		return []store.ClickHit{{TrackingID: id, Link: 1 + k%links, At: at(time.Duration(50+k*7) * time.Minute), IP: fmt.Sprintf("198.51.100.%d", 10+k),
+			UserAgent: safari, Reason: "no machine signature"}}
+	case 3:
+		var cs []store.ClickHit
+		for n := 0; n <= links; n++ {
+			cs = append(cs, store.ClickHit{TrackingID: id, Link: n, At: at(5*time.Second + time.Duration(n)*200*time.Millisecond), IP: "40.107.212.9",
+				UserAgent: "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 Chrome/109.0", Bot: true, BotType: "scanner",
+				Reason: "network: Microsoft Exchange Online Protection 40.107.0.0/16"})
+		}
+		return cs
+	}
+	return nil
 }
 
 // demoOpens decides, by k, how a copy delivered at sent was read.
@@ -120,7 +166,7 @@ func TestDashboardLooks(t *testing.T) {
 				t.Errorf("%d rows, want the 17 copies", n)
 			}
 			text := browsertest.Eval[string](b, `document.body.innerText`)
-			for _, want := range []string{"Bounced", "Retrying", "Machine only", "Opened", "Slides from today's call", "days ago"} {
+			for _, want := range []string{"Bounced", "Retrying", "Machine only", "Opened", "Clicked", "machine clicks", "work", "Slides from today's call", "days ago"} {
 				if !strings.Contains(text, want) {
 					t.Errorf("the list does not show %q", want)
 				}
@@ -147,7 +193,17 @@ func TestDashboardLooks(t *testing.T) {
 			}
 			b.Shot("bounce")
 			b.Do(chromedp.Navigate(f.ts.URL+"/ui/m/"+ids["Your March newsletter|ana.costa@northwind.example"]), chromedp.WaitVisible(chromedp.CSS("ol.timeline")))
+			if s := browsertest.Eval[string](b, `document.querySelector("ol.timeline").innerText`); !strings.Contains(s, "Clicked by a person") ||
+				!strings.Contains(s, "https://northwind.example/") {
+				t.Errorf("the newsletter's timeline lacks its reader's click: %q", s)
+			}
 			b.Shot("timeline")
+			b.Do(chromedp.Navigate(f.ts.URL+"/ui/m/"+ids["Your March newsletter|priya@adatum.example"]), chromedp.WaitVisible(chromedp.CSS("ol.timeline")))
+			if s := browsertest.Eval[string](b, `document.querySelector("ol.timeline").innerText`); !strings.Contains(s, "Machine fetched the hidden trap link") ||
+				!strings.Contains(s, "Machine click: security scanner") {
+				t.Errorf("the scanned copy's timeline: %q", s)
+			}
+			b.Shot("scanned")
 			b.Clean()
 		})
 	}
