@@ -189,6 +189,18 @@ func TestSentFolderGmailLoop(t *testing.T) {
 	if !logged(in.logs, "sent folder replaced") {
 		t.Errorf("no 'sent folder replaced' log line")
 	}
+	out, _, _ := in.cli("messages")
+	if !strings.Contains(out, "SENT FOLDER") || strings.Count(out, "replaced") != 4 {
+		t.Errorf("messages does not show the Sent folder replaced for each copy:\n%s", out)
+	}
+	out, _, _ = in.cli("status")
+	if !strings.Contains(out, "0 pending, 1 replaced, 0 failed since start") {
+		t.Errorf("status does not count the replaced message:\n%s", out)
+	}
+	fams, _ := scrape(t, in)
+	if n := sample(fams, "pixelrelay_sent_folder_total", "result", "replaced"); n != 1 {
+		t.Errorf("pixelrelay_sent_folder_total{result=replaced} = %v, want 1", n)
+	}
 }
 
 // TestSentFolderFaults: when the account's IMAP side is down or refuses

@@ -111,10 +111,30 @@ func messagesTable(msgs []store.Message, now time.Time) *table {
 			strconv.Itoa(m.OpensHuman), strconv.Itoa(m.OpensTotal),
 			stampPtr(m.FirstHumanOpen, now, "-"), strconv.Itoa(m.ClicksHuman), m.TrackingID)
 	}
+	sentFolderColumn(t, msgs)
 	accounts := make([]string, len(msgs))
 	for i, m := range msgs {
 		accounts[i] = m.Account
 	}
 	t.accountColumn(2, accounts)
 	return t
+}
+
+// sentFolderColumn adds SENT FOLDER before ID when a listed message's
+// account has the Sent folder on ("pending", "replaced", "failed: ...").
+func sentFolderColumn(t *table, msgs []store.Message) {
+	values := make([]string, len(msgs))
+	on := false
+	for i, m := range msgs {
+		values[i] = m.SentFolder
+		switch m.SentFolder {
+		case "", "off":
+			values[i] = "-"
+		default:
+			on = true
+		}
+	}
+	if on {
+		t.insertColumn(len(t.header)-1, "SENT FOLDER", values)
+	}
 }

@@ -8,6 +8,7 @@ import (
 	"pixelrelay/metrics"
 	"pixelrelay/relay/queue"
 	"pixelrelay/relay/sentfolder"
+	"pixelrelay/tracker/httpd"
 )
 
 // sentFolderRecorder is the part of the store that keeps MESSAGE's
@@ -85,6 +86,12 @@ func (s *sentFolder) handOver(f queue.Finished) error {
 		Date: sentfolder.DateOf(f.Raw, f.Received), Marks: sentfolder.Marks(cfg.Tracking.BaseURL),
 		Expected: f.Sent, Records: f.Records}
 	return s.jobs.Add(job, sentfolder.Submitted(f.Raw, f.MessageID))
+}
+
+// counts is httpd.Options.SentFolder.
+func (s *sentFolder) counts() httpd.SentFolderCounts {
+	c := s.jobs.Counts()
+	return httpd.SentFolderCounts{Pending: c.Pending, Replaced: c.Replaced, Failed: c.Failed}
 }
 
 // Close stops the jobs; they resume at the next start.

@@ -255,6 +255,7 @@ func serve(flagPath string, trackerOnly bool, log *slog.Logger) error {
 		Senders:    submitters,
 		Log:        log,
 		Metrics:    met,
+		SentFolder: sent.counts,
 	}
 	sp.httpOptions(&hopt, st, current)
 	web := httpd.New(hopt)

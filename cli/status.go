@@ -107,6 +107,10 @@ func statusRows(st *httpd.StatusResponse) [][]string {
 	if db.LimiterRefused > 0 {
 		rows = append(rows, []string{"refused opens", fmt.Sprintf("%d since start (dedup/per-IP tables full: a flood from many addresses? see the server log)", db.LimiterRefused)})
 	}
+	if sf := st.SentFolder; sf != nil && (sf.Pending > 0 || sf.Replaced > 0 || sf.Failed > 0) {
+		rows = append(rows, []string{"sent folder", fmt.Sprintf("%d pending, %d replaced, %d failed since start",
+			sf.Pending, sf.Replaced, sf.Failed)})
+	}
 	if len(st.Accounts) > 1 {
 		for _, a := range st.Accounts {
 			rows = append(rows, []string{"account " + a.Name, accountLine(a)})

@@ -237,15 +237,28 @@ func (t *table) accountColumn(col int, names []string) {
 	for _, n := range names {
 		named = named || (n != "" && n != config.DefaultAccount)
 	}
-	if !named || len(names) != len(t.rows) {
+	if !named {
 		return
 	}
-	t.header = slices.Insert(slices.Clone(t.header), col, "ACCOUNT")
+	values := make([]string, len(names))
 	for i, n := range names {
 		if n == "" {
 			n = config.DefaultAccount
 		}
-		t.rows[i] = slices.Insert(t.rows[i], col, clean(n))
+		values[i] = n
+	}
+	t.insertColumn(col, "ACCOUNT", values)
+}
+
+// insertColumn puts a column titled title, one value per row, before
+// column col.
+func (t *table) insertColumn(col int, title string, values []string) {
+	if len(values) != len(t.rows) {
+		return
+	}
+	t.header = slices.Insert(slices.Clone(t.header), col, title)
+	for i, v := range values {
+		t.rows[i] = slices.Insert(t.rows[i], col, clean(v))
 	}
 	flex := map[int]int{}
 	for c, w := range t.flex {

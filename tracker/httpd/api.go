@@ -256,7 +256,13 @@ func (s *Server) status() (StatusResponse, error) {
 	if s.opt.Role == "tracker" {
 		smtpListen, upstream, accounts = "", "", nil
 	}
+	var sent *SentFolderCounts
+	if s.opt.SentFolder != nil && s.opt.Role != "tracker" {
+		c := s.opt.SentFolder()
+		sent = &c
+	}
 	return StatusResponse{
+		SentFolder:         sent,
 		Remote:             remote,
 		Role:               s.opt.Role,
 		Version:            s.opt.Version,

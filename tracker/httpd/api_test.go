@@ -20,7 +20,7 @@ import (
 var (
 	contractOpen    = []string{"tracking_id", "recipient", "subject", "message_id", "sent_at", "opened_at", "ip", "user_agent", "bot", "bot_type", "proxy", "first", "reason"}
 	contractMessage = []string{"tracking_id", "recipient", "from", "subject", "message_id", "queued_at", "sent_at", "status", "last_error", "opens_total", "opens_human", "first_human_open",
-		"tracked", "untracked_reason", "clicks_total", "clicks_human", "first_human_click", "account"} // the last from "Added fields"
+		"tracked", "untracked_reason", "clicks_total", "clicks_human", "first_human_click", "account", "sent_folder"} // the last ones from "Added fields"
 )
 
 func (f *fixture) api(method, path string) (*http.Response, []byte) {

@@ -142,6 +142,9 @@ type Options struct {
 	Relay       http.Handler
 	AdminRoutes http.Handler
 	Remote      func() any
+	// SentFolder counts the Sent folder jobs for /api/status's
+	// "sent_folder"; nil leaves it out.
+	SentFolder func() SentFolderCounts
 	// KeepUnknown hands genuine tokens of copies the store does not know
 	// to it anyway: a public tracker keeps them until the relay registers
 	// the copy (store.Options.TrackerOnly).

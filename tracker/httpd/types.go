@@ -57,6 +57,17 @@ type StatusResponse struct {
 	Remote any `json:"remote,omitempty"`
 	// Role is "tracker" for `serve --tracker-only`, else absent.
 	Role string `json:"role,omitempty"`
+	// SentFolder counts the Sent folder jobs (absent without a relay).
+	SentFolder *SentFolderCounts `json:"sent_folder,omitempty"`
+}
+
+// SentFolderCounts are the Sent folder jobs in GET /api/status: waiting
+// now, and done since the server started (replaced, or failed after a
+// day of retries).
+type SentFolderCounts struct {
+	Pending  int    `json:"pending"`
+	Replaced uint64 `json:"replaced"`
+	Failed   uint64 `json:"failed"`
 }
 
 // AccountStatus is one upstream account in GET /api/status.
