@@ -1,6 +1,7 @@
 package deliver
 
 import (
+	"errors"
 	"strings"
 	"testing"
 
@@ -75,4 +76,18 @@ func received(srv *smtptest.Server, rcpt string) bool {
 		}
 	}
 	return false
+}
+
+func TestKeyedError(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"check upstream.username and upstream.password", "check accounts[2].username and accounts[2].password"},
+		{"upstream.password_file: no such file", "accounts[2].password_file: no such file"},
+		{"x509: certificate is valid for upstream.example.com (check upstream.url)",
+			"x509: certificate is valid for upstream.example.com (check accounts[2].url)"},
+	}
+	for _, tt := range tests {
+		if got := (keyedError{err: errors.New(tt.in), key: "accounts[2]"}).Error(); got != tt.want {
+			t.Errorf("%q: %q, want %q", tt.in, got, tt.want)
+		}
+	}
 }

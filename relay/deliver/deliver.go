@@ -186,7 +186,16 @@ type keyedError struct {
 }
 
 func (e keyedError) Error() string {
-	return strings.ReplaceAll(e.err.Error(), "upstream.", e.key+".")
+	var pairs []string
+	for _, k := range upstreamKeys {
+		pairs = append(pairs, "upstream."+k, e.key+"."+k)
+	}
+	return strings.NewReplacer(pairs...).Replace(e.err.Error())
 }
+
+// upstreamKeys are the keys setup failures name (not a host such as
+// upstream.example.com), longest first where one starts another.
+var upstreamKeys = []string{"password_file", "password", "username", "url", "tls", "ca_file",
+	"oauth_client_id", "oauth_client_secret", "oauth_token_url", "oauth_auth_url", "auth"}
 
 func (e keyedError) Unwrap() error { return e.err }
