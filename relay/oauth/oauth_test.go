@@ -123,7 +123,9 @@ func TestLoginTimeout(t *testing.T) {
 // TestRefresh: a cached token is handed out until it nears expiry, then
 // refreshed once, also with many callers at once.
 func TestRefresh(t *testing.T) {
-	p := oauthtest.Start(t, oauthtest.Options{AccessTTL: 3 * time.Second, Rotate: true})
+	// Tokens live 6s, so refreshed in their last 2s: only a stall of
+	// seconds could make the callers below refresh twice.
+	p := oauthtest.Start(t, oauthtest.Options{AccessTTL: 6 * time.Second, Rotate: true})
 	opts := options(t, p, "work")
 	login(t, opts)
 	s := For(opts)
@@ -135,7 +137,7 @@ func TestRefresh(t *testing.T) {
 	if again != first || p.Refreshes() != 1 {
 		t.Errorf("second Token: %q (refreshes %d); want the cached one", again, p.Refreshes())
 	}
-	time.Sleep(2100 * time.Millisecond) // inside the last third of its life
+	time.Sleep(4100 * time.Millisecond) // inside the last third of its life
 	var wg sync.WaitGroup
 	tokens := make([]string, 8)
 	for i := range tokens {
@@ -171,15 +173,18 @@ func TestRefreshFails(t *testing.T) {
 			"OAuth sign-in of account work has expired or was revoked: run pixelrelay auth login --account work"},
 		{"not signed in", func(_ *oauthtest.Provider, o *Options) { os.Remove(TokenPath(o.DataDir, "work")) }, true,
 			"account work is not signed in with OAuth: run pixelrelay auth login --account work"},
-		{"wrong client", func(_ *oauthtest.Provider, o *Options) { o.ClientID = "other" }, true,
+		{"another client", func(_ *oauthtest.Provider, o *Options) { o.ClientID = "other" }, true,
+			"account work was signed in with another oauth_client_id: run pixelrelay auth login --account work"},
+		{"wrong secret", func(_ *oauthtest.Provider, o *Options) { o.ClientSecret = "wrong" }, true,
 			"check oauth_client_id and oauth_client_secret"},
 		{"down", func(p *oauthtest.Provider, _ *Options) { p.SetDown(true) }, false,
 			"OAuth token endpoint unreachable for account work"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			p := oauthtest.Start(t, oauthtest.Options{})
+			p := oauthtest.Start(t, oauthtest.Options{ClientSecret: "s3cret"})
 			opts := options(t, p, "work")
+			opts.ClientSecret = "s3cret"
 			login(t, opts)
 			tc.break_(p, &opts)
 			s := For(opts)
@@ -188,7 +193,7 @@ func TestRefreshFails(t *testing.T) {
 			if err == nil || errors.As(err, &se) != tc.signIn || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("Token error %v (sign-in error: %v), want %q", err, errors.As(err, &se), tc.want)
 			}
-			if st, _ := ReadStatus(opts.DataDir, "work"); tc.name != "not signed in" && st.LastError != err.Error() {
+			if st, _ := ReadStatus(opts.DataDir, "work"); st.LastError != err.Error() {
 				t.Errorf("status last_error %q, want %q", st.LastError, err)
 			}
 		})

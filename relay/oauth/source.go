@@ -103,17 +103,42 @@ func (s *Source) Token(ctx context.Context) (string, error) {
 		return s.tok.AccessToken, nil
 	}
 	st, err := readToken(s.opts.DataDir, s.opts.Account)
-	if errors.Is(err, errNoToken) {
-		return "", &SignInError{Account: s.opts.Account, Reason: fmt.Sprintf(
-			"account %s is not signed in with OAuth: run %s", s.opts.Account, LoginCommand(s.opts.Account))}
-	}
-	if err != nil {
-		return "", err
+	if err := s.usable(st, err); err != nil {
+		return "", s.fail(err, st.RefreshToken)
 	}
 	if s.failed != nil && st.RefreshToken == s.failRT && !s.retry() {
 		return "", s.failed
 	}
 	return s.refresh(ctx, st)
+}
+
+// usable says why the stored sign-in (read with err) cannot be refreshed.
+func (s *Source) usable(st stored, err error) error {
+	a := s.opts.Account
+	switch {
+	case errors.Is(err, errNoToken):
+		return &SignInError{Account: a, Reason: fmt.Sprintf(
+			"account %s is not signed in with OAuth: run %s", a, LoginCommand(a))}
+	case err != nil:
+		return err
+	case st.ClientID != "" && st.ClientID != s.opts.ClientID:
+		return &SignInError{Account: a, Reason: fmt.Sprintf(
+			"account %s was signed in with another oauth_client_id: run %s", a, LoginCommand(a))}
+	}
+	return nil
+}
+
+// fail remembers a failure made with refresh token rt and records it in
+// the status file; a failure like the last is logged and written once.
+func (s *Source) fail(err error, rt string) error {
+	now := time.Now()
+	again := s.failed != nil && s.failed.Error() == err.Error()
+	s.failed, s.failRT, s.failAt, s.tok = err, rt, now, nil
+	if !again {
+		s.record(Status{Account: s.opts.Account, LastError: err.Error(), LastErrorAt: now})
+		s.log.Warn("OAuth access token unavailable", "err", err)
+	}
+	return err
 }
 
 // retry reports whether the last failure may be retried now: a temporary
@@ -133,7 +158,7 @@ func (s *Source) margin() time.Duration {
 func (s *Source) refresh(ctx context.Context, st stored) (string, error) {
 	conf, err := s.opts.config()
 	if err != nil {
-		return "", &SignInError{Account: s.opts.Account, Reason: "account " + s.opts.Account + ": " + err.Error()}
+		return "", s.fail(&SignInError{Account: s.opts.Account, Reason: "account " + s.opts.Account + ": " + err.Error()}, st.RefreshToken)
 	}
 	ctx, cancel := context.WithTimeout(ctx, Timeout)
 	defer cancel()
@@ -141,11 +166,7 @@ func (s *Source) refresh(ctx context.Context, st stored) (string, error) {
 	now := time.Now()
 	tok, err := conf.TokenSource(ctx, &oauth2.Token{RefreshToken: st.RefreshToken}).Token()
 	if err != nil {
-		err = classify(s.opts.Account, err)
-		s.failed, s.failRT, s.failAt, s.tok = err, st.RefreshToken, now, nil
-		s.record(Status{Account: s.opts.Account, LastError: err.Error(), LastErrorAt: now})
-		s.log.Warn("OAuth token refresh failed", "err", err)
-		return "", err
+		return "", s.fail(classify(s.opts.Account, err), st.RefreshToken)
 	}
 	s.tok, s.fetched, s.failed = tok, now, nil
 	if tok.RefreshToken != "" && tok.RefreshToken != st.RefreshToken {
