@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"pixelrelay/internal/dovecottest"
+	"pixelrelay/internal/oauthtest"
 	"pixelrelay/relay/smtptest"
 )
 
@@ -215,4 +216,46 @@ func exitCode(err error) int {
 		return ee.ExitCode()
 	}
 	return -1
+}
+
+// TestInitSignsInAtTerminal: with OAuth, init offers the sign-in at once
+// (the browser opens the provider's consent page), then checks the login
+// with XOAUTH2.
+func TestInitSignsInAtTerminal(t *testing.T) {
+	p := oauthtest.Start(t, oauthtest.Options{})
+	up := smtptest.Start(t, smtptest.Script{RequireTLS: true, XOAUTH2: func(_, tok string) bool { return p.Live(tok) }})
+	cmd, dir := initCmd(t, "--provider", "smtp", "--upstream", up.URL("smtp"), "--imap-url=", "--ca-file", up.CAFile,
+		"--address", "me@example.com", "--oauth", "--client-id", p.ClientID, "--oauth-auth-url", p.AuthURL, "--oauth-token-url", p.TokenURL)
+	// The "browser": an xdg-open that notes the URL it was given.
+	bin := t.TempDir()
+	opened := filepath.Join(bin, "opened")
+	os.WriteFile(filepath.Join(bin, "xdg-open"), []byte("#!/bin/sh\nprintf '%s\\n' \"$1\" > "+opened+".tmp && mv "+opened+".tmp "+opened+"\n"), 0o755)
+	cmd.Env = append(cmd.Env, "PATH="+bin+":"+os.Getenv("PATH"))
+	pt := startPTY(t, cmd)
+	pt.answer("Tracker URL [http://127.0.0.1:8025]: ", "https://track.example.com")
+	pt.answer("Sign in now (yes, no) [yes]: ", "")
+	var consent []byte
+	waitFor(t, func() bool { consent, _ = os.ReadFile(opened); return len(consent) > 0 })
+	oauthtest.Browser(t)(strings.TrimSpace(string(consent)))
+	select {
+	case err := <-pt.done:
+		if err != nil {
+			t.Fatalf("init: %v\n%s", err, pt.out.String())
+		}
+	case <-time.After(3 * time.Minute):
+		t.Fatalf("init did not finish:\n%s", pt.out.String())
+	}
+	waitFor(t, func() bool { return strings.Contains(pt.out.String(), "pixelrelay serve\r\n") })
+	out := pt.out.String()
+	for _, w := range []string{"Signed in account default", "Checking the SMTP login (me@example.com at " + up.Addr + ")... ok"} {
+		if !strings.Contains(out, w) {
+			t.Errorf("%q missing from:\n%s", w, out)
+		}
+	}
+	if strings.Contains(out, "pixelrelay auth login\r\n") {
+		t.Errorf("still tells to sign in:\n%s", out)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "state", "pixelrelay", "oauth", "token-default.json")); err != nil {
+		t.Errorf("no refresh token stored: %v", err)
+	}
 }

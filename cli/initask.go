@@ -19,6 +19,8 @@ type answers struct {
 	oauth        bool
 	clientID     string
 	clientSecret string
+	authURL      string // oauth_auth_url: smtp only, with tokenURL
+	tokenURL     string
 	password     string
 }
 
@@ -249,9 +251,17 @@ func gatherLogin(a *answers, set map[string]bool, q *asker, p preset) error {
 
 // gatherMethod settles password or OAuth.
 func gatherMethod(a *answers, set map[string]bool, q *asker, p preset) error {
+	custom := set["oauth-auth-url"] || set["oauth-token-url"]
+	if custom && (p.name != "smtp" || !a.oauth) {
+		return usagef("--oauth-auth-url and --oauth-token-url are for --provider smtp with --oauth")
+	}
 	if set["oauth"] {
-		if a.oauth && p.oauth == "" {
-			return usagef("--oauth is for gmail and microsoft; for another provider set the oauth_* keys in the config (README: Sign in with OAuth)")
+		switch {
+		case !a.oauth || p.oauth != "":
+		case p.name != "smtp":
+			return usagef("--oauth is for gmail and microsoft, and for smtp with --oauth-auth-url and --oauth-token-url")
+		case a.authURL == "" || a.tokenURL == "":
+			return usagef("--oauth with --provider smtp needs --oauth-auth-url and --oauth-token-url (the provider's endpoints)")
 		}
 		return nil
 	}
@@ -291,7 +301,7 @@ func gatherClient(a *answers, set map[string]bool, q *asker, p preset) error {
 	if p.oauth == "microsoft" {
 		help = "Its client secret; empty for a public client (\"Allow public client flows\"), the usual choice."
 	}
-	if !q.interactive {
+	if !q.interactive || p.oauth == "" {
 		if p.oauth == "google" {
 			return usagef("--client-secret-file is needed (a Google Desktop client has a secret)")
 		}
@@ -304,7 +314,10 @@ func gatherClient(a *answers, set map[string]bool, q *asker, p preset) error {
 }
 
 func oauthHowTo(p preset) string {
-	if p.oauth == "microsoft" {
+	switch p.oauth {
+	case "":
+		return "an installed-app client whose redirect is a loopback address"
+	case "microsoft":
 		return "an app registration with SMTP.Send, IMAP.AccessAsUser.All and offline_access"
 	}
 	return "a Desktop app client with the https://mail.google.com/ scope"

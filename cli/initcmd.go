@@ -18,6 +18,7 @@ import (
 
 const initHelp = `Usage: pixelrelay init [--provider P] [--address ADDR] [--upstream URL] [--base-url URL]
                        [--password-stdin] [--oauth] [--client-id ID] [--client-secret-file FILE]
+                       [--oauth-auth-url URL --oauth-token-url URL]
                        [--imap-url URL] [--ca-file FILE] [--force] [--no-check] [--check] [--json]
                        [--config FILE]
 
@@ -48,6 +49,8 @@ Flags:
   --client-secret-file F   a file holding the OAuth client's secret (with --oauth;
                            Google's Desktop clients have one, Microsoft's public
                            clients none)
+  --oauth-auth-url URL, --oauth-token-url URL
+                           smtp only, with --oauth: the OAuth provider's endpoints
   --imap-url URL           smtp only: the IMAP server of the account's Sent folder
                            (imaps://host:993 or imap://host:143 with STARTTLS);
                            turns the Sent folder clean-up on
@@ -101,6 +104,8 @@ func parseInitFlags(args []string) (*initFlags, error) {
 	fs.BoolVar(&f.oauth, "oauth", false, "")
 	fs.StringVar(&f.clientID, "client-id", "", "")
 	fs.StringVar(&f.clientSecretFile, "client-secret-file", "", "")
+	fs.StringVar(&f.authURL, "oauth-auth-url", "", "")
+	fs.StringVar(&f.tokenURL, "oauth-token-url", "", "")
 	fs.StringVar(&f.imapURL, "imap-url", "", "")
 	fs.StringVar(&f.caFile, "ca-file", "", "")
 	fs.BoolVar(&f.force, "force", false, "")
@@ -163,7 +168,7 @@ func runInit(e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	return e.finishInit(files, &f.answers, f.noCheck, f.asJSON)
+	return e.finishInit(files, f, q)
 }
 
 // initTarget is where init writes: --config, $PIXELRELAY_CONFIG, else

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"strings"
+	"time"
 
 	"pixelrelay/config"
 	"pixelrelay/relay/oauth"
@@ -34,7 +36,8 @@ type InitCheck struct {
 // finishInit runs the checks unless noCheck and reports what was written,
 // how to point mail clients at the relay and the next commands. A failed
 // check fails the command (exit 1) after all that was printed.
-func (e *env) finishInit(files setupFiles, a *answers, noCheck, asJSON bool) error {
+func (e *env) finishInit(files setupFiles, f *initFlags, q *asker) error {
+	a, noCheck, asJSON := &f.answers, f.noCheck, f.asJSON
 	p, _ := presetOf(a.provider)
 	r := InitResponse{ConfigFile: files.config, PasswordFile: files.password, ClientSecretFile: files.clientSecret,
 		Checks: []InitCheck{}, Next: nextCommands(files.config, a)}
@@ -49,6 +52,9 @@ func (e *env) finishInit(files setupFiles, a *answers, noCheck, asJSON bool) err
 	} else {
 		e.printWritten(r, p)
 	}
+	if a.oauth && q.interactive && !asJSON && e.signInNow(q, cfg) {
+		r.Next = r.Next[1:] // no pixelrelay auth login
+	}
 	if !noCheck && p.name != "outbox" {
 		r.Checks = runChecks(progress, cfg, p, true)
 	}
@@ -56,7 +62,7 @@ func (e *env) finishInit(files setupFiles, a *answers, noCheck, asJSON bool) err
 		err = printJSON(e.stdout, r)
 	} else {
 		e.printClientSettings(cfg, p)
-		e.printNext(r.Next, a)
+		e.printNext(r.Next)
 	}
 	if err != nil {
 		return err
@@ -68,6 +74,26 @@ func (e *env) finishInit(files setupFiles, a *answers, noCheck, asJSON bool) err
 		return fmt.Errorf("%s is written, but %w; fix it and run pixelrelay init --force again, or edit the file and check it with pixelrelay init --check", displayPath(files.config), err)
 	}
 	return nil
+}
+
+// signInNow offers the OAuth sign-in at once; true when it was done.
+func (e *env) signInNow(q *asker, cfg *config.Config) bool {
+	ans, err := q.ask(question{flag: "oauth", prompt: "Sign in now (yes, no)", def: "yes",
+		help: "The relay needs one sign-in with the provider (pixelrelay auth login): it opens the consent page in your browser.",
+		check: func(s string) error {
+			if s != "yes" && s != "no" {
+				return fmt.Errorf("want yes or no, not %q", s)
+			}
+			return nil
+		}})
+	if err != nil || ans != "yes" {
+		return false
+	}
+	if err := e.authLogin(cfg, config.DefaultAccount, false, 5*time.Minute); err != nil {
+		fmt.Fprintf(q.out, "The sign-in failed: %v\nRun pixelrelay auth login once the OAuth client is ready.\n", oneLine(err.Error()))
+		return false
+	}
+	return true
 }
 
 func (e *env) printWritten(r InitResponse, p preset) {
@@ -164,18 +190,17 @@ func nextCommands(path string, a *answers) []string {
 	return append(out, "pixelrelay serve"+flag)
 }
 
-// printNext prints the commands to run next.
-func (e *env) printNext(cmds []string, a *answers) {
+// printNext prints the commands to run next, each after what it is for.
+func (e *env) printNext(cmds []string) {
 	fmt.Fprintln(e.stdout, "\nNext:")
-	if a.oauth {
-		fmt.Fprintln(e.stdout, "  create the OAuth client if not done yet (README: Sign in with OAuth), then sign in once:")
-		fmt.Fprintf(e.stdout, "    %s\n", cmds[0])
-		cmds = cmds[1:]
+	for _, c := range cmds {
+		what := "run the relay and the tracker (README: Run as a service, to keep it running):"
+		if strings.HasPrefix(c, "pixelrelay auth login") {
+			what = "create the OAuth client if not done yet (README: Sign in with OAuth), then sign in once:"
+		}
+		fmt.Fprintf(e.stdout, "  %s\n    %s\n", what, c)
 	}
-	fmt.Fprintln(e.stdout, "  run the relay and the tracker (README: Run as a service, to keep it running):")
-	fmt.Fprintf(e.stdout, "    %s\n", cmds[0])
 }
-
 // checkExisting is init --check: the checks of the config file in use.
 func (e *env) checkExisting(f *initFlags) error {
 	for name := range f.set {

@@ -135,7 +135,12 @@ func writeAuth(b *strings.Builder, a *answers, f setupFiles, p preset) {
 		b.WriteString("# Sign in with OAuth (XOAUTH2): run `pixelrelay auth login` once; it keeps the refresh\n")
 		b.WriteString("# token in data_dir/oauth, readable by you only.\n")
 		kv(b, "auth", "oauth")
-		kv(b, "oauth_provider", p.oauth)
+		if p.oauth != "" {
+			kv(b, "oauth_provider", p.oauth)
+		} else {
+			kv(b, "oauth_auth_url", a.authURL)
+			kv(b, "oauth_token_url", a.tokenURL)
+		}
 		kv(b, "oauth_client_id", a.clientID)
 		if f.clientSecret != "" {
 			b.WriteString("# The client secret, in a file only you can read (0600).\n")
