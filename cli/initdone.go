@@ -201,6 +201,7 @@ func (e *env) printNext(cmds []string) {
 		fmt.Fprintf(e.stdout, "  %s\n    %s\n", what, c)
 	}
 }
+
 // checkExisting is init --check: the checks of the config file in use.
 func (e *env) checkExisting(f *initFlags) error {
 	for name := range f.set {
