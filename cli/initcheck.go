@@ -76,6 +76,8 @@ func smtpFailure(p preset, withOAuth bool, err error) string {
 func refusedLogin(p preset, withOAuth bool, se *smtp.SMTPError) string {
 	reply := replyText(se)
 	switch {
+	case withOAuth && p.name == "microsoft":
+		return fmt.Sprintf("Microsoft 365 refused the OAuth sign-in (%s): the address must be the one that signed in, and SMTP AUTH must be on for the mailbox (Exchange admin center: the user, Mail apps, Authenticated SMTP)", reply)
 	case withOAuth:
 		return fmt.Sprintf("%s refused the OAuth sign-in (%s): the address must be the one that signed in with pixelrelay auth login",
 			titleCase(p.title), reply)

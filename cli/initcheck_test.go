@@ -108,6 +108,7 @@ func TestLoginWords(t *testing.T) {
 		{"smtp", false, smtptest.Reply(535, 5, 7, 8, "no"), "the SMTP server refused the login (535 5.7.8 no)"},
 		{"gmail", true, smtptest.Reply(535, 5, 7, 8, "Username and Password not accepted."), "Gmail refused the OAuth sign-in (535 5.7.8"},
 		{"gmail", false, smtptest.Reply(454, 4, 7, 0, "Too many login attempts"), "454 4.7.0 Too many login attempts"},
+		{"microsoft", true, smtptest.Reply(535, 5, 7, 139, "Authentication unsuccessful, SmtpClientAuthentication is disabled for the Mailbox."), "Microsoft 365 refused the OAuth sign-in (535 5.7.139 Authentication unsuccessful, SmtpClientAuthentication is disabled for the Mailbox.): the address must be the one that signed in, and SMTP AUTH must be on"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.provider+" "+tc.reply.Message, func(t *testing.T) {

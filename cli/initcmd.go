@@ -161,6 +161,9 @@ func runInit(e *env, args []string) error {
 			return err
 		}
 	}
+	if q.interactive {
+		fmt.Fprintf(q.out, "Setting up pixelrelay: a few questions, then the config goes to %s\n(Ctrl-C stops without writing anything).\n", displayPath(path))
+	}
 	if err := gather(&f.answers, f.set, q); err != nil {
 		return err
 	}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"strings"
 	"time"
 
@@ -66,6 +67,9 @@ func (e *env) finishInit(files setupFiles, f *initFlags, q *asker) error {
 	}
 	if err != nil {
 		return err
+	}
+	if os.Getenv(config.EnvUpstreamPassword) != "" && a.password != "" {
+		e.note("$%s is set: it overrides the password file (for serve and for these checks)", config.EnvUpstreamPassword)
 	}
 	if loopbackURL(a.baseURL) && p.name != "outbox" {
 		e.note("tracking.base_url %s is reached from this machine only: opens elsewhere are not counted until it is a public URL (README: Expose the tracker over HTTPS)", a.baseURL)
