@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -258,4 +259,46 @@ func TestInitSignsInAtTerminal(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, "state", "pixelrelay", "oauth", "token-default.json")); err != nil {
 		t.Errorf("no refresh token stored: %v", err)
 	}
+}
+
+// TestInitConfigServes: serve runs on the file init wrote (only the
+// listen addresses and data_dir changed for the test) and delivers with
+// its password file, STARTTLS and AUTH.
+func TestInitConfigServes(t *testing.T) {
+	const user, pass = "me@example.org", "app password 1"
+	up := smtptest.Start(t, smtptest.Script{RequireTLS: true, AuthUsers: map[string]string{user: pass}})
+	cmd, dir := initCmd(t, "--provider", "smtp", "--upstream", up.URL("smtp"), "--ca-file", up.CAFile,
+		"--address", user, "--password-stdin", "--base-url", "https://track.example.com")
+	cmd.Stdin = strings.NewReader(pass + "\n")
+	if b, err := cmd.CombinedOutput(); err != nil || !strings.Contains(string(b), "... ok") {
+		t.Fatalf("init: %v\n%s", err, b)
+	}
+	path := filepath.Join(dir, "config", "pixelrelay", "config.toml")
+	in := &instance{t: t, dir: filepath.Join(dir, "data"), cfgPath: path, smtpAddr: freePort(t), httpAddr: freePort(t),
+		env: append(cmd.Env, "PIXELRELAY_ADMIN_KEY=test-admin-key")}
+	written := readOrFail(t, path)
+	cfg := fmt.Sprintf("data_dir = %q\n%s\n[smtp]\nlisten = %q\n[http]\nlisten = %q\n", in.dir, written, in.smtpAddr, in.httpAddr)
+	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	in.start()
+	to := []string{"ann@example.net", "bob@example.net"}
+	if _, err := sendMail(t, in.smtpAddr, user, to, htmlMessage(user, to, "written by init")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { return len(up.Messages()) == 2 })
+	for _, m := range up.Messages() {
+		if m.AuthUser != user || !m.TLS || !strings.Contains(string(m.Data), "https://track.example.com/o/") {
+			t.Errorf("copy to %v: auth %q, TLS %v, pixel %v", m.To, m.AuthUser, m.TLS, strings.Contains(string(m.Data), "/o/"))
+		}
+	}
+}
+
+func readOrFail(t *testing.T, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
