@@ -75,6 +75,9 @@ func TestInitWritesConfig(t *testing.T) {
 			absent: []string{"oauth_provider", "password_file"}, say: []string{"pixelrelay auth login"}},
 		{name: "smtp without login", args: []string{"--provider", "smtp", "--upstream", "smtp://relay.example.org:587", "--address", ""},
 			want: []string{`url = "smtp://relay.example.org:587"`, `sent_folder = "auto"`}, absent: []string{"username", "password_file", "imap_url"}},
+		{name: "smtp to a known provider", args: []string{"--provider", "smtp", "--upstream", "smtps://smtp.gmail.com:465", "--address", "a@gmail.com", "--password-stdin"},
+			stdin: "pw", want: []string{`url = "smtps://smtp.gmail.com:465"`, `sent_folder = "auto"`, "# by one copy without pixels, over IMAP at imaps://imap.gmail.com:993"},
+			absent: []string{"imap_url"}, password: "pw"},
 		{name: "outbox", args: []string{"--provider", "outbox", "--base-url", "http://127.0.0.1:8025"},
 			want: []string{`url = "outbox"`}, absent: []string{"username", "sent_folder", "imap_url"}},
 	}

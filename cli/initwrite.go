@@ -165,7 +165,11 @@ func writeSentFolder(b *strings.Builder, a *answers, p preset) {
 		kv(b, "sent_folder", "on")
 		kv(b, "imap_url", a.imapURL)
 	default:
-		b.WriteString("# Set imap_url and sent_folder = \"on\" if this server files sent mail in your Sent folder.\n")
+		if u := (config.Upstream{URL: a.upstream}); u.Provider() != "" {
+			fmt.Fprintf(b, "# A server pixelrelay knows: it replaces the copies with pixels filed in your Sent folder\n# by one copy without pixels, over IMAP at %s with the same login.\n", u.IMAP())
+		} else {
+			b.WriteString("# Set imap_url and sent_folder = \"on\" if this server files sent mail in your Sent folder.\n")
+		}
 		kv(b, "sent_folder", "auto")
 	}
 }
