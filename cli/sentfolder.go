@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"errors"
 	"log/slog"
 	"path/filepath"
 
@@ -81,6 +82,9 @@ func (s *sentFolder) handOver(f queue.Finished) error {
 	if !f.Tracked {
 		s.status(f.Records, sentfolder.StatusOff)
 		return nil
+	}
+	if f.Raw == nil { // turned on since the queue asked: the queue tries again
+		return errors.New("the Sent folder was turned on meanwhile; the message is read again")
 	}
 	job := sentfolder.Job{QueueID: f.QueueID, Account: name, MessageID: f.MessageID,
 		Date: sentfolder.DateOf(f.Raw, f.Received), Marks: sentfolder.Marks(cfg.Tracking.BaseURL),

@@ -53,3 +53,33 @@ func TestSentFolderHandOver(t *testing.T) {
 		t.Errorf("records %v, want %v", recs, want)
 	}
 }
+
+// TestSentFolderRawOnlyWhenOn: the spool file is read back for the hand
+// over only when the Sent folder of the message's account is on and a
+// copy was tracked; otherwise the job gets no raw bytes (it needs none).
+func TestSentFolderRawOnlyWhenOn(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		on      bool
+		to      []string
+		wantRaw bool
+	}{
+		{"on, tracked", true, []string{"a@ex.test"}, true},
+		{"off, tracked", false, []string{"a@ex.test"}, false},
+		{"on, untracked", true, []string{"z@untracked.test"}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, testConfig())
+			got := make(chan Finished, 1)
+			h.openWith(func(o *Options) {
+				o.SentFolderOn = func(string, string) bool { return tc.on }
+				o.SentFolder = func(f Finished) error { got <- f; return nil }
+			}, true)
+			h.spool("s@x.test", tc.to, htmlMsg)
+			f := <-got
+			if hasRaw := bytes.Contains(f.Raw, []byte(htmlMsg[:40])); hasRaw != tc.wantRaw || !tc.wantRaw && f.Raw != nil {
+				t.Errorf("raw %d bytes, want them: %v", len(f.Raw), tc.wantRaw)
+			}
+		})
+	}
+}
