@@ -244,6 +244,11 @@ func TestInitForce(t *testing.T) {
 		t.Errorf("--force did not replace the file")
 	}
 	checkSecret(t, filepath.Join(dir, "c.password"), "pw2")
+	// A setup without a password removes the earlier one's.
+	if code, _, errOut := runStdin("", "init", "--no-check", "--config", path, "--provider", "outbox", "--force"); code != 0 {
+		t.Fatalf("outbox with --force: exit %d, %s", code, errOut)
+	}
+	checkSecret(t, filepath.Join(dir, "c.password"), "")
 }
 
 // TestInitAsks answers init's questions as a person at a terminal would.

@@ -38,7 +38,7 @@ type InitCheck struct {
 // how to point mail clients at the relay and the next commands. A failed
 // check fails the command (exit 1) after all that was printed.
 func (e *env) finishInit(files setupFiles, f *initFlags, q *asker) error {
-	a, noCheck, asJSON := &f.answers, f.noCheck, f.asJSON
+	a := &f.answers
 	p, _ := presetOf(a.provider)
 	r := InitResponse{ConfigFile: files.config, PasswordFile: files.password, ClientSecretFile: files.clientSecret,
 		Checks: []InitCheck{}, Next: nextCommands(files.config, a)}
@@ -47,37 +47,52 @@ func (e *env) finishInit(files setupFiles, f *initFlags, q *asker) error {
 		return err
 	}
 	r.SMTPListen = cfg.SMTP.Listen
-	progress := e.stdout
-	if asJSON {
-		progress = io.Discard
-	} else {
+	if !f.asJSON {
 		e.printWritten(r, p)
 	}
-	if a.oauth && q.interactive && !asJSON && e.signInNow(q, cfg) {
+	if a.oauth && q.interactive && !f.asJSON && e.signInNow(q, cfg) {
 		r.Next = r.Next[1:] // no pixelrelay auth login
 	}
-	if !noCheck && p.name != "outbox" {
-		r.Checks = runChecks(progress, cfg, p, true)
+	if !f.noCheck && p.name != "outbox" {
+		r.Checks = runChecks(e.progress(f.asJSON), cfg, p, true)
 	}
-	if asJSON {
-		err = printJSON(e.stdout, r)
-	} else {
-		e.printClientSettings(cfg, p)
-		e.printNext(r.Next)
-	}
-	if err != nil {
+	if err := e.printInit(r, cfg, p, f.asJSON); err != nil {
 		return err
 	}
+	e.initNotes(a, p)
+	if err := failedCheck(r); err != nil {
+		return fmt.Errorf("%s is written, but %w; fix it and run pixelrelay init --force again, or edit the file and check it with pixelrelay init --check", displayPath(files.config), err)
+	}
+	return nil
+}
+
+// progress is where the checks tell how they go: nowhere with --json.
+func (e *env) progress(asJSON bool) io.Writer {
+	if asJSON {
+		return io.Discard
+	}
+	return e.stdout
+}
+
+// printInit prints r as JSON, or the mail client settings and the next
+// commands.
+func (e *env) printInit(r InitResponse, cfg *config.Config, p preset, asJSON bool) error {
+	if asJSON {
+		return printJSON(e.stdout, r)
+	}
+	e.printClientSettings(cfg, p)
+	e.printNext(r.Next)
+	return nil
+}
+
+// initNotes are the warnings about what was written.
+func (e *env) initNotes(a *answers, p preset) {
 	if os.Getenv(config.EnvUpstreamPassword) != "" && a.password != "" {
 		e.note("$%s is set: it overrides the password file (for serve and for these checks)", config.EnvUpstreamPassword)
 	}
 	if loopbackURL(a.baseURL) && p.name != "outbox" {
 		e.note("tracking.base_url %s is reached from this machine only: opens elsewhere are not counted until it is a public URL (README: Expose the tracker over HTTPS)", a.baseURL)
 	}
-	if err := failedCheck(r); err != nil {
-		return fmt.Errorf("%s is written, but %w; fix it and run pixelrelay init --force again, or edit the file and check it with pixelrelay init --check", displayPath(files.config), err)
-	}
-	return nil
 }
 
 // signInNow offers the OAuth sign-in at once; true when it was done.
@@ -229,12 +244,8 @@ func (e *env) checkExisting(f *initFlags) error {
 		p, _ = presetOf("smtp")
 	}
 	r := InitResponse{ConfigFile: path, Checks: []InitCheck{}, SMTPListen: cfg.SMTP.Listen}
-	progress := e.stdout
-	if f.asJSON {
-		progress = io.Discard
-	}
 	if cfg.Upstream.URL != "outbox" && cfg.Upstream.URL != "" {
-		r.Checks = runChecks(progress, cfg, p, false)
+		r.Checks = runChecks(e.progress(f.asJSON), cfg, p, false)
 	}
 	if f.asJSON {
 		if err := printJSON(e.stdout, r); err != nil {

@@ -32,17 +32,12 @@ func writeSetup(path string, a *answers) (setupFiles, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return f, err
 	}
-	if a.password != "" {
-		f.password = secretPath(path, "password")
-		if err := writeAtomic(f.password, []byte(a.password+"\n"), 0o600); err != nil {
-			return f, fmt.Errorf("writing the password file: %w", err)
-		}
+	var err error
+	if f.password, err = writeSecret(path, "password", a.password); err != nil {
+		return f, err
 	}
-	if a.clientSecret != "" {
-		f.clientSecret = secretPath(path, "oauth-secret")
-		if err := writeAtomic(f.clientSecret, []byte(a.clientSecret+"\n"), 0o600); err != nil {
-			return f, fmt.Errorf("writing the client secret file: %w", err)
-		}
+	if f.clientSecret, err = writeSecret(path, "oauth-secret", a.clientSecret); err != nil {
+		return f, err
 	}
 	text := renderConfig(a, f, time.Now())
 	if _, err := config.ParseValid([]byte(text), path); err != nil {
@@ -55,7 +50,34 @@ func writeSetup(path string, a *answers) (setupFiles, error) {
 	if err := writeAtomic(path, []byte(text), 0o644); err != nil {
 		return f, fmt.Errorf("writing %s: %w", displayPath(path), err)
 	}
-	return f, nil
+	return f, removeUnused(path, f)
+}
+
+// writeSecret writes secret to the file called kind beside the config,
+// readable by its owner only, and returns its path ("" for no secret).
+func writeSecret(configPath, kind, secret string) (string, error) {
+	if secret == "" {
+		return "", nil
+	}
+	p := secretPath(configPath, kind)
+	if err := writeAtomic(p, []byte(secret+"\n"), 0o600); err != nil {
+		return "", fmt.Errorf("writing %s: %w", displayPath(p), err)
+	}
+	return p, nil
+}
+
+// removeUnused removes the secret files of an earlier setup that this one
+// does not use.
+func removeUnused(configPath string, f setupFiles) error {
+	for kind, used := range map[string]bool{"password": f.password != "", "oauth-secret": f.clientSecret != ""} {
+		if used {
+			continue
+		}
+		if err := os.Remove(secretPath(configPath, kind)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+	}
+	return nil
 }
 
 // writeAtomic replaces path with data (mode perm): a temporary file in
