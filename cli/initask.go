@@ -275,7 +275,7 @@ func gatherMethod(a *answers, set map[string]bool, q *asker, p preset) error {
 			"registration you create first) unless your admin keeps SMTP AUTH with passwords on."
 	}
 	if !q.interactive {
-		return nil // password: --password-stdin is asked for next
+		return usagef("--password-stdin or --oauth is needed (stdin is not a terminal, so init asks nothing)")
 	}
 	method, err := q.ask(question{flag: "oauth", prompt: "Sign in with (password, oauth)", help: help, def: def,
 		check: func(s string) error {
