@@ -203,25 +203,52 @@ func TestSentFolderGmailLoop(t *testing.T) {
 	}
 }
 
-// TestSentFolderFaults: when the account's IMAP side is down or refuses
-// the login, delivery goes on, and the message's sent_folder says
-// pending, then (after queue.max_age, here shorter than a day) failed
-// with the reason.
+// TestSentFolderClientCopy: the mail client saved its own copy in Sent
+// (as Thunderbird does): pixelrelay appends none and removes the copies
+// the provider filed, so that copy is the only one.
+func TestSentFolderClientCopy(t *testing.T) {
+	g := startGmailLike(t, 0)
+	in := newInstance(t, g.config("imap://"+g.imap.IMAPAddr))
+	in.start()
+	id := "<saved@ann.example>"
+	own := annMessage(id)
+	if err := g.imap.Append(annAddr, annPass, sentBox, []string{"\\Seen"}, time.Now(), []byte(own)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sendMail(t, in.smtpAddr, annAddr, []string{"bob@example.org", "cy@example.net"}, own); err != nil {
+		t.Fatal(err)
+	}
+	waitSentFolder(t, in, id, "replaced")
+	sent := g.imap.Messages(t, annAddr, annPass, sentBox)
+	if len(sent) != 1 || string(sent[0].Raw) != own {
+		t.Fatalf("Sent Mail holds %d messages, want only the client's own copy", len(sent))
+	}
+	if !logged(in.logs, `"appended":false`) {
+		t.Errorf("the replacement does not say it appended nothing")
+	}
+}
+
+// TestSentFolderFaults: when the account's IMAP side is down, refuses the
+// login or has no Sent mailbox, delivery goes on, and the message's
+// sent_folder says pending, then (after queue.max_age, here shorter than
+// a day) failed with the reason.
 func TestSentFolderFaults(t *testing.T) {
 	tests := []struct {
 		name     string
 		imapPass string // Dovecot's password for Ann (the relay has annPass)
+		boxes    []dovecottest.Mailbox
 		down     bool
 		want     string
 	}{
-		{"IMAP down", annPass, true, "failed: connecting to"},
-		{"login refused", "another", false, "failed: IMAP login as " + annAddr + " refused"},
+		{"IMAP down", annPass, dovecottest.GmailLike, true, "failed: connecting to"},
+		{"login refused", "another", dovecottest.GmailLike, false, "failed: IMAP login as " + annAddr + " refused"},
+		{"no Sent mailbox", annPass, []dovecottest.Mailbox{{Name: "Archive"}}, false, "failed: no Sent mailbox found"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			g := startGmailLike(t, 0)
 			g.imap.Stop()
-			g.imap = dovecottest.Start(t, dovecottest.Options{Users: map[string]string{annAddr: tt.imapPass}, Mailboxes: dovecottest.GmailLike})
+			g.imap = dovecottest.Start(t, dovecottest.Options{Users: map[string]string{annAddr: tt.imapPass}, Mailboxes: tt.boxes})
 			url := "imap://" + g.imap.IMAPAddr
 			if tt.down {
 				g.imap.Stop()
