@@ -59,6 +59,10 @@ type Options struct {
 	// Mailboxes every user has besides INBOX; nil means Default, an
 	// empty non-nil slice none.
 	Mailboxes []Mailbox
+	// TokenInfoURL, when set, also signs users in with XOAUTH2 and
+	// OAUTHBEARER: Dovecot GETs it with the access token appended and
+	// takes a 200 JSON answer's "email" as the user (its oauth2 passdb).
+	TokenInfoURL string
 }
 
 // Server is a running private Dovecot.
@@ -190,6 +194,7 @@ func (s *Server) writeFiles(opt Options, uid, gid int) error {
 	files := map[string][]byte{
 		"cert.pem": certPEM, "key.pem": keyPEM,
 		"passwd":       passwd(opt.Users),
+		"oauth2.conf":  []byte("tokeninfo_url = " + opt.TokenInfoURL + "\nusername_attribute = email\n"),
 		"dovecot.conf": []byte(s.config(opt, uid, gid)),
 	}
 	for name, data := range files {
@@ -238,6 +243,11 @@ func (s *Server) config(opt Options, uid, gid int) string {
 		boxes.WriteString("  }\n")
 	}
 	d := s.Dir
+	mechs, oauthDB := "", ""
+	if opt.TokenInfoURL != "" {
+		mechs = " xoauth2 oauthbearer"
+		oauthDB = "passdb {\n  driver = oauth2\n  args = " + d + "/oauth2.conf\n}\n"
+	}
 	return fmt.Sprintf(`# a private Dovecot for pixelrelay's tests
 instance_name = pixelrelay-test-%[9]s
 base_dir = %[1]s/run
@@ -249,7 +259,7 @@ ssl = yes
 ssl_cert = <%[1]s/cert.pem
 ssl_key = <%[1]s/key.pem
 disable_plaintext_auth = no
-auth_mechanisms = plain login
+auth_mechanisms = plain login%[10]s
 auth_failure_delay = 0
 default_internal_user = %[2]s
 default_internal_group = %[8]s
@@ -265,7 +275,7 @@ passdb {
   driver = passwd-file
   args = scheme=PLAIN username_format=%%u %[1]s/passwd
 }
-userdb {
+%[11]suserdb {
   driver = static
   args = uid=%[3]d gid=%[4]d home=%[1]s/mail/%%u
 }
@@ -305,5 +315,5 @@ service stats {
     user = %[2]s
   }
 }
-`, d, user, uid, gid, imapPort, tlsPort, boxes.String(), groupName(gid), imapPort)
+`, d, user, uid, gid, imapPort, tlsPort, boxes.String(), groupName(gid), imapPort, mechs, oauthDB)
 }
