@@ -3,8 +3,11 @@ package main
 import (
 	"bytes"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -266,5 +269,60 @@ func TestSentFolderFaults(t *testing.T) {
 				t.Errorf("no retry logged")
 			}
 		})
+	}
+}
+
+// TestSentFolderAcrossRestart: a job waiting for its IMAP server survives
+// a restart of serve (kept in data_dir/sentfolder with the message) and
+// finishes once the server is back, though the message's spool files
+// were deleted long before.
+func TestSentFolderAcrossRestart(t *testing.T) {
+	g := startGmailLike(t, 0)
+	deadAddr := g.imap.IMAPAddr
+	g.imap.Stop() // down: nothing is filed, no job can sign in
+	in := newInstance(t, g.config("imap://"+deadAddr))
+	in.start()
+	id := "<restart@ann.example>"
+	if _, err := sendMail(t, in.smtpAddr, annAddr, []string{"bob@example.org", "cy@example.net"}, annMessage(id)); err != nil {
+		t.Fatal(err)
+	}
+	copies := waitMessages(t, g.smtp, 2, 30*time.Second)
+	if !logged(in.logs, "sent folder job failed; will retry") {
+		t.Fatal("no failed attempt logged")
+	}
+	if err := in.stop(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	jobs, _ := filepath.Glob(filepath.Join(in.dir, "sentfolder", "*.eml"))
+	spooled, _ := filepath.Glob(filepath.Join(in.dir, "spool", "*.msg"))
+	if len(jobs) != 1 || len(spooled) != 0 {
+		t.Fatalf("after the stop: %d jobs with their message, %d spooled messages; want 1 and 0", len(jobs), len(spooled))
+	}
+
+	// The IMAP server is back (elsewhere), with the copies the provider
+	// filed meanwhile.
+	g.wg.Wait() // the filings that met the dead server
+	g.imap = dovecottest.Start(t, dovecottest.Options{Users: map[string]string{annAddr: annPass}, Mailboxes: dovecottest.GmailLike})
+	for _, c := range copies {
+		for _, box := range []string{allBox, sentBox} {
+			if err := g.imap.Append(annAddr, annPass, box, nil, time.Now(), c.Data); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	cfg, _ := os.ReadFile(in.cfgPath)
+	cfg = bytes.Replace(cfg, []byte(deadAddr), []byte(g.imap.IMAPAddr), 1)
+	if err := os.WriteFile(in.cfgPath, cfg, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	in.start()
+	waitSentFolder(t, in, id, "replaced")
+	sent := g.imap.Messages(t, annAddr, annPass, sentBox)
+	if len(sent) != 1 || string(sent[0].Raw) != annMessage(id) {
+		t.Fatalf("Sent Mail holds %d messages, want the one as submitted", len(sent))
+	}
+	jobs, _ = filepath.Glob(filepath.Join(in.dir, "sentfolder", "*"))
+	if len(jobs) != 0 {
+		t.Errorf("the finished job left %v", jobs)
 	}
 }
