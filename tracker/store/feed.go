@@ -62,16 +62,18 @@ type feed struct {
 }
 
 // Subscribe starts receiving changes; Close the subscription when done.
-func (s *Store) Subscribe() *Subscription {
+func (s *Store) Subscribe() *Subscription { return s.feed.subscribe() }
+
+func (f *feed) subscribe() *Subscription {
 	c := make(chan struct{}, 1)
-	sub := &Subscription{C: c, c: c, f: &s.feed}
-	s.feed.mu.Lock()
-	if s.feed.subs == nil {
-		s.feed.subs = map[*Subscription]struct{}{}
+	sub := &Subscription{C: c, c: c, f: f}
+	f.mu.Lock()
+	if f.subs == nil {
+		f.subs = map[*Subscription]struct{}{}
 	}
-	s.feed.subs[sub] = struct{}{}
-	s.feed.n.Store(int32(len(s.feed.subs)))
-	s.feed.mu.Unlock()
+	f.subs[sub] = struct{}{}
+	f.n.Store(int32(len(f.subs)))
+	f.mu.Unlock()
 	return sub
 }
 
