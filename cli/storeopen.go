@@ -1,8 +1,10 @@
 package cli
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 
@@ -11,6 +13,7 @@ import (
 	"pixelrelay/tracker/record"
 	"pixelrelay/tracker/remote"
 	"pixelrelay/tracker/store"
+	"pixelrelay/tracker/store/pg"
 	"pixelrelay/tracker/ui"
 	"pixelrelay/tracker/webhook"
 )
@@ -32,10 +35,19 @@ var (
 )
 
 // openStore opens the store store.url names: the embedded bbolt file in
-// data_dir ("bolt").
+// data_dir ("bolt") or a shared PostgreSQL database (postgres://...).
 func openStore(cfg *config.Config, opt store.Options) (store.DB, error) {
 	if cfg.StorePostgres() {
-		return nil, fmt.Errorf("store.url: PostgreSQL is not supported by this version yet; use \"bolt\"")
+		if opt.TrackerOnly {
+			return nil, fmt.Errorf("store.url: serve --tracker-only (the split deployment) is not supported with store.url=postgres yet; run serve without it")
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		st, err := pg.Open(ctx, cfg.Store.URL, opt)
+		if err != nil {
+			return nil, fmt.Errorf("store.url: %w", err)
+		}
+		return st, nil
 	}
 	st, err := store.OpenStore(cfg.DBPath(), opt)
 	if err == nil {

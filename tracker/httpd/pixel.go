@@ -41,7 +41,7 @@ const maxTokenLen = 64
 
 // pixel answers /o/TOKEN.gif: always the pixel, whatever the token. Only a
 // genuine token of a known copy, fetched with GET, is recorded, after the
-// pixel has been flushed to the client.
+// pixel has been flushed to the client (before it, with CommitFirst).
 func (s *Server) pixel(w http.ResponseWriter, r *http.Request) {
 	if s.pixelDone != nil {
 		defer s.pixelDone()
@@ -55,6 +55,14 @@ func (s *Server) pixel(w http.ResponseWriter, r *http.Request) {
 	h["Cache-Control"] = hdrCache
 	h["Pragma"] = hdrPragma
 	h["Expires"] = hdrExpires
+	if s.opt.CommitFirst && r.Method == http.MethodGet {
+		if id, ok := s.genuine(r); ok {
+			s.record(r, id) // committed before the answer
+		}
+		w.WriteHeader(http.StatusOK)
+		w.Write(gif)
+		return
+	}
 	w.WriteHeader(http.StatusOK)
 	if r.Method == http.MethodHead {
 		s.opt.Metrics.PixelHead()
@@ -62,20 +70,30 @@ func (s *Server) pixel(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Write(gif)
-	tok, ok := tokenOf(r.URL.Path)
+	id, ok := s.genuine(r)
 	if !ok {
-		s.opt.Metrics.PixelForged()
-		return
-	}
-	id, ok := s.opt.Keys.Verify(tok)
-	if !ok {
-		s.opt.Metrics.PixelForged()
 		return
 	}
 	if f, ok := w.(http.Flusher); ok {
 		f.Flush()
 	}
 	s.record(r, id)
+}
+
+// genuine returns the tracking id of the request's token, counting forged
+// and damaged ones.
+func (s *Server) genuine(r *http.Request) (string, bool) {
+	tok, ok := tokenOf(r.URL.Path)
+	if !ok {
+		s.opt.Metrics.PixelForged()
+		return "", false
+	}
+	id, ok := s.opt.Keys.Verify(tok)
+	if !ok {
+		s.opt.Metrics.PixelForged()
+		return "", false
+	}
+	return id, true
 }
 
 // noteHead remembers a HEAD for a genuine pixel: nothing is recorded

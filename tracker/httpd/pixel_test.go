@@ -416,6 +416,49 @@ func TestPixelDoesNotWaitForTheStore(t *testing.T) {
 	}
 }
 
+// TestPixelCommitFirst: with CommitFirst the pixel is answered only once
+// the store has recorded the open (PostgreSQL: a killed process loses no
+// answered open); a forged token is answered at once, recording nothing.
+func TestPixelCommitFirst(t *testing.T) {
+	st := newFakeStore()
+	st.block = make(chan struct{})
+	st.add(recordCopy("id1"))
+	keys := &fakeKeys{tokens: map[string]string{"tok": "id1"}}
+	s := New(Options{Config: config.Default, Store: st, Keys: keys, Log: quiet, WaitForRecord: true, CommitFirst: true})
+	ts := httptest.NewServer(s)
+	defer ts.Close()
+
+	client := &http.Client{Timeout: 10 * time.Second}
+	if resp, err := client.Get(ts.URL + "/o/forged.gif"); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("forged token: %v", err)
+	} else {
+		resp.Body.Close()
+	}
+	got := make(chan []byte, 1)
+	go func() {
+		resp, err := client.Get(ts.URL + "/o/tok.gif")
+		if err != nil {
+			got <- nil
+			return
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		got <- b
+	}()
+	select {
+	case <-got:
+		t.Fatal("the pixel was answered before the store recorded the open")
+	case <-time.After(300 * time.Millisecond):
+	}
+	close(st.block)
+	if b := <-got; !bytes.Equal(b, gif) {
+		t.Fatalf("pixel after the commit: %x", b)
+	}
+	if n := len(st.hitList()); n != 1 {
+		t.Fatalf("%d hits recorded, want 1", n)
+	}
+}
+
 // TestSettledCopiesSkipTheLookup: once a copy is known to have been
 // delivered long ago, its further opens do not read it again; recent copies
 // are read every time (the prefetch window depends on them).

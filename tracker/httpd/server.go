@@ -125,6 +125,11 @@ type Options struct {
 	// WaitForRecord makes the pixel handler call Store.Record (wait for the
 	// commit) even when the store can Enqueue.
 	WaitForRecord bool
+	// CommitFirst answers a genuine pixel GET only after its open is
+	// recorded (with a store whose Enqueue waits for the commit, as
+	// PostgreSQL's does, a process killed mid-load then loses no answered
+	// open); otherwise the pixel is flushed first and recorded after.
+	CommitFirst bool
 	// Metrics is served at /metrics (admin key required) and counts
 	// forged and HEAD pixel and click requests, unknown click links and
 	// purges; nil: no /metrics.
