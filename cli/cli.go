@@ -65,6 +65,7 @@ func commands() []*command {
 		queueCommand(),
 		keysCommand(),
 		purgeCommand(),
+		storeCommand(),
 		reclassifyCommand(),
 		webhooksCommand(),
 		dashboardCommand(),
