@@ -162,7 +162,7 @@ func (s *Store) commit(batch []request) {
 		return
 	}
 	if err != nil {
-		if r := batch[0]; r.hit != nil || r.click != nil {
+		if r := batch[0]; r.hit != nil || r.click != nil { // a batch of one
 			s.dropped.Add(1)
 			s.log.Error("store: hit not stored", "err", err)
 		}
@@ -177,6 +177,9 @@ func (s *Store) commit(batch []request) {
 		}
 		if r.hit != nil && s.opt.OnHit != nil {
 			s.opt.OnHit(out.o, r.hit)
+		}
+		if r.click != nil && s.opt.OnClick != nil {
+			s.opt.OnClick(out.o, r.click)
 		}
 		if r.done != nil {
 			r.done <- result{stored: out.o == store.HitStored && out.err == nil && (r.hit != nil || r.click != nil), err: out.err}
