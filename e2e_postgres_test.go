@@ -246,3 +246,63 @@ func TestPostgresKillLosesNoAnsweredOpen(t *testing.T) {
 		t.Fatalf("%d answered opens are not in the database", lost)
 	}
 }
+
+// TestStoreMigrate: a bbolt database with copies and an open is moved to
+// PostgreSQL with `pixelrelay store migrate --to` (refused while serve
+// holds the file; run twice, the second copies nothing), and serve on
+// store.url shows the same copies and open.
+func TestStoreMigrate(t *testing.T) {
+	c := pgtest.Start(t)
+	url := c.CreateDB(t, "moved")
+	in := newInstance(t, "")
+	in.start()
+	paths := pixelPaths(t, in, 3)
+	if !fetch(in.httpAddr, paths[0], "", "Moved Mail Client") {
+		t.Fatal("pixel fetch failed")
+	}
+	var before struct {
+		Opens []struct {
+			TrackingID string `json:"tracking_id"`
+		} `json:"opens"`
+	}
+	for deadline := time.Now().Add(30 * time.Second); len(before.Opens) == 0 && time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		in.api("/api/opens", &before)
+	}
+	if len(before.Opens) != 1 {
+		t.Fatalf("%d opens before the move", len(before.Opens))
+	}
+	if _, errOut, code := in.cli("store", "migrate", "--to", url); code != 1 || !strings.Contains(errOut, "stop pixelrelay serve first") {
+		t.Fatalf("migrate while serving: exit %d, %q", code, errOut)
+	}
+	if err := in.stop(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	for round, want := range []string{"copied 3 copies (0 were already there), 1 opens", "copied 0 copies (3 were already there)"} {
+		out, errOut, code := in.cli("store", "migrate", "--to", url)
+		if code != 0 || !strings.Contains(out, want) {
+			t.Fatalf("migrate %d: exit %d, %q, %q", round+1, code, out, errOut)
+		}
+	}
+	cfg, err := os.ReadFile(in.cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg = append(cfg, fmt.Sprintf("\n[store]\nurl = %q\n", url)...)
+	if err := os.WriteFile(in.cfgPath, cfg, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	in.start()
+	var after struct {
+		Opens []struct {
+			TrackingID string `json:"tracking_id"`
+			UserAgent  string `json:"user_agent"`
+		} `json:"opens"`
+	}
+	in.api("/api/opens", &after)
+	if len(after.Opens) != 1 || after.Opens[0].TrackingID != before.Opens[0].TrackingID || after.Opens[0].UserAgent != "Moved Mail Client" {
+		t.Fatalf("opens on PostgreSQL: %+v", after.Opens)
+	}
+	if n := psqlInt(t, c, "moved", "SELECT count(*) FROM copies"); n != 3 {
+		t.Fatalf("%d copies in PostgreSQL, want 3", n)
+	}
+}

@@ -49,6 +49,8 @@ func TestEveryCommandTakesJSON(t *testing.T) {
 		case "init": // a new file; nothing left to ask
 			args = []string{"init", "--json", "--config", filepath.Join(t.TempDir(), "init.toml"), "--provider", "outbox",
 				"--base-url", "http://127.0.0.1:8025"}
+		case "store":
+			args = append(args, "schema")
 		case "serve":
 			args = append(args, "--log-level", "nonsense") // stops before serving
 		}

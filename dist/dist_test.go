@@ -132,8 +132,9 @@ with open(sys.argv[1], "rb") as f:
 	}
 }
 
-// TestCaddyfileExposesOnlyThePublicRoutes runs Caddy with dist/Caddyfile
-// and dist/Caddyfile.tracker (the split deployment's public tracker; their
+// TestCaddyfileExposesOnlyThePublicRoutes runs Caddy with dist/Caddyfile,
+// dist/Caddyfile.team (several processes on PostgreSQL) and
+// dist/Caddyfile.tracker (the split deployment's public tracker; their
 // site address and upstream pointed at this test) in front of the real
 // tracker: the pixel goes through, with the client's address, and on the
 // split tracker the relay API too; the dashboard, the admin API, /metrics
@@ -142,7 +143,7 @@ func TestCaddyfileExposesOnlyThePublicRoutes(t *testing.T) {
 	for _, tt := range []struct {
 		file  string
 		relay bool // /relay/ is public
-	}{{"Caddyfile", false}, {"Caddyfile.tracker", true}} {
+	}{{"Caddyfile", false}, {"Caddyfile.tracker", true}, {"Caddyfile.team", false}} {
 		t.Run(tt.file, func(t *testing.T) { caddyPublicRoutes(t, tt.file, tt.relay) })
 	}
 }
@@ -156,7 +157,9 @@ func caddyPublicRoutes(t *testing.T, file string, relay bool) {
 		t.Fatal(err)
 	}
 	cf := strings.Replace(string(src), "track.example.com {", "{\n\tadmin off\n\tauto_https off\n}\n\nhttp://"+front+" {", 1)
-	cf = strings.ReplaceAll(cf, "127.0.0.1:8025", backend)
+	for _, port := range []string{"8025", "8026", "8027"} { // Caddyfile.team: every upstream is the test's
+		cf = strings.ReplaceAll(cf, "127.0.0.1:"+port, backend)
+	}
 	dir := t.TempDir()
 	path := filepath.Join(dir, "Caddyfile")
 	if err := os.WriteFile(path, []byte(cf), 0o644); err != nil {

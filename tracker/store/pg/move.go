@@ -12,7 +12,13 @@ import (
 
 // MoveResult counts what a move copied (and skipped: already there).
 type MoveResult struct {
-	Copies, Skipped, Opens, Clicks, Events, Links, Webhooks int
+	Copies   int `json:"copies"`
+	Skipped  int `json:"skipped"` // already in the database
+	Opens    int `json:"opens"`
+	Clicks   int `json:"clicks"`
+	Events   int `json:"events"`
+	Links    int `json:"links"`
+	Webhooks int `json:"webhook_events"`
 }
 
 // moveChunk is the number of copies written per transaction.
