@@ -107,7 +107,7 @@ func TestConformance(t *testing.T) {
 
 func copyOf(id, rcpt string, queued time.Time) record.Copy {
 	return record.Copy{TrackingID: id, QueueID: "q-" + id, Recipient: rcpt, From: "alice@example.org",
-		Subject: "Subject " + id, MessageID: "<m-" + id + "@example.org>", QueuedAt: queued}
+		Subject: "Subject " + id, MessageID: "<m-" + id + "@example.org>", QueuedAt: queued, Account: "work"}
 }
 
 func must(t *testing.T, err error) {
@@ -143,7 +143,7 @@ func testAddIdempotent(t *testing.T, open func(store.Options) store.DB) {
 	must(t, s.Add([]record.Copy{c}))
 	got, ok, err := s.Copy("aaaa")
 	must(t, err)
-	if !ok || got.Subject != "Subject aaaa" || got.Status != record.StatusQueued {
+	if !ok || got.Subject != "Subject aaaa" || got.Status != record.StatusQueued || got.Account != "work" {
 		t.Fatalf("Copy = %+v %v", got, ok)
 	}
 	if _, ok, _ := s.Copy(record.UntrackedID("q1", "carol@example.org")); ok {

@@ -10,31 +10,6 @@ import (
 // openLink is the dedup table's link for an open (clicks have 0..n).
 const openLink = -1
 
-// hit stores one open unless its copy is unknown, it is a duplicate or
-// its IP is over the limit.
-func (w *txw) hit(h *store.Hit) (store.HitOutcome, error) {
-	if h.At.IsZero() {
-		h.At = w.s.now()
-	}
-	h.At = h.At.UTC()
-	store.ClipHit(h)
-	c, err := w.copy(h.TrackingID)
-	if err != nil {
-		return store.HitFailed, err
-	}
-	if c == nil || !c.Tracked() {
-		return store.HitUnknown, nil
-	}
-	if o, err := w.admit(h.TrackingID, openLink, h.IP, h.UserAgent, h.At); o != store.HitStored || err != nil {
-		return o, err
-	}
-	if err := w.storeOpen(h, c, false); err != nil {
-		return store.HitFailed, err
-	}
-	w.changes = append(w.changes, store.Change{Kind: store.ChangeOpen, TrackingID: h.TrackingID, At: h.At, Bot: h.Bot})
-	return store.HitStored, nil
-}
-
 // admit applies the per-IP limit and dedup to a fetch of copy id's link
 // (openLink for the pixel) and, when it is to be stored, counts it for
 // both: HitStored, HitDuplicate or HitLimited.

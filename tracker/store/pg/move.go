@@ -117,11 +117,11 @@ func queueCopy(b *pgx.Batch, e *store.ExportCopy, res *MoveResult) {
 	}
 	b.Queue(`INSERT INTO copies (key, tracking_id, queue_id, recipient, rcpt, sender, subject, message_id,
 		queued_at, sent_at, done_at, status, last_error, untracked_reason, links_key, opens_total, opens_human,
-		first_human_open, clicks_total, clicks_human, first_human_click)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)`,
+		first_human_open, clicks_total, clicks_human, first_human_click, account)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22)`,
 		e.Key, m.TrackingID, e.Queue, m.Recipient, store.NormAddr(m.Recipient), m.From, m.Subject, m.MessageID,
 		m.QueuedAt.UTC(), m.SentAt, ptr(e.Rec.DoneAt), m.Status, m.LastError, m.UntrackedReason, lk,
-		e.Rec.OpensTotal, e.Rec.OpensHuman, ptr(e.Rec.FirstHumanOpen), e.Rec.ClicksTotal, e.Rec.ClicksHuman, ptr(e.Rec.FirstHumanClick))
+		e.Rec.OpensTotal, e.Rec.OpensHuman, ptr(e.Rec.FirstHumanOpen), e.Rec.ClicksTotal, e.Rec.ClicksHuman, ptr(e.Rec.FirstHumanClick), m.Account)
 	res.Copies++
 	for _, o := range e.Opens {
 		b.Queue(`INSERT INTO opens (copy, at, ip, user_agent, bot, bot_type, proxy, reason, country, city, first, by_click)

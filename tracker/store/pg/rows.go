@@ -28,7 +28,7 @@ type copyRow struct {
 
 // copyCols are the columns scanCopy reads, in order.
 const copyCols = `key, tracking_id, queue_id, recipient, sender, subject, message_id, queued_at, sent_at, done_at,
-	status, last_error, untracked_reason, links_key, opens_total, opens_human, first_human_open,
+	status, last_error, untracked_reason, account, links_key, opens_total, opens_human, first_human_open,
 	clicks_total, clicks_human, first_human_click`
 
 // scanCopy reads one row of copyCols.
@@ -36,7 +36,7 @@ func scanCopy(row pgx.Row) (*copyRow, error) {
 	var c copyRow
 	var sent, done, fho, fhc *time.Time
 	err := row.Scan(&c.Key, &c.TrackingID, &c.QueueID, &c.Recipient, &c.From, &c.Subject, &c.MessageID, &c.QueuedAt,
-		&sent, &done, &c.Status, &c.LastError, &c.UntrackedReason, &c.LinksKey, &c.OpensTotal, &c.OpensHuman, &fho,
+		&sent, &done, &c.Status, &c.LastError, &c.UntrackedReason, &c.Account, &c.LinksKey, &c.OpensTotal, &c.OpensHuman, &fho,
 		&c.ClicksTotal, &c.ClicksHuman, &fhc)
 	if err != nil {
 		return nil, err
@@ -84,7 +84,7 @@ func (c *copyRow) message() store.Message {
 		TrackingID: c.TrackingID, Recipient: c.Recipient, From: c.From, Subject: c.Subject,
 		MessageID: c.MessageID, QueuedAt: c.QueuedAt, SentAt: ptr(c.SentAt),
 		Status: c.Status, LastError: c.LastError,
-		Tracked: c.Tracked(), UntrackedReason: c.UntrackedReason,
+		Tracked: c.Tracked(), UntrackedReason: c.UntrackedReason, Account: c.Account,
 		OpensTotal: c.OpensTotal, OpensHuman: c.OpensHuman, FirstHumanOpen: ptr(c.FirstHumanOpen),
 		Key:         c.Key,
 		ClicksTotal: c.ClicksTotal, ClicksHuman: c.ClicksHuman, FirstHumanClick: ptr(c.FirstHumanClick),
@@ -95,11 +95,11 @@ func (c *copyRow) message() store.Message {
 func insertCopy(ctx context.Context, tx pgx.Tx, c *copyRow) error {
 	_, err := tx.Exec(ctx, `INSERT INTO copies (key, tracking_id, queue_id, recipient, rcpt, sender, subject, message_id,
 		queued_at, sent_at, done_at, status, last_error, untracked_reason, links_key, opens_total, opens_human,
-		first_human_open, clicks_total, clicks_human, first_human_click)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)
+		first_human_open, clicks_total, clicks_human, first_human_click, account)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22)
 		ON CONFLICT (key) DO NOTHING`,
 		c.Key, c.TrackingID, c.QueueID, c.Recipient, store.NormAddr(c.Recipient), c.From, c.Subject, c.MessageID,
 		c.QueuedAt.UTC(), ptr(c.SentAt), ptr(c.DoneAt), c.Status, c.LastError, c.UntrackedReason, c.LinksKey,
-		c.OpensTotal, c.OpensHuman, ptr(c.FirstHumanOpen), c.ClicksTotal, c.ClicksHuman, ptr(c.FirstHumanClick))
+		c.OpensTotal, c.OpensHuman, ptr(c.FirstHumanOpen), c.ClicksTotal, c.ClicksHuman, ptr(c.FirstHumanClick), c.Account)
 	return err
 }

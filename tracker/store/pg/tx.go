@@ -32,12 +32,9 @@ func (s *Store) newTxw(ctx context.Context, tx pgx.Tx) *txw {
 		hooks: s.hooks.events(ctx, tx)}
 }
 
-// apply runs one request.
+// apply runs one request other than a pixel hit (hits: hitsql.go).
 func (w *txw) apply(r *request) (outcome, error) {
 	switch {
-	case r.hit != nil:
-		o, err := w.hit(r.hit)
-		return outcome{o: o}, err
 	case r.click != nil:
 		o, err := w.click(r.click)
 		return outcome{o: o}, err
@@ -171,8 +168,8 @@ func (w *txw) update(u *update) (outcome, error) {
 	return outcome{}, nil
 }
 
-// finish writes the batch's copies and hourly counts.
-func (w *txw) finish() error {
+// writeCopies writes the batch's changed copies.
+func (w *txw) writeCopies() error {
 	var b pgx.Batch
 	for _, c := range w.touched {
 		b.Queue(`UPDATE copies SET sent_at = $2, done_at = $3, status = $4, last_error = $5,
@@ -181,6 +178,18 @@ func (w *txw) finish() error {
 			c.Key, ptr(c.SentAt), ptr(c.DoneAt), c.Status, c.LastError, c.OpensTotal, c.OpensHuman, ptr(c.FirstHumanOpen),
 			c.ClicksTotal, c.ClicksHuman, ptr(c.FirstHumanClick))
 	}
+	if b.Len() == 0 {
+		return nil
+	}
+	return w.tx.SendBatch(w.ctx, &b).Close()
+}
+
+// finish writes the batch's copies and hourly counts.
+func (w *txw) finish() error {
+	if err := w.writeCopies(); err != nil {
+		return err
+	}
+	var b pgx.Batch
 	for h, a := range w.act {
 		b.Queue(`INSERT INTO activity AS a (hour, opens_human, opens_machine, clicks_human, clicks_machine, queued, sent, first_human)
 			VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (hour) DO UPDATE SET

@@ -201,12 +201,24 @@ func (s *Store) commitOnce(batch []request) ([]outcome, []store.Change, []string
 	err := s.write(ctx, func(tx pgx.Tx) error {
 		w = s.newTxw(ctx, tx)
 		clear(outs)
-		for i := range batch {
+		for i := 0; i < len(batch); {
+			if n := hitRun(batch[i:]); n > 0 {
+				os, err := w.hits(batch[i : i+n])
+				if err != nil {
+					return err
+				}
+				for j, o := range os {
+					outs[i+j] = outcome{o: o}
+				}
+				i += n
+				continue
+			}
 			o, err := w.apply(&batch[i])
 			if err != nil {
 				return err
 			}
 			outs[i] = o
+			i++
 		}
 		if err := w.settle(); err != nil {
 			return err
@@ -217,4 +229,13 @@ func (s *Store) commitOnce(batch []request) ([]outcome, []store.Change, []string
 		return outs, nil, nil, err
 	}
 	return outs, w.changes, w.hooks.woken(), nil
+}
+
+// hitRun is the number of pixel hits at the start of rs.
+func hitRun(rs []request) int {
+	n := 0
+	for n < len(rs) && rs[n].hit != nil {
+		n++
+	}
+	return n
 }

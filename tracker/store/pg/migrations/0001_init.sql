@@ -17,6 +17,7 @@ CREATE TABLE copies (
 	status            text NOT NULL,
 	last_error        text NOT NULL DEFAULT '',
 	untracked_reason  text NOT NULL DEFAULT '',
+	account           text NOT NULL DEFAULT '',  -- the upstream account ('' before accounts)
 	links_key         text NOT NULL DEFAULT '',  -- links.owner of its link URLs ('' none)
 	opens_total       integer NOT NULL DEFAULT 0,
 	opens_human       integer NOT NULL DEFAULT 0,
