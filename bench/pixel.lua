@@ -8,11 +8,13 @@ function setup(thread)
 end
 
 local n = 0
+-- WRK_PREFIX tells several wrk processes' agents apart (bench_postgres).
+local prefix = os.getenv("WRK_PREFIX") or ""
 
 function request()
   n = n + 1
   return wrk.format("GET", nil, {
     ["User-Agent"] = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 " ..
-      "(KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36 bench/" .. tostring(tid) .. "." .. n,
+      "(KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36 bench/" .. prefix .. tostring(tid) .. "." .. n,
   })
 end

@@ -23,7 +23,7 @@ export PATH=/usr/local/go/bin:$PATH:/usr/sbin:/sbin
 if [ "$QUICK" = 1 ]; then
   S=2 M=20 R=3 WRK_SECS=1 FILL=2000 BIG=1000000 BIG_RCPTS=10 QN=20
 else
-  S=10 M=1000 R=3 WRK_SECS=10 FILL=1000000 BIG=25000000 BIG_RCPTS=10 QN=200
+  S=10 M=1000 R=3 WRK_SECS=${BENCH_WRK_SECS:-10} FILL=1000000 BIG=25000000 BIG_RCPTS=10 QN=200
 fi
 S=${BENCH_SESSIONS:-$S} M=${BENCH_MESSAGES:-$M}
 # Parallel upstream connections for pixelrelay: Postfix's default
@@ -65,10 +65,12 @@ install_deps() {
 T=""
 BG_PIDS=()
 PF_DIRS=()
+PG_DIR=""
 cleanup() {
   local rc=$? p d
   set +e
   for d in "${PF_DIRS[@]}"; do pf_stop "$d"; done
+  [ -n "$PG_DIR" ] && pg_stop
   for p in "${BG_PIDS[@]}"; do kill "$p" 2>/dev/null; done
   for p in "${BG_PIDS[@]}"; do
     for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
@@ -305,6 +307,9 @@ clicks = ${PX_CLICKS:-true}
 
 [http]
 listen = "127.0.0.1:$PX_HTTP"
+
+[store]
+url = "${PX_STORE:-bolt}"
 CONF
   PIXELRELAY_BENCH_NO_FSYNC=${PX_NOFSYNC:-0} PIXELRELAY_ADMIN_KEY=$ADMIN_KEY "$T/pixelrelay" serve --config "$PX_DIR/config.toml" \
     >>"$PX_DIR/serve.log" 2>&1 &
@@ -489,6 +494,114 @@ bench_tracker() {
   stop_pid "$spid"
 }
 
+# ---------------------------------------------------------------- postgres
+# The pixel on PostgreSQL (store.url): one process, and three processes on
+# one database (a wrk each, their sums), beside bbolt measured the same way
+# (no networks file, wrk -c51 in all). A private cluster under $T, as
+# internal/pgtest starts one (as nobody when run as root).
+PG_BIN="" PG_PORT="" PG_RUN=()
+pg_start() {
+  PG_BIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
+  [ -x "$PG_BIN/initdb" ] || die "postgres: no /usr/lib/postgresql/*/bin/initdb (apt-get install postgresql)"
+  PG_DIR=$T/pg
+  mkdir -p "$PG_DIR"
+  if [ "$(id -u)" = 0 ]; then
+    chown 65534:65534 "$PG_DIR"
+    PG_RUN=(setpriv --reuid=65534 --regid=65534 --clear-groups --)
+  fi
+  (cd / && "${PG_RUN[@]}" "$PG_BIN/initdb" -D "$PG_DIR/data" -U postgres --auth=trust -E UTF8) >"$T/initdb.log" 2>&1 ||
+    die "postgres: initdb failed: $(tail -3 "$T/initdb.log")"
+  PG_PORT=$(ports 1)
+  (cd / && "${PG_RUN[@]}" "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/log" -w -t 60 \
+    -o "-h 127.0.0.1 -p $PG_PORT -k $PG_DIR -c max_connections=200" start) >/dev/null 2>&1 ||
+    die "postgres: pg_ctl start failed: $(tail -3 "$PG_DIR/log")"
+}
+pg_stop() {
+  (cd / && "${PG_RUN[@]}" "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -m fast -w stop) >/dev/null 2>&1
+  PG_DIR=""
+}
+pg_sql() { psql -X -q -A -t -v ON_ERROR_STOP=1 "postgres://postgres@127.0.0.1:$PG_PORT/$1" -c "$2"; }
+
+# wrk_multi NAME URL...: one wrk -t1 -c$((51 / N)) per URL at once, each
+# with its own User-Agent prefix (NAME.wI.: no agent repeats an earlier
+# run's, which dedup would drop); requests and req/s summed, the worst p99.
+wrk_multi() {
+  local name=$1 i=0 u pids=() p
+  shift
+  local c=$((51 / $#))
+  for u in "$@"; do
+    WRK_PREFIX="$name.w$i." wrk -t1 -c"$c" -d"${WRK_SECS}s" --latency -s "$BENCH/pixel.lua" "$u" >"$T/wrk-$name-$i" 2>&1 &
+    pids+=($!)
+    i=$((i + 1))
+  done
+  for p in "${pids[@]}"; do wait "$p" || die "wrk $name failed: $(tail -3 "$T"/wrk-"$name"-*)"; done
+  if cat "$T"/wrk-"$name"-* | grep -q 'Non-2xx'; then die "wrk $name: non-2xx answers"; fi
+  V[rps_$name]=$(cat "$T"/wrk-"$name"-* | awk '/^Requests\/sec:/ { s += $2 } END { printf "%.0f", s }')
+  V[reqs_$name]=$(cat "$T"/wrk-"$name"-* | awk '/requests in/ { s += $1 } END { print s }')
+  V[wp99_$name]=$(cat "$T"/wrk-"$name"-* | awk '$1 == "99%" { print $2 }' | sort -h | tail -1)
+}
+
+# pg_token NAME: starts serve (PX_DIR=$T/px-NAME) and sets PG_TOKEN to a
+# genuine token from a copy it delivered.
+PG_TOKEN=""
+pg_token() {
+  local sport
+  sport=$(ports 1)
+  start_sink "sink-$1" "$sport" dump
+  PX_DIR=$T/px-$1
+  mkdir -p "$PX_DIR"
+  read -r PX_SMTP PX_HTTP < <(ports 2)
+  px_serve "$sport"
+  "$T/pxbench" load -addr "127.0.0.1:$PX_SMTP" -s 1 -m 1 -r 1 -msg "$T/msg.eml" >/dev/null || die "postgres: send failed"
+  "$T/pxbench" sinkwait -out "$T/sink-$1.out" -want 1 -timeout 30s >/dev/null || die "postgres: copy not delivered"
+  stop_pid "$SINK_PID"
+  PG_TOKEN=$("$T/pxbench" token -file "$T/dump/sink-$1" | awk '{ print $2 }') || die "postgres: no pixel in the copy"
+}
+
+bench_postgres() {
+  say "postgres: a private cluster"
+  pg_start
+  pg_sql postgres "CREATE DATABASE bench" || die "postgres: createdb failed"
+  local url="postgres://postgres@127.0.0.1:$PG_PORT/bench" token i first before after pids=() urls=()
+  PX_POLICY=all PX_CLICKS=false
+
+  say "postgres: bbolt, the same way (1 process, wrk -c51)"
+  PX_STORE=bolt
+  pg_token bolt1
+  token=$PG_TOKEN
+  wrk_multi bolt1 "http://127.0.0.1:$PX_HTTP/o/$token.gif"
+  px_stop
+
+  PX_STORE=$url
+  pg_token pg1
+  token=$PG_TOKEN
+  first=$PX_DIR
+  pids+=("$PX_PID")
+  urls+=("http://127.0.0.1:$PX_HTTP/o/$token.gif")
+  say "postgres: 1 process, wrk -c51"
+  wrk_multi pg1 "${urls[0]}"
+  V[opens_pg1]=$(pg_sql bench "SELECT count(*) FROM opens")
+  for i in 2 3; do
+    PX_DIR=$T/px-pg$i
+    mkdir -p "$PX_DIR/data"
+    chmod 700 "$PX_DIR/data"
+    cp "$first/data/secrets.json" "$PX_DIR/data/"
+    read -r PX_SMTP PX_HTTP < <(ports 2)
+    px_serve "$(ports 1)"
+    pids+=("$PX_PID")
+    urls+=("http://127.0.0.1:$PX_HTTP/o/$token.gif")
+  done
+  say "postgres: 3 processes on one database, a wrk -c17 each"
+  before=$(pg_sql bench "SELECT count(*) FROM opens")
+  wrk_multi pg3 "${urls[@]}"
+  after=$(pg_sql bench "SELECT count(*) FROM opens")
+  V[opens_pg3]=$((after - before))
+  V[errs_pg]=$(cat "$T"/px-pg*/serve.log | grep -c 'not stored' || true)
+  for i in "${pids[@]}"; do stop_pid "$i"; done
+  PX_PID="" PX_STORE=bolt
+  pg_stop
+}
+
 # ---------------------------------------------------------------- store
 bench_store() {
   say "store: fill $FILL opens, query through the admin API, purge + compact"
@@ -570,6 +683,14 @@ table() {
   row "click p99 latency" "${V[wp99_cstatic]:-}" "${V[wp99_cpixelrelay]:-}" "-"
   row "requests answered / clicks stored (human)" "-" "${V[reqs_cpixelrelay]:-} / ${V[clicks_stored]:-} (${V[clicks_human]:-})" "-"
   echo
+  row "pixel on PostgreSQL (wrk -c51 in all, answered after commit)" "bbolt" "postgres" "ratio"
+  row "pixel req/s, 1 process" "${V[rps_bolt1]:-}" "${V[rps_pg1]:-}"
+  row "pixel req/s, 3 processes on one database" "${V[rps_bolt1]:-}" "${V[rps_pg3]:-}"
+  row "pixel p99 latency, 1 / 3 processes" "${V[wp99_bolt1]:-}" "${V[wp99_pg1]:-} / ${V[wp99_pg3]:-}" "-"
+  row "requests answered / opens stored, 1 process" "-" "${V[reqs_pg1]:-} / ${V[opens_pg1]:-}" "-"
+  row "requests answered / opens stored, 3 processes" "-" "${V[reqs_pg3]:-} / ${V[opens_pg3]:-}" "-"
+  row "\"hits not stored\" lines in the serve logs" "-" "${V[errs_pg]:-}" "-"
+  echo
   row "store ($FILL opens)" "" "pixelrelay" ""
   row "fill (direct store writes), s" "" "${V[fill_secs]:-}" ""
   row "/api/opens?id= p50 / p99 ms" "" "${V[qid_p50]:-} / ${V[qid_p99]:-}" ""
@@ -623,6 +744,8 @@ goals() {
     "$(check "$(num rps_pixelrelay) >= 0.6 * $(num rps_static)" rps_pixelrelay rps_static)"
   goal "every pixel request stored as an open" \
     "$(check "$(num opens_stored) >= $(num reqs_pixelrelay)" opens_stored reqs_pixelrelay)"
+  goal "PostgreSQL: every answered pixel stored (1 and 3 processes)" \
+    "$(check "$(num opens_pg1) >= $(num reqs_pg1) && $(num opens_pg3) >= $(num reqs_pg3)" opens_pg1 reqs_pg1 opens_pg3 reqs_pg3)"
   goal "accepted msgs/s, 30 links and clicks on, >= 1.8x Postfix" \
     "$(check "$(num acc30_pixelrelay) >= 1.8 * $(num acc30_postfix)" acc30_pixelrelay acc30_postfix)"
   goal "click redirect req/s >= 0.5x static Go server" \
@@ -642,7 +765,7 @@ main() {
   T=$(mktemp -d /tmp/pxbench.XXXXXX)
   chmod 755 "$T" # the postfix user must reach its queue under it
   say "building"
-  local parts=${BENCH_PARTS:-postfix pixelrelay clicks tracker store}
+  local parts=${BENCH_PARTS:-postfix pixelrelay clicks tracker postgres store}
   (cd "$ROOT" && go build -o "$T/pxbench" ./bench/cmd/pxbench &&
     go build -o "$T/staticpixel" ./bench/cmd/staticpixel) || die "build of the bench tools failed"
   if [ "$parts" != postfix ]; then
