@@ -49,3 +49,20 @@ func ClipHit(h *Hit) { clip(h) }
 
 // ClipClick is ClipHit for a click.
 func ClipClick(c *ClickHit) { clipClick(c) }
+
+// Reload tells every subscriber that it missed changes: its next Take
+// reports them dropped, so a live view reloads (another process's changes
+// that were too many to pass on one by one).
+func (f *Feed) Reload() {
+	f.f.mu.Lock()
+	defer f.f.mu.Unlock()
+	for sub := range f.f.subs {
+		sub.mu.Lock()
+		sub.pending, sub.overflow = nil, true
+		sub.mu.Unlock()
+		select {
+		case sub.c <- struct{}{}:
+		default:
+		}
+	}
+}

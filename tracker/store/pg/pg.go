@@ -19,8 +19,8 @@
 // Schema versions are embedded SQL files (migrations/NNNN_name.sql),
 // applied in order under a session advisory lock and recorded in
 // schema_migrations, so several processes starting at once apply each
-// once. Subscribe reports the changes this process commits (live views of
-// another process's dashboard update on their next poll). The webhook
+// once. Subscribe reports the changes every process commits (LISTEN and
+// NOTIFY, notify.go). The webhook
 // outbox has one sender per endpoint across processes: the process holding
 // the endpoint's session advisory lock. The split deployment's methods
 // (Register, RelayFeed, ...) are not supported with PostgreSQL yet.
@@ -67,10 +67,13 @@ type Store struct {
 	stop   chan struct{}
 	done   chan struct{}
 
-	feed      store.Feed
-	hooks     hookOwner
-	purgeMu   sync.Mutex
-	closeOnce sync.Once
+	feed       store.Feed
+	node       string             // this process, in notifications (notify.go)
+	stopListen context.CancelFunc // ends listen
+	listening  chan struct{}      // closed when listen has ended
+	hooks      hookOwner
+	purgeMu    sync.Mutex
+	closeOnce  sync.Once
 }
 
 // Open connects to the database at url, applies the schema migrations it
@@ -112,6 +115,10 @@ func Open(ctx context.Context, url string, opt store.Options) (*Store, error) {
 		in: make(chan request, opt.QueueSize), stop: make(chan struct{}), done: make(chan struct{})}
 	s.hooks.s = s
 	s.SetLimits(opt.DedupWindow, opt.IPHourlyLimit)
+	s.node, s.listening = newNode(), make(chan struct{})
+	lctx, cancel := context.WithCancel(context.Background())
+	s.stopListen = cancel
+	go s.listen(lctx)
 	go s.writer()
 	return s, nil
 }
@@ -132,7 +139,7 @@ func (s *Store) SetLimits(dedup time.Duration, ipHourly int) {
 	s.ipHourly.Store(int64(ipHourly))
 }
 
-// Subscribe receives the changes this process commits.
+// Subscribe receives the changes every process commits.
 func (s *Store) Subscribe() *store.Subscription { return s.feed.Subscribe() }
 
 // Close commits what is waiting, stops the writer and the webhook lock
@@ -144,6 +151,8 @@ func (s *Store) Close() error {
 		s.sendMu.Unlock()
 		close(s.stop)
 		<-s.done
+		s.stopListen()
+		<-s.listening
 		s.purgeMu.Lock()
 		defer s.purgeMu.Unlock()
 		s.hooks.close()

@@ -41,6 +41,7 @@ func TestShared(t *testing.T) {
 	t.Run("LimitAcrossProcesses", func(t *testing.T) { testLimitAcross(t, c) })
 	t.Run("OneWebhookSender", func(t *testing.T) { testOneSender(t, c) })
 	t.Run("MoveFromBolt", func(t *testing.T) { testMoveFromBolt(t, c) })
+	t.Run("LiveAcrossProcesses", func(t *testing.T) { testLiveAcross(t, c) })
 }
 
 // testMigrationsOnce: eight processes open a new database at once, and
@@ -285,5 +286,62 @@ func testMoveFromBolt(t *testing.T, c *pgtest.Cluster) {
 		if fmt.Sprint(ca) != fmt.Sprint(cb) {
 			t.Fatalf("Clicks(%+v) differ:\nbolt %v\npg   %v", q, ca, cb)
 		}
+	}
+}
+
+// testLiveAcross: a subscriber of one process gets the open another
+// process stored, and its own process's changes once, not twice.
+func testLiveAcross(t *testing.T, c *pgtest.Cluster) {
+	url := c.CreateDB(t, "live")
+	a := openPG(t, url, store.Options{})
+	b := openPG(t, url, store.Options{})
+	sub := b.Subscribe()
+	defer sub.Close()
+	now := time.Now().UTC()
+	if err := a.Add([]record.Copy{copyOf("lv", "bob@example.org", now)}); err != nil {
+		t.Fatal(err)
+	}
+	// b's LISTEN may start a moment after Open: record until it hears.
+	var got []store.Change
+	for i := 0; len(got) == 0; i++ {
+		if i == 200 {
+			t.Fatal("no change from the other process within 20s")
+		}
+		if _, err := a.Record(store.Hit{TrackingID: "lv", At: now, IP: "192.0.2.1", UserAgent: fmt.Sprint("agent ", i)}); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case <-sub.C:
+			changes, _ := sub.Take()
+			for _, ch := range changes {
+				if ch.Kind == store.ChangeOpen && ch.TrackingID == "lv" {
+					got = append(got, ch)
+				}
+			}
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	sub.Take()
+	if _, err := b.Record(store.Hit{TrackingID: "lv", At: now, IP: "192.0.2.2", UserAgent: "own"}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.After(10 * time.Second)
+	n := 0
+	for n == 0 {
+		select {
+		case <-sub.C:
+			changes, _ := sub.Take()
+			for _, ch := range changes {
+				if ch.Kind == store.ChangeOpen {
+					n++
+				}
+			}
+		case <-deadline:
+			t.Fatal("no change for b's own open")
+		}
+	}
+	time.Sleep(500 * time.Millisecond) // a copy from its own notification would arrive by now
+	if changes, _ := sub.Take(); n+len(changes) != 1 {
+		t.Fatalf("b's own open reported %d times", n+len(changes))
 	}
 }

@@ -223,7 +223,10 @@ func (s *Store) commitOnce(batch []request) ([]outcome, []store.Change, []string
 		if err := w.settle(); err != nil {
 			return err
 		}
-		return w.finish()
+		if err := w.finish(); err != nil {
+			return err
+		}
+		return s.notify(ctx, tx, w.changes)
 	})
 	if err != nil {
 		return outs, nil, nil, err
