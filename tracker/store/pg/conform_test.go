@@ -433,10 +433,24 @@ func testList(t *testing.T, open func(store.Options) store.DB) {
 	var cs []record.Copy
 	for i := range 5 {
 		cs = append(cs, copyOf(fmt.Sprintf("l%d", i), fmt.Sprintf("user%d@example.org", i), t0.Add(time.Duration(i)*time.Minute)))
+		cs[i].Links = []string{"https://example.org/a"}
 	}
 	must(t, s.Add(cs))
 	must(t, s.Update("l1", record.StatusFailed, "550 no", t0.Add(time.Hour)))
-	page, err := s.List(store.ListQuery{Limit: 2})
+	for _, h := range []store.ClickHit{
+		{TrackingID: "l2", Link: 1, At: t0.Add(time.Hour), IP: "192.0.2.1", UserAgent: "A", Reason: "human"},
+		{TrackingID: "l3", Link: 1, At: t0.Add(time.Hour), IP: "192.0.2.2", UserAgent: "B", Bot: true, BotType: "scanner", Reason: "test"},
+	} {
+		if ok, err := s.RecordClick(h); err != nil || !ok {
+			t.Fatalf("click %+v: %v %v", h, ok, err)
+		}
+	}
+	page, err := s.List(store.ListQuery{Filter: store.FilterClicked})
+	must(t, err)
+	if len(page.Messages) != 1 || page.Messages[0].TrackingID != "l2" {
+		t.Fatalf("clicked by a person = %+v", page)
+	}
+	page, err = s.List(store.ListQuery{Limit: 2})
 	must(t, err)
 	if len(page.Messages) != 2 || page.Messages[0].TrackingID != "l4" || page.Next == nil {
 		t.Fatalf("page 1 = %+v", page)

@@ -108,6 +108,8 @@ func (s *Store) List(q store.ListQuery) (store.ListPage, error) {
 	switch q.Filter {
 	case store.FilterOpened:
 		w.conds = append(w.conds, "opens_human > 0")
+	case store.FilterClicked:
+		w.conds = append(w.conds, "clicks_human > 0")
 	case store.FilterUnopened:
 		w.conds = append(w.conds, "opens_human = 0 AND untracked_reason = '' AND status = 'sent'")
 	case store.FilterPending:
