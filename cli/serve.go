@@ -258,7 +258,7 @@ func serve(flagPath string, trackerOnly bool, log *slog.Logger) error {
 		SentFolder: sent.counts,
 	}
 	sp.httpOptions(&hopt, st, current)
-	hopt.CommitFirst = cfg.StorePostgres() // answered opens are committed
+	hopt.CommitFirst = cfg.StorePostgres() // answered opens and clicks are committed
 	web := httpd.New(hopt)
 	lns.http.serve = web.Serve
 

@@ -68,6 +68,10 @@ func (s *Server) click(w http.ResponseWriter, r *http.Request) {
 	if ok && r.Method == http.MethodHead {
 		s.opt.Metrics.ClickHead()
 	}
+	first := ok && s.opt.CommitFirst && r.Method == http.MethodGet
+	if first {
+		s.recordClick(r, id, link, sentAt) // committed before the answer
+	}
 	h := w.Header()
 	h["Cache-Control"] = hdrNoStore
 	h["Referrer-Policy"] = hdrNoRef
@@ -90,7 +94,7 @@ func (s *Server) click(w http.ResponseWriter, r *http.Request) {
 			w.Write(notFoundPage)
 		}
 	}
-	if !ok {
+	if !ok || first {
 		return
 	}
 	if r.Method == http.MethodHead {

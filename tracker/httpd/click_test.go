@@ -268,3 +268,22 @@ func TestAPIClicksQueries(t *testing.T) {
 		t.Fatalf("/api/clicks without the key: %d", resp.StatusCode)
 	}
 }
+
+// TestClickCommitFirst: with CommitFirst (PostgreSQL) the redirect is
+// sent only after the click is stored: it is there the moment the 302
+// arrives.
+func TestClickCommitFirst(t *testing.T) {
+	f := newClickFixture(t)
+	f.srv.opt.CommitFirst, f.srv.enq = true, nil
+	resp, _ := f.get("GET", "/c/"+f.links[1], uaTB)
+	if resp.StatusCode != http.StatusFound {
+		t.Fatalf("GET: %d", resp.StatusCode)
+	}
+	cs, err := f.st.Clicks(store.ClickQuery{ID: f.id})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cs) != 1 {
+		t.Fatalf("%d clicks stored when the redirect arrived, want 1", len(cs))
+	}
+}

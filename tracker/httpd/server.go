@@ -125,8 +125,8 @@ type Options struct {
 	// WaitForRecord makes the pixel handler call Store.Record (wait for the
 	// commit) even when the store can Enqueue.
 	WaitForRecord bool
-	// CommitFirst answers a genuine pixel GET only after its open is
-	// recorded (with a store whose Enqueue waits for the commit, as
+	// CommitFirst answers a genuine pixel or click GET only after its open
+	// or click is recorded (with a store whose Enqueue waits for the commit, as
 	// PostgreSQL's does, a process killed mid-load then loses no answered
 	// open); otherwise the pixel is flushed first and recorded after.
 	CommitFirst bool
