@@ -3,7 +3,6 @@ package deliver
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -193,24 +192,13 @@ func newSettings(u config.Upstream, account, helo, envPW, dataDir string) (*sett
 	return st, nil
 }
 
-// tlsConfig verifies the server name against the system roots plus caFile.
+// tlsConfig verifies the server name against the system roots plus
+// upstream.ca_file.
 func tlsConfig(host, caFile string) (*tls.Config, error) {
-	tc := &tls.Config{ServerName: host, MinVersion: tls.VersionTLS12}
-	if caFile == "" {
-		return tc, nil
-	}
-	pool, err := x509.SystemCertPool()
+	tc, err := config.ClientTLS(host, caFile)
 	if err != nil {
-		pool = x509.NewCertPool()
+		return nil, fmt.Errorf("upstream.%w", err)
 	}
-	pem, err := os.ReadFile(caFile)
-	if err != nil {
-		return nil, fmt.Errorf("upstream.ca_file: %w", err)
-	}
-	if !pool.AppendCertsFromPEM(pem) {
-		return nil, fmt.Errorf("upstream.ca_file %s: no PEM certificate found", caFile)
-	}
-	tc.RootCAs = pool
 	return tc, nil
 }
 
@@ -671,96 +659,4 @@ func allASCII(ss []string) bool {
 		}
 	}
 	return true
-}
-
-// timeoutConn gives every write a deadline (go-smtp's client leaves the
-// message data without one) and, while clampTo > 0, shortens the deadlines
-// go-smtp sets to at most clampTo from now (its default of 5 minutes
-// applies before its timeouts can be configured, and QUIT should not wait
-// long).
-//
-// It also coalesces writes: go-smtp's client writes the message through a
-// 4 KB buffer, one write system call per 4 KB. Writes are kept in wbuf and
-// sent when it is full or before the next read: an SMTP client always reads
-// the reply to what it wrote, so nothing waits in wbuf while the client
-// waits for the server. A write error shows at the next write or read.
-type timeoutConn struct {
-	net.Conn
-	timeout time.Duration
-
-	mu      sync.Mutex
-	clampTo time.Duration
-
-	wbuf []byte // written, not sent yet; only the client's goroutine uses it
-	werr error  // sticky error of a send
-}
-
-// writeBufSize holds a typical copy (50 KB newsletter) in one send.
-const writeBufSize = 64 << 10
-
-func (c *timeoutConn) clamp(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.clampTo = d
-}
-
-func (c *timeoutConn) limit(t time.Time) time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.clampTo > 0 {
-		if max := time.Now().Add(c.clampTo); t.IsZero() || t.After(max) {
-			return max
-		}
-	}
-	return t
-}
-
-func (c *timeoutConn) SetDeadline(t time.Time) error     { return c.Conn.SetDeadline(c.limit(t)) }
-func (c *timeoutConn) SetReadDeadline(t time.Time) error { return c.Conn.SetReadDeadline(c.limit(t)) }
-
-func (c *timeoutConn) Write(b []byte) (int, error) {
-	if c.werr != nil {
-		return 0, c.werr
-	}
-	if len(c.wbuf)+len(b) > writeBufSize {
-		if err := c.flush(); err != nil {
-			return 0, err
-		}
-	}
-	if len(b) >= writeBufSize {
-		return c.send(b)
-	}
-	if c.wbuf == nil {
-		c.wbuf = make([]byte, 0, writeBufSize)
-	}
-	c.wbuf = append(c.wbuf, b...)
-	return len(b), nil
-}
-
-// Read sends what was written before waiting for the reply.
-func (c *timeoutConn) Read(b []byte) (int, error) {
-	if err := c.flush(); err != nil {
-		return 0, err
-	}
-	return c.Conn.Read(b)
-}
-
-func (c *timeoutConn) flush() error {
-	if c.werr != nil || len(c.wbuf) == 0 {
-		return c.werr
-	}
-	_, err := c.send(c.wbuf)
-	c.wbuf = c.wbuf[:0]
-	return err
-}
-
-func (c *timeoutConn) send(b []byte) (int, error) {
-	if c.timeout > 0 {
-		c.Conn.SetWriteDeadline(c.limit(time.Now().Add(c.timeout)))
-	}
-	n, err := c.Conn.Write(b)
-	if err != nil {
-		c.werr = err
-	}
-	return n, err
 }

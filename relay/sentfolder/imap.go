@@ -3,20 +3,19 @@ package sentfolder
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
 	"log"
 	"net"
 	"net/url"
-	"os"
 	"strings"
 	"time"
 
 	"github.com/emersion/go-imap"
 	"github.com/emersion/go-imap/client"
 
+	"pixelrelay/config"
 	"pixelrelay/relay/oauth"
 )
 
@@ -155,23 +154,7 @@ func signIn(ctx context.Context, c *client.Client, a Account) error {
 
 // tlsConfig verifies the server name against the system roots plus caFile.
 func tlsConfig(host, caFile string) (*tls.Config, error) {
-	tc := &tls.Config{ServerName: host, MinVersion: tls.VersionTLS12}
-	if caFile == "" {
-		return tc, nil
-	}
-	pool, err := x509.SystemCertPool()
-	if err != nil {
-		pool = x509.NewCertPool()
-	}
-	pem, err := os.ReadFile(caFile)
-	if err != nil {
-		return nil, fmt.Errorf("ca_file: %w", err)
-	}
-	if !pool.AppendCertsFromPEM(pem) {
-		return nil, fmt.Errorf("ca_file %s: no PEM certificate found", caFile)
-	}
-	tc.RootCAs = pool
-	return tc, nil
+	return config.ClientTLS(host, caFile)
 }
 
 // Mailboxes are the ones a replacement works in ("" when there is none).
