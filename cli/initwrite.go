@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"pixelrelay/config"
+
+	"pixelrelay/internal/atomicfile"
 )
 
 // setupFiles are the files init writes; "" = none.
@@ -47,7 +49,7 @@ func writeSetup(path string, a *answers) (setupFiles, error) {
 		}
 		return f, err
 	}
-	if err := writeAtomic(path, []byte(text), 0o644); err != nil {
+	if err := atomicfile.Write(path, []byte(text), 0o644); err != nil {
 		return f, fmt.Errorf("writing %s: %w", displayPath(path), err)
 	}
 	return f, removeUnused(path, f)
@@ -60,7 +62,7 @@ func writeSecret(configPath, kind, secret string) (string, error) {
 		return "", nil
 	}
 	p := secretPath(configPath, kind)
-	if err := writeAtomic(p, []byte(secret+"\n"), 0o600); err != nil {
+	if err := atomicfile.Write(p, []byte(secret+"\n"), 0o600); err != nil {
 		return "", fmt.Errorf("writing %s: %w", displayPath(p), err)
 	}
 	return p, nil
@@ -76,38 +78,6 @@ func removeUnused(configPath string, f setupFiles) error {
 		if err := os.Remove(secretPath(configPath, kind)); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return err
 		}
-	}
-	return nil
-}
-
-// writeAtomic replaces path with data (mode perm): a temporary file in
-// the same directory, synced, renamed over path.
-func writeAtomic(path string, data []byte, perm os.FileMode) error {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, ".init-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name())
-	err = f.Chmod(perm)
-	if err == nil {
-		_, err = f.Write(data)
-	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(f.Name(), path)
-	}
-	if err != nil {
-		return err
-	}
-	if d, err := os.Open(dir); err == nil {
-		d.Sync()
-		d.Close()
 	}
 	return nil
 }

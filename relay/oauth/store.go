@@ -9,6 +9,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"pixelrelay/internal/atomicfile"
 )
 
 // stored is the token file: what Login saved (and a refresh that rotated
@@ -117,32 +119,5 @@ func writeJSON(path string, v any) error {
 	if err := os.MkdirAll(d, 0o700); err != nil {
 		return err
 	}
-	f, err := os.CreateTemp(d, ".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name())
-	_, err = f.Write(append(b, '\n'))
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return err
-	}
-	if err := os.Rename(f.Name(), path); err != nil {
-		return err
-	}
-	return syncDir(d)
-}
-
-func syncDir(d string) error {
-	f, err := os.Open(d)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	return f.Sync()
+	return atomicfile.Write(path, append(b, '\n'), 0o600)
 }
